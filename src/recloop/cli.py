@@ -1,0 +1,240 @@
+"""The ``recloop`` command.
+
+Heavy libraries (pandas, torch) are imported inside commands, so ``recloop --help`` is fast
+and never imports torch. Errors that users cause are printed as one line (``error: ...``)
+with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="recloop",
+    help="Large models and reinforcement learning for recommendation, compared side by side.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of every stochastic part.")]
+Data = Annotated[
+    str,
+    typer.Option("--data", "-d", help="Built-in name (ml-100k, ml-1m), MovieLens folder, or CSV/Parquet file."),
+]
+Split = Annotated[str, typer.Option("--split", help="loo (chronological leave-one-out) or temporal.")]
+MinUser = Annotated[int, typer.Option("--min-user", help="k-core: drop users with fewer interactions (0: off).")]
+MinItem = Annotated[int, typer.Option("--min-item", help="k-core: drop items with fewer interactions (0: off).")]
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _params(items: list[str] | None) -> dict[str, str]:
+    from recloop.errors import ConfigError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--param takes NAME=VALUE, got {item!r} (e.g. --param l2=200)")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+@data_app.command("info")
+def data_info(
+    name: Annotated[str, typer.Argument(help="ml-100k, ml-1m, a MovieLens folder or a CSV/Parquet file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Print a dataset's counts and summary statistics."""
+    from recloop.data import load_dataset
+
+    stats = load_dataset(name).stats()
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"dataset {stats['name']}", show_header=False)
+    for k, v in stats.items():
+        if k == "name":
+            continue
+        t.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    _console().print(t)
+
+
+@app.command("models")
+def models() -> None:
+    """List the registered models and their options."""
+    from recloop.config import describe
+    from recloop.models import available_models, get_model
+
+    for name in available_models():
+        cls = get_model(name)
+        typer.echo(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        for field, default, help_ in describe(cls.Config):
+            typer.echo(f"    {field} = {default}    {help_}")
+
+
+@app.command("train")
+def train(
+    model: Annotated[str, typer.Argument(help="Model name (see `recloop models`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],
+    data: Data = "ml-100k",
+    seed: Seed = 0,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Model option NAME=VALUE (repeatable).")
+    ] = None,
+    split: Split = "loo",
+    min_user: MinUser = 0,
+    min_item: MinItem = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Fit a model, evaluate it on validation and test, and save a run directory."""
+    from recloop.runs import RunSpec, train_run
+
+    spec = RunSpec(model=model, data=data, seed=seed, split=split, params=_params(param),
+                   min_user=min_user, min_item=min_item)  # fmt: skip
+    res = train_run(spec, out, progress=not quiet)
+    _print_metrics(res["metrics"], title=f"{model} on {data} (seed {seed})")
+    typer.echo(f"saved {out}")
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("metric")
+    for stage in ("valid", "test"):
+        t.add_column(stage)
+    names = [m for m in metrics["test"]["all"] if "@10" in m]
+    for m in names:
+        cells = []
+        for stage in ("valid", "test"):
+            c = metrics[stage]["all"][m]
+            cells.append(f"{c['mean']:.4f} ± {(c['high'] - c['low']) / 2:.4f}")
+        t.add_row(m, *cells)
+    for m in ("coverage@10",):
+        t.add_row(m, *(f"{metrics[s]['beyond'][m]:.4f}" for s in ("valid", "test")))
+    if "fit_s" in metrics:
+        t.add_row("fit seconds", f"{metrics['fit_s']:.2f}", "")
+    _console().print(t)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `recloop train`.")],
+    quiet: Quiet = False,
+) -> None:
+    """Re-evaluate a saved run on its split (validation and test) and print the metrics."""
+    from recloop.eval.protocol import evaluate
+    from recloop.models import Recommender
+    from recloop.runs import prepare_data, read_run, spec_of
+
+    run = read_run(run_dir)
+    spec = spec_of(run["config"])
+    _, split = prepare_data(spec)
+    model = Recommender.load(run_dir / "model")
+    results = {s: evaluate(model, split, s, ks=spec.ks, progress=not quiet).to_dict() for s in ("valid", "test")}
+    _print_metrics(results, title=f"{spec.model} on {spec.data} (seed {spec.seed})")
+
+
+@app.command("recommend")
+def recommend(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `recloop train`.")],
+    user: Annotated[str, typer.Option("--user", "-u", help="External user id.")],
+    k: Annotated[int, typer.Option("-k", help="Number of items.")] = 10,
+    include_seen: Annotated[bool, typer.Option("--include-seen", help="Allow items the user already has.")] = False,
+) -> None:
+    """Print a user's top-k items with titles."""
+    from recloop.data.vocab import Vocabulary
+    from recloop.errors import ConfigError
+    from recloop.models import Recommender
+    from recloop.runs import read_run
+
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1, got {k}")
+    run = read_run(run_dir)
+    users = Vocabulary(run["vocab"]["users"], name="user")
+    titles = run["vocab"]["titles"]
+    item_ids = run["vocab"]["items"]
+    model = Recommender.load(run_dir / "model")
+    u = users.index([user])
+    items, scores = model.recommend(u, k, exclude_seen=not include_seen)
+    typer.echo(f"top {k} for user {user} ({run['config']['model']} on {run['config']['data']}):")
+    for rank, (i, s) in enumerate(zip(items[0], scores[0], strict=True), 1):
+        if i < 0:
+            break
+        typer.echo(f"{rank:3d}. {titles[i]}  [item {item_ids[i]}, score {s:.4f}]")
+
+
+@app.command("compare")
+def compare_cmd(
+    data: Data = "ml-100k",
+    models_: Annotated[
+        str, typer.Option("--models", "-m", help="Comma-separated model names.")
+    ] = "random,pop,markov,itemknn,ease,bpr",
+    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0",
+    baseline: Annotated[str, typer.Option("--baseline", help="Method the others are tested against.")] = "pop",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for run directories and results.csv.")] = None,
+    split: Split = "loo",
+    min_user: MinUser = 0,
+    min_item: MinItem = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Train and evaluate several models side by side on one dataset and print a table."""
+    from recloop.compare import compare, markdown, summary_table
+    from recloop.errors import ConfigError
+    from recloop.models import get_model
+    from recloop.runs import RunSpec
+
+    names = [m.strip() for m in models_.split(",") if m.strip()]
+    for n in names:
+        get_model(n)  # fail before any work on an unknown name
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+    if not names or not seed_list:
+        raise ConfigError("--models and --seeds must name at least one model and one seed")
+    base = RunSpec(model=names[0], data=data, split=split, min_user=min_user, min_item=min_item)
+    tidy, per_user = compare(base, names, seed_list, out=out, progress=not quiet)
+    table = summary_table(tidy, per_user, baseline=baseline if baseline in names else None)
+    text = markdown(table, baseline)
+    typer.echo(f"\n{data}, {split} split, test users, seeds {seed_list}: mean [95% CI]\n")
+    typer.echo(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        tidy.to_csv(out / "results.csv", index=False)
+        (out / "summary.md").write_text(text + "\n")
+        typer.echo(f"\nwrote {out / 'results.csv'} and {out / 'summary.md'}")
+
+
+def main() -> None:
+    """Entry point: run the app, printing recloop errors as one line."""
+    from recloop.errors import RecloopError
+
+    try:
+        app()
+    except RecloopError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

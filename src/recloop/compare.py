@@ -1,0 +1,153 @@
+"""Side-by-side comparison of several models on one dataset, split and set of seeds.
+
+Every model sees the same split and is evaluated by the same protocol. The table shows the
+mean over users (averaged over seeds) with a 95% interval, and a paired test against a
+baseline on the same users, Holm-corrected over the compared models.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recloop.config import config_hash
+from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
+from recloop.progress import track
+from recloop.runs import RunSpec, git_sha, machine, prepare_data, train_run
+
+TIDY_COLUMNS = ["benchmark", "dataset", "method", "variant", "seed", "split", "metric", "value",
+                "ci_low", "ci_high", "n", "git_sha", "config_hash", "machine"]  # fmt: skip
+TABLE_METRICS = ("hr@10", "ndcg@10", "mrr@10", "ndcg@10_pos", "coverage@10")
+
+
+def compare(
+    base: RunSpec,
+    models: list[str],
+    seeds: list[int],
+    out: str | Path | None = None,
+    benchmark: str = "compare",
+    progress: bool = True,
+    params: dict[str, dict[str, Any]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and evaluate ``models × seeds`` on ``base.data`` with one split.
+
+    Args:
+        base: data, split, ks and k-core options shared by every run.
+        models: registered model names.
+        seeds: seeds; each (model, seed) is one run.
+        out: if given, every run's directory is kept under ``out/<model>-s<seed>``.
+        benchmark: the ``benchmark`` column of the tidy rows.
+        progress: progress bars.
+        params: per-model options.
+
+    Returns:
+        ``(rows, per_user)``: tidy rows (one figure a row, test and valid, plus ``fit_s``
+        and ``eval_s``) and the per-user test metrics of every run.
+    """
+    data = prepare_data(base)
+    sha, host = git_sha(), machine()
+    rows: list[dict[str, Any]] = []
+    per_user: list[pd.DataFrame] = []
+    cells = [(m, s) for m in models for s in seeds]
+    for name, seed in track(cells, len(cells), "compare", progress):
+        spec = replace(base, model=name, seed=seed, params=dict((params or {}).get(name, {})))
+        run_dir = Path(out) / f"{name}-s{seed}" if out is not None else None
+        res = train_run(spec, run_dir, progress=False, data=data)
+        labels = {"benchmark": benchmark, "dataset": base.data, "method": name, "variant": "",
+                  "seed": seed, "git_sha": sha, "config_hash": config_hash(res["config"]),
+                  "machine": host}  # fmt: skip
+        for stage in ("valid", "test"):
+            rows.extend(res[stage].tidy(**labels))
+        rows.append({**labels, "split": "train", "metric": "fit_s", "value": res["metrics"]["fit_s"]})
+        rows.append({**labels, "split": "test", "metric": "eval_s", "value": res["test"].eval_s})
+        pu = res["test"].per_user
+        per_user.append(pu.assign(method=name, seed=seed))
+    tidy = pd.DataFrame(rows).reindex(columns=TIDY_COLUMNS)
+    return tidy, pd.concat(per_user, ignore_index=True)
+
+
+def summary_table(
+    tidy: pd.DataFrame,
+    per_user: pd.DataFrame,
+    baseline: str | None = None,
+    metrics: tuple[str, ...] = TABLE_METRICS,
+    test_metric: str = "ndcg@10",
+) -> pd.DataFrame:
+    """One row per method: test metrics (mean over seeds of the user means) with 95% CIs,
+    fit/eval seconds, and a paired test of ``test_metric`` against ``baseline``.
+
+    The paired test averages each user's metric over seeds, pairs users across the two
+    methods, and reports the Wilcoxon and t-test p-values, Holm-corrected across methods.
+    """
+    test = tidy[tidy["split"].isin(["test", "train"])]
+    out = []
+    for method, g in test.groupby("method", sort=False):
+        row: dict[str, Any] = {"method": method, "seeds": g["seed"].nunique()}
+        for m in (*metrics, "fit_s", "eval_s"):
+            vals = g[g["metric"] == m]
+            if len(vals) == 0:
+                continue
+            row[m] = vals["value"].mean()
+            if m not in ("fit_s", "eval_s", "coverage@10") and len(vals) == 1:
+                row[f"{m}_ci"] = (vals["ci_low"].iloc[0], vals["ci_high"].iloc[0])
+            elif len(vals) > 1:
+                ci = mean_ci(vals["value"].to_numpy())
+                row[f"{m}_ci"] = (ci.low, ci.high)
+        out.append(row)
+    table = pd.DataFrame(out)
+    if baseline is not None and baseline in set(per_user["method"]):
+        allu = per_user[per_user["group"] == "all"]
+        means = allu.groupby(["method", "user"])[test_metric].mean().unstack(0)
+        pvals, diffs = {}, {}
+        for method in table["method"]:
+            if method == baseline:
+                continue
+            pt = paired_test(means[method].to_numpy(), means[baseline].to_numpy())
+            pvals[method] = (pt.wilcoxon_pvalue, pt.t_pvalue)
+            diffs[method] = pt.mean_diff
+        if pvals:
+            names = list(pvals)
+            adj_w = holm_bonferroni([pvals[n][0] for n in names])
+            adj_t = holm_bonferroni([pvals[n][1] for n in names])
+            table[f"diff_vs_{baseline}"] = table["method"].map(diffs)
+            table["p_wilcoxon_holm"] = table["method"].map(dict(zip(names, adj_w, strict=True)))
+            table["p_ttest_holm"] = table["method"].map(dict(zip(names, adj_t, strict=True)))
+    return table
+
+
+def markdown(table: pd.DataFrame, baseline: str | None = None) -> str:
+    """Render :func:`summary_table` as a Markdown table (mean [95% CI])."""
+    metric_cols = [c for c in table.columns if c in (*TABLE_METRICS, "fit_s", "eval_s")]
+    head = ["method", *metric_cols]
+    has_p = "p_wilcoxon_holm" in table
+    if has_p:
+        head += [f"Δndcg@10 vs {baseline}", "p (Wilcoxon, Holm)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        cells = [str(r["method"])]
+        for m in metric_cols:
+            v = r[m]
+            if m in ("fit_s", "eval_s"):
+                cells.append(f"{v:.2f}")
+                continue
+            ci = r.get(f"{m}_ci")
+            if isinstance(ci, tuple) and np.isfinite(ci[0]):
+                cells.append(f"{v:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]")
+            else:
+                cells.append(f"{v:.4f}")
+        if has_p:
+            d, p = r.get(f"diff_vs_{baseline}"), r.get("p_wilcoxon_holm")
+            cells.append("—" if pd.isna(d) else f"{d:+.4f}")
+            cells.append("—" if pd.isna(p) else (f"{p:.1e}" + (" *" if p < 0.05 else "")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def timestamp() -> str:
+    """UTC time for report headers."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

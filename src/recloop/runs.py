@@ -1,0 +1,223 @@
+"""Run directories: one folder per trained model with everything needed to trust and reuse it.
+
+A run directory holds:
+
+* ``config.json`` — the resolved configuration (model options, data, split, seed), the git
+  sha, the recloop version, the machine and a config hash;
+* ``metrics.json`` — validation and test metrics (means with 95% intervals), fit and
+  evaluation times;
+* ``per_user_test.csv`` — per-user test metrics, for paired comparisons;
+* ``vocab.json`` — external user/item ids and item titles (so ``recommend`` needs no data);
+* ``model/`` — the checkpoint (``model.json`` + ``model.safetensors``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recloop import __version__
+from recloop.config import config_dict, config_hash
+from recloop.errors import CheckpointError, ConfigError
+
+SPLITS = ("loo", "temporal")
+
+
+def git_sha() -> str:
+    """The current commit of the recloop checkout (``+dirty`` if modified), or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    """A short description of this machine for provenance columns."""
+    return f"{platform.machine()}-{os.cpu_count()}cpu"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a training run does.
+
+    Attributes:
+        model: registered model name (``recloop models`` lists them).
+        data: built-in dataset name, MovieLens folder, or CSV/Parquet path.
+        seed: seed of every stochastic part (model initialisation, sampling).
+        split: ``loo`` (chronological leave-one-out) or ``temporal`` (global time cut).
+        params: model options (unknown names are errors).
+        ks: ranking cut-offs.
+        min_user: k-core filter: minimum interactions per user (0: no filtering).
+        min_item: k-core filter: minimum interactions per item (0: no filtering).
+    """
+
+    model: str
+    data: str = "ml-100k"
+    seed: int = 0
+    split: str = "loo"
+    params: dict[str, Any] = field(default_factory=dict)
+    ks: tuple[int, ...] = (5, 10, 20)
+    min_user: int = 0
+    min_item: int = 0
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"split must be one of {SPLITS}, not {self.split!r}")
+
+
+def prepare_data(spec: RunSpec, progress: bool = False) -> Any:
+    """Load, filter and split the data of a run: returns ``(dataset, split)``."""
+    from recloop.data import leave_one_out, load_dataset, temporal_split
+
+    dataset = load_dataset(spec.data)
+    if spec.min_user or spec.min_item:
+        dataset = dataset.kcore(max(1, spec.min_user), max(1, spec.min_item))
+    split = leave_one_out(dataset) if spec.split == "loo" else temporal_split(dataset)
+    return dataset, split
+
+
+def build_model(spec: RunSpec) -> Any:
+    """Instantiate the run's model with its options; the run seed feeds a ``seed`` option."""
+    import dataclasses
+
+    from recloop.models import get_model
+
+    cls = get_model(spec.model)
+    params = dict(spec.params)
+    if "seed" in {f.name for f in dataclasses.fields(cls.Config)}:
+        params.setdefault("seed", spec.seed)
+    return cls(params)
+
+
+def train_run(
+    spec: RunSpec,
+    out: str | Path | None,
+    progress: bool = True,
+    data: Any = None,
+) -> dict[str, Any]:
+    """Fit, evaluate (valid + test) and save one model. Returns the metrics dict.
+
+    Args:
+        spec: what to run.
+        out: the run directory (created); ``None`` keeps nothing on disk.
+        progress: show progress bars.
+        data: an already prepared ``(dataset, split)`` pair (saves reloading in comparisons).
+    """
+    from recloop.eval.protocol import evaluate
+    from recloop.models.base import History
+
+    dataset, split = data if data is not None else prepare_data(spec, progress)
+    model = build_model(spec)
+    t0 = time.perf_counter()
+    model.fit(split.train, progress=progress)
+    fit_s = time.perf_counter() - t0
+    valid = evaluate(model, split, "valid", ks=spec.ks, progress=progress)
+    test = evaluate(model, split, "test", ks=spec.ks, progress=progress)
+    resolved = {
+        "model": spec.model,
+        "params": config_dict(model.config),
+        "data": spec.data,
+        "seed": spec.seed,
+        "split": spec.split,
+        "ks": list(spec.ks),
+        "min_user": spec.min_user,
+        "min_item": spec.min_item,
+    }
+    metrics = {
+        "valid": valid.to_dict(),
+        "test": test.to_dict(),
+        "fit_s": fit_s,
+        "n_eval_users": {"valid": int(valid.summary["all"][f"hr@{spec.ks[0]}"].n),
+                         "test": int(test.summary["all"][f"hr@{spec.ks[0]}"].n)},  # fmt: skip
+    }
+    result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}
+    if out is None:
+        return result
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Serve-time history is everything known about the users, not just the training part.
+    model.history_ = History.from_dataset(dataset)
+    model.save(folder / "model")
+    meta = {
+        **resolved,
+        "config_hash": config_hash(resolved),
+        "git_sha": git_sha(),
+        "recloop_version": __version__,
+        "machine": machine(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_json(folder / "config.json", meta)
+    _write_json(folder / "metrics.json", metrics)
+    test.per_user.to_csv(folder / "per_user_test.csv", index=False)
+    titles = dataset.titles(np.arange(dataset.n_items))
+    _write_json(
+        folder / "vocab.json",
+        {"users": dataset.users.all_ids.tolist(), "items": dataset.items.all_ids.tolist(), "titles": titles},
+    )
+    return result
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(type(x).__name__)
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """Read a run directory's config and metrics.
+
+    Raises:
+        CheckpointError: the folder is not a complete run directory.
+    """
+    f = Path(folder)
+    missing = [n for n in ("config.json", "model/model.json", "vocab.json") if not (f / n).exists()]
+    if missing:
+        raise CheckpointError(
+            f"{f} is not a recloop run directory (missing {', '.join(missing)}); create one with "
+            "`recloop train MODEL --data NAME --out DIR`"
+        )
+    try:
+        out = {"config": json.loads((f / "config.json").read_text())}
+        if (f / "metrics.json").exists():
+            out["metrics"] = json.loads((f / "metrics.json").read_text())
+        out["vocab"] = json.loads((f / "vocab.json").read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"a JSON file in {f} is damaged ({e})") from e
+    return out
+
+
+def spec_of(config: dict[str, Any]) -> RunSpec:
+    """Rebuild the :class:`RunSpec` of a saved run's ``config.json``."""
+    return RunSpec(
+        model=config["model"],
+        data=config["data"],
+        seed=int(config["seed"]),
+        split=config["split"],
+        params=dict(config["params"]),
+        ks=tuple(config["ks"]),
+        min_user=int(config.get("min_user", 0)),
+        min_item=int(config.get("min_item", 0)),
+    )
