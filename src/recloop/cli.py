@@ -32,6 +32,10 @@ Data = Annotated[
 ]
 Split = Annotated[str, typer.Option("--split", help="loo (chronological leave-one-out) or temporal.")]
 MinUser = Annotated[int, typer.Option("--min-user", help="k-core: drop users with fewer interactions (0: off).")]
+Columns = Annotated[
+    str,
+    typer.Option("--columns", help="For CSV/Parquet: user=COL,item=COL,timestamp=COL,rating=COL."),
+]
 MinItem = Annotated[int, typer.Option("--min-item", help="k-core: drop items with fewer interactions (0: off).")]
 
 
@@ -39,6 +43,20 @@ def _console() -> Any:
     from rich.console import Console
 
     return Console()
+
+
+def _columns(text: str) -> dict[str, str]:
+    from recloop.errors import ConfigError
+
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or key not in ("user", "item", "timestamp", "rating"):
+            raise ConfigError(
+                f"--columns takes user=COL,item=COL,timestamp=COL,rating=COL, got {part!r}"
+            )
+        out[key] = value
+    return out
 
 
 def _params(items: list[str] | None) -> dict[str, str]:
@@ -57,11 +75,13 @@ def _params(items: list[str] | None) -> dict[str, str]:
 def data_info(
     name: Annotated[str, typer.Argument(help="ml-100k, ml-1m, a MovieLens folder or a CSV/Parquet file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    columns: Columns = "",
 ) -> None:
     """Print a dataset's counts and summary statistics."""
     from recloop.data import load_dataset
 
-    stats = load_dataset(name).stats()
+    cols = _columns(columns)
+    stats = load_dataset(name, **({"columns": cols} if cols else {})).stats()
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
         return
@@ -100,13 +120,14 @@ def train(
     split: Split = "loo",
     min_user: MinUser = 0,
     min_item: MinItem = 0,
+    columns: Columns = "",
     quiet: Quiet = False,
 ) -> None:
     """Fit a model, evaluate it on validation and test, and save a run directory."""
     from recloop.runs import RunSpec, train_run
 
     spec = RunSpec(model=model, data=data, seed=seed, split=split, params=_params(param),
-                   min_user=min_user, min_item=min_item)  # fmt: skip
+                   min_user=min_user, min_item=min_item, columns=_columns(columns))  # fmt: skip
     res = train_run(spec, out, progress=not quiet)
     _print_metrics(res["metrics"], title=f"{model} on {data} (seed {seed})")
     typer.echo(f"saved {out}")
@@ -192,6 +213,7 @@ def compare_cmd(
     split: Split = "loo",
     min_user: MinUser = 0,
     min_item: MinItem = 0,
+    columns: Columns = "",
     quiet: Quiet = False,
 ) -> None:
     """Train and evaluate several models side by side on one dataset and print a table."""
@@ -209,7 +231,8 @@ def compare_cmd(
         raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
     if not names or not seed_list:
         raise ConfigError("--models and --seeds must name at least one model and one seed")
-    base = RunSpec(model=names[0], data=data, split=split, min_user=min_user, min_item=min_item)
+    base = RunSpec(model=names[0], data=data, split=split, min_user=min_user, min_item=min_item,
+                   columns=_columns(columns))  # fmt: skip
     tidy, per_user = compare(base, names, seed_list, out=out, progress=not quiet)
     table = summary_table(tidy, per_user, baseline=baseline if baseline in names else None)
     text = markdown(table, baseline)

@@ -64,6 +64,8 @@ class RunSpec:
         ks: ranking cut-offs.
         min_user: k-core filter: minimum interactions per user (0: no filtering).
         min_item: k-core filter: minimum interactions per item (0: no filtering).
+        columns: for CSV/Parquet data, maps ``user``/``item``/``timestamp``/``rating`` to
+            the file's column names.
     """
 
     model: str
@@ -74,6 +76,7 @@ class RunSpec:
     ks: tuple[int, ...] = (5, 10, 20)
     min_user: int = 0
     min_item: int = 0
+    columns: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -84,7 +87,7 @@ def prepare_data(spec: RunSpec, progress: bool = False) -> Any:
     """Load, filter and split the data of a run: returns ``(dataset, split)``."""
     from recloop.data import leave_one_out, load_dataset, temporal_split
 
-    dataset = load_dataset(spec.data)
+    dataset = load_dataset(spec.data, **({"columns": spec.columns} if spec.columns else {}))
     if spec.min_user or spec.min_item:
         dataset = dataset.kcore(max(1, spec.min_user), max(1, spec.min_item))
     split = leave_one_out(dataset) if spec.split == "loo" else temporal_split(dataset)
@@ -137,6 +140,7 @@ def train_run(
         "ks": list(spec.ks),
         "min_user": spec.min_user,
         "min_item": spec.min_item,
+        "columns": spec.columns,
     }
     metrics = {
         "valid": valid.to_dict(),
@@ -220,4 +224,5 @@ def spec_of(config: dict[str, Any]) -> RunSpec:
         ks=tuple(config["ks"]),
         min_user=int(config.get("min_user", 0)),
         min_item=int(config.get("min_item", 0)),
+        columns=dict(config.get("columns") or {}),
     )

@@ -127,7 +127,7 @@ class Dataset:
             raise DataError(
                 f"{source} lacks column(s) {absent}; it has {list(frame.columns)}. "
                 "Map your column names, e.g. columns={'user': 'userId', 'item': 'movieId', "
-                "'rating': 'rating', 'timestamp': 'ts'} (CLI: --columns user=userId,item=movieId)"
+                "'rating': 'rating', 'timestamp': 'ts'} (CLI: --columns user=userId,item=movieId,rating=rating,timestamp=ts)"
             )
         out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
         for key in ("user", "item"):
@@ -153,7 +153,7 @@ class Dataset:
                 raise DataError(
                     f"{source} has {int(dup.sum())} duplicate rows (same user, item and timestamp), "
                     f"e.g. rows {rows}; remove them or pass on_duplicate='first'/'last' "
-                    "(CLI: --on-duplicate first)"
+                    "in Python (the CLI reads files as they are)"
                 )
             if on_duplicate not in ("first", "last"):
                 raise DataError(f"on_duplicate must be 'error', 'first' or 'last', not {on_duplicate!r}")
@@ -430,6 +430,8 @@ def _as_genres(value: Any) -> tuple[str, ...]:
         return tuple(str(v) for v in value if str(v))
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ()
-    text = str(value)
+    text = str(value).strip()
+    if text in ("(no genres listed)", "unknown"):
+        return ()
     parts = text.split("|") if "|" in text else text.split()
     return tuple(p for p in parts if p and p != "(no genres listed)" and p != "unknown")

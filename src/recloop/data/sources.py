@@ -228,8 +228,9 @@ def load_movielens_folder(path: str | Path, name: str | None = None) -> Dataset:
             "(ML-1M/10M) or ratings.csv (ML-latest); for another layout load a CSV/Parquet "
             "file with a column mapping"
         )
-    for col in ("user", "item"):
-        inter[col] = pd.to_numeric(inter[col], errors="coerce").astype("Int64") if inter[col].dtype == object else inter[col]
+    for col in ("user", "item"):  # MovieLens ids are integers; keep text ids as they are
+        if inter[col].notna().all() and inter[col].astype(str).str.fullmatch(r"-?\d+").all():
+            inter[col] = inter[col].astype(np.int64)
     return Dataset.from_frame(inter, item_info=item_info, user_info=user_info, name=name, source=str(folder))
 
 

@@ -1,0 +1,22 @@
+"""Every registered model passes the conformance kit (adding a model adds a line here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from recloop.models import available_models, get_model
+from recloop.testing import CHECKS, check_recommender
+
+# Small budgets keep the kit fast; the checks are about contracts, not quality.
+FAST = {"bpr": {"epochs": 3, "factors": 8}}
+
+
+def test_every_registered_model_is_parametrised() -> None:
+    assert set(available_models()) == {"random", "pop", "markov", "itemknn", "ease", "bpr"}
+
+
+@pytest.mark.parametrize("name", available_models())
+@pytest.mark.parametrize("check", CHECKS)
+def test_conformance(name: str, check: str, tmp_path) -> None:
+    cls = get_model(name)
+    check_recommender(lambda: cls(FAST.get(name, {})), tmp_path, checks=(check,))
