@@ -1,0 +1,103 @@
+"""CLI smoke tests on tiny budgets, run as a user runs them (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "recloop", *args], capture_output=True, text=True, timeout=300)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_csv(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(40):
+        for t, i in enumerate(rng.choice(30, size=8, replace=False)):
+            rows.append((f"user{u}", int(i), 100 * u + t, int(rng.integers(1, 6))))
+    path = tmp_path_factory.mktemp("data") / "tiny.csv"
+    pd.DataFrame(rows, columns=["uid", "movie", "ts", "stars"]).to_csv(path, index=False)
+    return path
+
+
+COLS = "user=uid,item=movie,timestamp=ts,rating=stars"
+
+
+def test_help_does_not_import_torch() -> None:
+    code = ("import sys; sys.argv = ['recloop', '--help']\nfrom recloop.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('TORCH', 'torch' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "TORCH False" in out.stdout and "train" in out.stdout
+
+
+def test_data_info_ml100k() -> None:
+    out = run("data", "info", "ml-100k", "--json")
+    stats = json.loads(out.stdout)
+    assert (stats["n_users"], stats["n_items"], stats["n_interactions"]) == (943, 1682, 100000)
+
+
+def test_train_evaluate_recommend_round_trip(tiny_csv, tmp_path) -> None:
+    out = tmp_path / "run"
+    run("train", "itemknn", "--data", str(tiny_csv), "--columns", COLS, "--seed", "3",
+        "--out", str(out), "--quiet", "-p", "neighbours=20")  # fmt: skip
+    for name in ("config.json", "metrics.json", "per_user_test.csv", "vocab.json", "model/model.json", "model/model.safetensors"):
+        assert (out / name).exists(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["params"]["neighbours"] == 20 and cfg["seed"] == 3 and cfg["git_sha"]
+    saved = json.loads((out / "metrics.json").read_text())
+    ev = run("evaluate", str(out), "--quiet")
+    assert f"{saved['test']['all']['ndcg@10']['mean']:.4f}" in ev.stdout  # same numbers again
+    rec = run("recommend", str(out), "--user", "user5", "-k", "3")
+    lines = [line for line in rec.stdout.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]
+    assert len(lines) == 3
+    seen = {str(m) for m in pd.read_csv(tiny_csv).query("uid == 'user5'")["movie"]}
+    assert not any(f"[item {s}," in rec.stdout for s in seen)
+
+
+def test_compare_prints_table_with_paired_test(tiny_csv, tmp_path) -> None:
+    out = run("compare", "--data", str(tiny_csv), "--columns", COLS, "--models", "pop,ease",
+              "--seeds", "0,1", "--out", str(tmp_path / "cmp"), "--quiet")  # fmt: skip
+    assert "| pop |" in out.stdout and "| ease |" in out.stdout and "p (Wilcoxon, Holm)" in out.stdout
+    tidy = pd.read_csv(tmp_path / "cmp" / "results.csv")
+    assert {"benchmark", "dataset", "method", "variant", "seed", "split", "metric", "value",
+            "git_sha", "config_hash", "machine"} <= set(tidy.columns)  # fmt: skip
+    assert set(tidy["seed"]) == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("train", "nosuchmodel", "--out", "x"), "unknown model 'nosuchmodel'; available:"),
+        (("train", "ease", "--out", "x", "-p", "l2=abc"), "option 'l2' must be a float"),
+        (("train", "ease", "--out", "x", "-p", "alpha=1"), "unknown option(s) ['alpha']"),
+        (("data", "info", "/no/such/file.csv"), "no dataset '/no/such/file.csv'"),
+        (("recommend", "/no/such/run", "--user", "1"), "is not a recloop run directory"),
+        (("compare", "--seeds", "a,b"), "--seeds takes comma-separated integers"),
+    ],
+)
+def test_bad_input_gets_one_line_error(args, message) -> None:
+    proc = run(*args, ok=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_user_is_a_clear_error(tiny_csv, tmp_path) -> None:
+    out = tmp_path / "run"
+    run("train", "pop", "--data", str(tiny_csv), "--columns", COLS, "--out", str(out), "--quiet")
+    proc = run("recommend", str(out), "--user", "nobody", ok=False)
+    assert proc.returncode == 2 and "unknown user id(s) ['nobody']" in proc.stderr
+
+
+def test_wrong_flag_is_a_usage_error() -> None:
+    proc = run("train", "ease", "--no-such-flag", ok=False)
+    assert proc.returncode == 2 and "No such option" in proc.stderr
