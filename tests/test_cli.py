@@ -12,7 +12,9 @@ import pytest
 
 
 def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "recloop", *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recloop", *args], capture_output=True, text=True, timeout=300
+    )
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -50,7 +52,14 @@ def test_train_evaluate_recommend_round_trip(tiny_csv, tmp_path) -> None:
     out = tmp_path / "run"
     run("train", "itemknn", "--data", str(tiny_csv), "--columns", COLS, "--seed", "3",
         "--out", str(out), "--quiet", "-p", "neighbours=20")  # fmt: skip
-    for name in ("config.json", "metrics.json", "per_user_test.csv", "vocab.json", "model/model.json", "model/model.safetensors"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "per_user_test.csv",
+        "vocab.json",
+        "model/model.json",
+        "model/model.safetensors",
+    ):
         assert (out / name).exists(), name
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["params"]["neighbours"] == 20 and cfg["seed"] == 3 and cfg["git_sha"]
@@ -67,7 +76,9 @@ def test_train_evaluate_recommend_round_trip(tiny_csv, tmp_path) -> None:
 def test_compare_prints_table_with_paired_test(tiny_csv, tmp_path) -> None:
     out = run("compare", "--data", str(tiny_csv), "--columns", COLS, "--models", "pop,ease",
               "--seeds", "0,1", "--out", str(tmp_path / "cmp"), "--quiet")  # fmt: skip
-    assert "| pop |" in out.stdout and "| ease |" in out.stdout and "p (Wilcoxon, Holm)" in out.stdout
+    assert (
+        "| pop |" in out.stdout and "| ease |" in out.stdout and "p (Wilcoxon, Holm)" in out.stdout
+    )
     tidy = pd.read_csv(tmp_path / "cmp" / "results.csv")
     assert {"benchmark", "dataset", "method", "variant", "seed", "split", "metric", "value",
             "git_sha", "config_hash", "machine"} <= set(tidy.columns)  # fmt: skip

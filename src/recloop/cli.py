@@ -28,15 +28,25 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of every stochastic part.")]
 Data = Annotated[
     str,
-    typer.Option("--data", "-d", help="Built-in name (ml-100k, ml-1m), MovieLens folder, or CSV/Parquet file."),
+    typer.Option(
+        "--data",
+        "-d",
+        help="Built-in name (ml-100k, ml-1m), MovieLens folder, or CSV/Parquet file.",
+    ),
 ]
-Split = Annotated[str, typer.Option("--split", help="loo (chronological leave-one-out) or temporal.")]
-MinUser = Annotated[int, typer.Option("--min-user", help="k-core: drop users with fewer interactions (0: off).")]
+Split = Annotated[
+    str, typer.Option("--split", help="loo (chronological leave-one-out) or temporal.")
+]
+MinUser = Annotated[
+    int, typer.Option("--min-user", help="k-core: drop users with fewer interactions (0: off).")
+]
 Columns = Annotated[
     str,
     typer.Option("--columns", help="For CSV/Parquet: user=COL,item=COL,timestamp=COL,rating=COL."),
 ]
-MinItem = Annotated[int, typer.Option("--min-item", help="k-core: drop items with fewer interactions (0: off).")]
+MinItem = Annotated[
+    int, typer.Option("--min-item", help="k-core: drop items with fewer interactions (0: off).")
+]
 
 
 def _console() -> Any:
@@ -73,7 +83,9 @@ def _params(items: list[str] | None) -> dict[str, str]:
 
 @data_app.command("info")
 def data_info(
-    name: Annotated[str, typer.Argument(help="ml-100k, ml-1m, a MovieLens folder or a CSV/Parquet file.")],
+    name: Annotated[
+        str, typer.Argument(help="ml-100k, ml-1m, a MovieLens folder or a CSV/Parquet file.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
     columns: Columns = "",
 ) -> None:
@@ -115,7 +127,8 @@ def train(
     data: Data = "ml-100k",
     seed: Seed = 0,
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Model option NAME=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option("--param", "-p", help="Model option NAME=VALUE (repeatable)."),
     ] = None,
     split: Split = "loo",
     min_user: MinUser = 0,
@@ -168,7 +181,10 @@ def evaluate_cmd(
     spec = spec_of(run["config"])
     _, split = prepare_data(spec)
     model = Recommender.load(run_dir / "model")
-    results = {s: evaluate(model, split, s, ks=spec.ks, progress=not quiet).to_dict() for s in ("valid", "test")}
+    results = {
+        s: evaluate(model, split, s, ks=spec.ks, progress=not quiet).to_dict()
+        for s in ("valid", "test")
+    }
     _print_metrics(results, title=f"{spec.model} on {spec.data} (seed {spec.seed})")
 
 
@@ -177,7 +193,9 @@ def recommend(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by `recloop train`.")],
     user: Annotated[str, typer.Option("--user", "-u", help="External user id.")],
     k: Annotated[int, typer.Option("-k", help="Number of items.")] = 10,
-    include_seen: Annotated[bool, typer.Option("--include-seen", help="Allow items the user already has.")] = False,
+    include_seen: Annotated[
+        bool, typer.Option("--include-seen", help="Allow items the user already has.")
+    ] = False,
 ) -> None:
     """Print a user's top-k items with titles."""
     from recloop.data.vocab import Vocabulary
@@ -208,8 +226,12 @@ def compare_cmd(
         str, typer.Option("--models", "-m", help="Comma-separated model names.")
     ] = "random,pop,markov,itemknn,ease,bpr",
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0",
-    baseline: Annotated[str, typer.Option("--baseline", help="Method the others are tested against.")] = "pop",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for run directories and results.csv.")] = None,
+    baseline: Annotated[
+        str, typer.Option("--baseline", help="Method the others are tested against.")
+    ] = "pop",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for run directories and results.csv.")
+    ] = None,
     split: Split = "loo",
     min_user: MinUser = 0,
     min_item: MinItem = 0,

@@ -63,7 +63,9 @@ def compare(
                   "machine": host}  # fmt: skip
         for stage in ("valid", "test"):
             rows.extend(res[stage].tidy(**labels))
-        rows.append({**labels, "split": "train", "metric": "fit_s", "value": res["metrics"]["fit_s"]})
+        rows.append(
+            {**labels, "split": "train", "metric": "fit_s", "value": res["metrics"]["fit_s"]}
+        )
         rows.append({**labels, "split": "test", "metric": "eval_s", "value": res["test"].eval_s})
         pu = res["test"].per_user
         per_user.append(pu.assign(method=name, seed=seed))

@@ -21,7 +21,7 @@ from recloop.errors import ConfigError
 C = TypeVar("C")
 
 
-def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
+def option(default: Any, help: str) -> Any:
     """A dataclass field with a default and a one-line description."""
     return dataclasses.field(default=default, metadata={"help": help})
 

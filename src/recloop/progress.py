@@ -57,7 +57,9 @@ def progress_bar(total: int | None, description: str, enabled: bool = True) -> I
         yield _Bar(p, p.add_task(description, total=total, figures=""))
 
 
-def track(items: Iterable[T], total: int | None, description: str, enabled: bool = True) -> Iterator[T]:
+def track(
+    items: Iterable[T], total: int | None, description: str, enabled: bool = True
+) -> Iterator[T]:
     """Iterate with a progress bar."""
     with progress_bar(total, description, enabled) as bar:
         for x in items:

@@ -146,8 +146,10 @@ def train_run(
         "valid": valid.to_dict(),
         "test": test.to_dict(),
         "fit_s": fit_s,
-        "n_eval_users": {"valid": int(valid.summary["all"][f"hr@{spec.ks[0]}"].n),
-                         "test": int(test.summary["all"][f"hr@{spec.ks[0]}"].n)},  # fmt: skip
+        "n_eval_users": {
+            "valid": int(valid.summary["all"][f"hr@{spec.ks[0]}"].n),
+            "test": int(test.summary["all"][f"hr@{spec.ks[0]}"].n),
+        },
     }
     result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}
     if out is None:
@@ -171,7 +173,11 @@ def train_run(
     titles = dataset.titles(np.arange(dataset.n_items))
     _write_json(
         folder / "vocab.json",
-        {"users": dataset.users.all_ids.tolist(), "items": dataset.items.all_ids.tolist(), "titles": titles},
+        {
+            "users": dataset.users.all_ids.tolist(),
+            "items": dataset.items.all_ids.tolist(),
+            "titles": titles,
+        },
     )
     return result
 

@@ -112,7 +112,7 @@ def check_unknown_ids(model: Recommender, ds: Dataset) -> None:
 
 
 def check_k_larger_than_catalogue(model: Recommender, ds: Dataset) -> None:
-    items, scores = model.recommend([0, 1], k=ds.n_items + 7, exclude_seen=False)
+    items, _ = model.recommend([0, 1], k=ds.n_items + 7, exclude_seen=False)
     assert items.shape == (2, ds.n_items), f"k > n_items gave shape {items.shape}"
     for row in items:
         assert sorted(row.tolist()) == list(range(ds.n_items)), "not every item listed once"
@@ -122,7 +122,7 @@ def check_exclude_seen(model: Recommender, ds: Dataset) -> None:
     users = np.arange(ds.n_users)
     items, scores = model.recommend(users, k=ds.n_items + 1)
     seq = ds.sequences
-    for u in users:
+    for u in users.tolist():
         seen = set(seq.of(u).tolist())
         row = items[u]
         listed = set(row[row >= 0].tolist())

@@ -53,7 +53,9 @@ def test_unreachable_index_without_cache_says_how_to_use_local_files(tmp_path, m
     with pytest.raises(SourceUnavailableError) as e:
         load_dataset("ml-100k")
     msg = str(e.value)
-    assert "recbole==1.2.1" in msg and "u.data" in msg and "recloop data info /path/to/folder" in msg
+    assert (
+        "recbole==1.2.1" in msg and "u.data" in msg and "recloop data info /path/to/folder" in msg
+    )
     assert not list((tmp_path / "cache" / "wheels").glob("*.whl"))
 
 
@@ -80,7 +82,10 @@ def test_ml100k_raw_folder_equals_builtin(ml100k, tmp_path) -> None:
     titles = ds.titles(np.arange(ds.n_items))
     with open(tmp_path / "u.item", "w", encoding="latin-1", errors="replace") as f:
         for k, item in enumerate(ds.items.all_ids):
-            f.write("|".join([str(item), titles[k], "01-Jan-1995", "", "http://x", *map(str, flags[k])]) + "\n")
+            f.write(
+                "|".join([str(item), titles[k], "01-Jan-1995", "", "http://x", *map(str, flags[k])])
+                + "\n"
+            )
     loaded = load_movielens_folder(tmp_path)
     assert (loaded.n_users, loaded.n_items, len(loaded)) == (943, 1682, 100_000)
     pd.testing.assert_frame_equal(loaded.interactions, ds.interactions)
@@ -91,8 +96,12 @@ def test_ml100k_raw_folder_equals_builtin(ml100k, tmp_path) -> None:
 def test_ml1m_and_latest_layouts(tmp_path) -> None:
     one = tmp_path / "ml-1m"
     one.mkdir()
-    (one / "ratings.dat").write_text("1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n")
-    (one / "movies.dat").write_text("10::Heat (1995)::Action|Crime|Thriller\n20::Se7en (1995)::Crime\n", encoding="latin-1")
+    (one / "ratings.dat").write_text(
+        "1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n"
+    )
+    (one / "movies.dat").write_text(
+        "10::Heat (1995)::Action|Crime|Thriller\n20::Se7en (1995)::Crime\n", encoding="latin-1"
+    )
     (one / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
     ds = load_movielens_folder(one)
     assert (ds.n_users, ds.n_items, len(ds)) == (2, 2, 3)
@@ -100,8 +109,12 @@ def test_ml1m_and_latest_layouts(tmp_path) -> None:
     assert ds.item_info.loc[0, "genres"] == ("Action", "Crime", "Thriller")
     latest = tmp_path / "ml-latest-small"
     latest.mkdir()
-    (latest / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n")
-    (latest / "movies.csv").write_text('movieId,title,genres\n1,"Toy Story (1995)",Adventure|Animation\n3,"Grumpier Old Men (1995)",(no genres listed)\n')
+    (latest / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n"
+    )
+    (latest / "movies.csv").write_text(
+        'movieId,title,genres\n1,"Toy Story (1995)",Adventure|Animation\n3,"Grumpier Old Men (1995)",(no genres listed)\n'
+    )
     ds2 = load_dataset(latest)
     assert ds2.interactions["rating"].tolist() == [4.0, 4.5]
     assert ds2.item_info.loc[1, "genres"] == ()

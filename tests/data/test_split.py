@@ -25,7 +25,9 @@ def test_leave_one_out_roles() -> None:
 
 def test_timestamp_ties_keep_source_row_order() -> None:
     """Equal timestamps: the row the source lists later counts as later."""
-    f = pd.DataFrame({"user": [7] * 4, "item": [11, 12, 13, 14], "timestamp": [5, 9, 9, 9], "rating": 3.0})
+    f = pd.DataFrame(
+        {"user": [7] * 4, "item": [11, 12, 13, 14], "timestamp": [5, 9, 9, 9], "rating": 3.0}
+    )
     s = leave_one_out(Dataset.from_frame(f))
     ids = s.train.items.ids
     assert ids(s.test["item"]).tolist() == [14]
@@ -55,9 +57,18 @@ def test_ml100k_tie_rule_on_real_data() -> None:
 
 
 def test_short_users_error_or_train_only() -> None:
-    f = pd.DataFrame({"user": ["a"] * 3 + ["b"] * 2, "item": [1, 2, 3, 1, 2], "timestamp": range(5), "rating": 4.0})
+    f = pd.DataFrame(
+        {
+            "user": ["a"] * 3 + ["b"] * 2,
+            "item": [1, 2, 3, 1, 2],
+            "timestamp": range(5),
+            "rating": 4.0,
+        }
+    )
     ds = Dataset.from_frame(f)
-    with pytest.raises(DataError, match=r"1 users have fewer than 3 interactions \(e.g. \['b'\]\).*--min-user 3"):
+    with pytest.raises(
+        DataError, match=r"1 users have fewer than 3 interactions \(e.g. \['b'\]\).*--min-user 3"
+    ):
         leave_one_out(ds)
     s = leave_one_out(ds, short_users="train")
     assert len(s.test) == 1 and len(s.train) == 3

@@ -1,7 +1,14 @@
 """The data layer: vocabularies, datasets, loaders and splits."""
 
 from recloop.data.dataset import Dataset, Sequences
-from recloop.data.sources import BUILTIN, cache_dir, load_builtin, load_dataset, load_movielens_folder, load_table
+from recloop.data.sources import (
+    BUILTIN,
+    cache_dir,
+    load_builtin,
+    load_dataset,
+    load_movielens_folder,
+    load_table,
+)
 from recloop.data.split import Split, Targets, leave_one_out, temporal_split
 from recloop.data.vocab import Vocabulary
 

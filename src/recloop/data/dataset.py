@@ -134,7 +134,9 @@ class Dataset:
             col = frame[mapping[key]]
             if col.isna().any():
                 rows = np.flatnonzero(col.isna().to_numpy())[:5].tolist()
-                raise DataError(f"{source}: column '{mapping[key]}' has missing {key} ids at rows {rows}")
+                raise DataError(
+                    f"{source}: column '{mapping[key]}' has missing {key} ids at rows {rows}"
+                )
             out[key] = col.to_numpy()
         out["timestamp"] = (
             _numeric_column(frame[mapping["timestamp"]], mapping["timestamp"], source, time=True)
@@ -156,8 +158,15 @@ class Dataset:
                     "in Python (the CLI reads files as they are)"
                 )
             if on_duplicate not in ("first", "last"):
-                raise DataError(f"on_duplicate must be 'error', 'first' or 'last', not {on_duplicate!r}")
-            out = out[~out.duplicated(["user", "item", "timestamp"], keep=on_duplicate)]
+                raise DataError(
+                    f"on_duplicate must be 'error', 'first' or 'last', not {on_duplicate!r}"
+                )
+            out = out[
+                ~out.duplicated(
+                    ["user", "item", "timestamp"],
+                    keep="first" if on_duplicate == "first" else "last",
+                )
+            ]
 
         # Sorted ids give a stable, readable index order (user 1 → index 0 on MovieLens).
         users = Vocabulary(_sorted_unique(out["user"]), name="user")
@@ -219,7 +228,7 @@ class Dataset:
             "items_without_interactions": int((per_item == 0).sum()),
             "rating_mean": float(ratings.mean()) if len(inter) else float("nan"),
             "rating_values": {
-                float(k): int(v) for k, v in ratings.value_counts().sort_index().items()
+                float(str(k)): int(v) for k, v in ratings.value_counts().sort_index().items()
             }
             if ratings.nunique() <= 20
             else None,
@@ -271,9 +280,13 @@ class Dataset:
         shape = (self.n_users, self.n_items)
         if weights == "rating":
             order = self.chronological_order  # duplicates: the latest rating wins
-            last = pd.DataFrame({"u": u[order], "i": i[order], "r": inter["rating"].to_numpy()[order]})
+            last = pd.DataFrame(
+                {"u": u[order], "i": i[order], "r": inter["rating"].to_numpy()[order]}
+            )
             last = last.drop_duplicates(["u", "i"], keep="last")
-            return sp.csr_matrix((last["r"].to_numpy(np.float32), (last["u"], last["i"])), shape=shape)
+            return sp.csr_matrix(
+                (last["r"].to_numpy(np.float32), (last["u"], last["i"])), shape=shape
+            )
         m = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=shape)
         m.sum_duplicates()
         if weights == "binary":
@@ -305,7 +318,11 @@ class Dataset:
         if self.item_info is None or "title" not in self.item_info:
             return [str(x) for x in ids]
         t = self.item_info["title"].to_numpy()[np.asarray(items)]
-        y = self.item_info["year"].to_numpy()[np.asarray(items)] if "year" in self.item_info else None
+        y = (
+            self.item_info["year"].to_numpy()[np.asarray(items)]
+            if "year" in self.item_info
+            else None
+        )
         out = []
         for k, title in enumerate(t):
             year = None if y is None or pd.isna(y[k]) else int(y[k])
@@ -402,13 +419,15 @@ def _numeric_column(col: pd.Series, name: str, source: str, time: bool = False) 
     return arr.astype(np.int64) if time else arr
 
 
-def _align_info(info: pd.DataFrame | None, vocab: Vocabulary, items_side: bool) -> pd.DataFrame | None:
+def _align_info(
+    info: pd.DataFrame | None, vocab: Vocabulary, items_side: bool
+) -> pd.DataFrame | None:
     """Reindex side information by vocabulary order (missing entries become empty)."""
     if info is None:
         return None
     info = info.copy()
     if vocab.is_integer and info.index.dtype.kind not in "iu":
-        info.index = pd.to_numeric(info.index, errors="coerce")
+        info.index = pd.Index(pd.to_numeric(info.index.to_numpy(), errors="coerce"))
     elif not vocab.is_integer:
         info.index = info.index.astype(str)
     info = info[~info.index.duplicated()]
@@ -416,7 +435,9 @@ def _align_info(info: pd.DataFrame | None, vocab: Vocabulary, items_side: bool) 
     if items_side:
         if "title" not in aligned:
             aligned["title"] = [str(x) for x in vocab.all_ids]
-        aligned["title"] = aligned["title"].where(aligned["title"].notna(), pd.Series(vocab.all_ids).astype(str))
+        aligned["title"] = aligned["title"].where(
+            aligned["title"].notna(), pd.Series(vocab.all_ids).astype(str)
+        )
         if "year" not in aligned:
             aligned["year"] = np.nan
         if "genres" not in aligned:

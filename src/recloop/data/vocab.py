@@ -35,10 +35,7 @@ class Vocabulary:
 
     def __init__(self, ids: Iterable[Any], name: str = "id") -> None:
         arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray | pd.Index) else ids)
-        if arr.dtype.kind in "iu":
-            arr = arr.astype(np.int64)
-        else:
-            arr = arr.astype(str).astype(object)
+        arr = arr.astype(np.int64) if arr.dtype.kind in "iu" else arr.astype(str).astype(object)
         self.name = name
         self._ids = arr
         self._ids.setflags(write=False)

@@ -159,7 +159,11 @@ def evaluate(
     beyond: dict[str, float] = {}
     per_user_parts = []
     for group in GROUPS:
-        df = pd.concat(frames[group], ignore_index=True) if frames[group] else pd.DataFrame({"user": []})
+        df = (
+            pd.concat(frames[group], ignore_index=True)
+            if frames[group]
+            else pd.DataFrame({"user": []})
+        )
         if group == "all":
             for k in ks:
                 lk = all_lists[:, :k]

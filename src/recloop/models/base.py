@@ -104,7 +104,9 @@ class Recommender(ABC):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is not None and dataclasses.is_dataclass(config) and not overrides:
             if not isinstance(config, self.Config):
-                raise ConfigError(f"{self.name} takes a {self.Config.__name__}, not {type(config).__name__}")
+                raise ConfigError(
+                    f"{self.name} takes a {self.Config.__name__}, not {type(config).__name__}"
+                )
             self.config = config
         else:
             base = config_dict(config) if dataclasses.is_dataclass(config) else dict(config or {})
@@ -224,7 +226,7 @@ class Recommender(ABC):
         """Learned arrays to save (override in subclasses with learned state)."""
         return {}
 
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:  # noqa: B027 - optional hook
         """Restore learned arrays saved by :meth:`_state`."""
 
     def save(self, path: str | Path) -> Path:
@@ -264,11 +266,15 @@ class Recommender(ABC):
         folder = Path(path)
         meta_path, weights = folder / "model.json", folder / "model.safetensors"
         if not meta_path.exists() or not weights.exists():
-            raise CheckpointError(f"{folder} holds no recloop model (model.json + model.safetensors)")
+            raise CheckpointError(
+                f"{folder} holds no recloop model (model.json + model.safetensors)"
+            )
         try:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
-            raise CheckpointError(f"{meta_path} is not valid JSON ({e}); the checkpoint is damaged") from e
+            raise CheckpointError(
+                f"{meta_path} is not valid JSON ({e}); the checkpoint is damaged"
+            ) from e
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(
                 f"{meta_path} has format {meta.get('format')} v{meta.get('format_version')}; this "
@@ -283,7 +289,9 @@ class Recommender(ABC):
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{weights} is damaged ({e})") from e
         model.n_users_, model.n_items_ = int(meta["n_users"]), int(meta["n_items"])
-        model.history_ = History(tensors["history.indptr"], tensors["history.items"], model.n_items_)
+        model.history_ = History(
+            tensors["history.indptr"], tensors["history.items"], model.n_items_
+        )
         model._set_state({k[6:]: v for k, v in tensors.items() if k.startswith("state.")})
         return model
 

@@ -42,4 +42,4 @@ def get_model(name: str) -> type[Recommender]:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     module, cls = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
