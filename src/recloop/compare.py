@@ -90,15 +90,18 @@ def summary_table(
     out = []
     for method, g in test.groupby("method", sort=False):
         row: dict[str, Any] = {"method": method, "seeds": g["seed"].nunique()}
+        users = per_user[per_user["method"] == method]
         for m in (*metrics, "fit_s", "eval_s"):
             vals = g[g["metric"] == m]
             if len(vals) == 0:
                 continue
             row[m] = vals["value"].mean()
-            if m not in ("fit_s", "eval_s", "coverage@10") and len(vals) == 1:
-                row[f"{m}_ci"] = (vals["ci_low"].iloc[0], vals["ci_high"].iloc[0])
-            elif len(vals) > 1:
-                ci = mean_ci(vals["value"].to_numpy())
+            # Intervals are over users, on each user's metric averaged over seeds: the same
+            # quantity the paired test compares, whatever the number of seeds.
+            group, col = ("pos", m[: -len("_pos")]) if m.endswith("_pos") else ("all", m)
+            if col in users:
+                per = users[users["group"] == group].groupby("user")[col].mean()
+                ci = mean_ci(per.to_numpy())
                 row[f"{m}_ci"] = (ci.low, ci.high)
         out.append(row)
     table = pd.DataFrame(out)

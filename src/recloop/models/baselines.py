@@ -206,7 +206,9 @@ class ItemKNN(Recommender):
             for s in range(0, n, step):
                 e = min(s + step, n)
                 sim = (xt[s:e] @ x).toarray()  # (C, I) co-occurrence counts
-                sim /= norms[s:e, None] * norms[None, :] + np.float32(self.config.shrink)
+                denom = norms[s:e, None] * norms[None, :] + np.float32(self.config.shrink)
+                denom[denom == 0] = 1.0  # items nobody interacted with (co-counts are 0 too)
+                sim /= denom
                 sim[np.arange(e - s), np.arange(s, e)] = 0.0  # no self-similarity
                 top = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # (C, k), unordered
                 val = np.take_along_axis(sim, top, axis=1)
@@ -219,8 +221,6 @@ class ItemKNN(Recommender):
         else:
             r = c = np.zeros(0, np.int64)
             v = np.zeros(0, np.float32)
-        # 0/0 gives NaN only for items nobody interacted with and shrink 0; their co-counts are
-        # 0 too, so `val > 0` already dropped them.
         self.similarity_ = sp.csr_matrix((v.astype(np.float32), (r, c)), shape=(n, n))  # (I, I)
 
     def _score(self, users: np.ndarray, history: History) -> np.ndarray:

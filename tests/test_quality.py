@@ -1,0 +1,76 @@
+"""Quality bars on real data: the protocol ranks the classic baselines as the literature does.
+
+ML-100K bars are cheap (seconds) and run by default; ML-1M and BPR bars are marked ``slow``.
+Thresholds sit well below the figures in benchmarks/RESULTS.md, so they catch a broken
+protocol or model, not noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recloop.data import leave_one_out, load_dataset
+from recloop.eval.protocol import evaluate
+from recloop.eval.stats import paired_test
+from recloop.models import get_model
+from recloop.runs import RunSpec, train_run
+
+
+def _fit_eval(split, name, **params):
+    return evaluate(get_model(name)(params).fit(split.train), split, "test", ks=(10,))
+
+
+def _per_user(res, metric="ndcg@10"):
+    pu = res.per_user[res.per_user["group"] == "all"].sort_values("user")
+    return pu[metric].to_numpy()
+
+
+def _check_beats_pop(split, names, ratio, p_max=1e-3):
+    """Each model's NDCG@10 is ``ratio`` × Popularity's, and (if ``p_max``) significantly so."""
+    pop = _fit_eval(split, "pop")
+    for name in names:
+        res = _fit_eval(split, name)
+        assert res.metric("ndcg@10") > ratio * pop.metric("ndcg@10"), (name, res.metric("ndcg@10"))
+        pt = paired_test(_per_user(res), _per_user(pop))
+        assert pt.mean_diff > 0, (name, pt)
+        if p_max is not None:
+            assert pt.wilcoxon_pvalue < p_max, (name, pt)
+    rnd = _fit_eval(split, "random")
+    assert rnd.metric("hr@10") < 0.5 * pop.metric("hr@10")
+
+
+@pytest.fixture(scope="module")
+def ml100k_split():
+    return leave_one_out(load_dataset("ml-100k"))
+
+
+def test_ml100k_ease_and_itemknn_beat_popularity(ml100k_split) -> None:
+    # Measured (RESULTS.md): EASE 0.0735 vs Pop 0.0432 (p ≈ 6e-5); ItemKNN 0.0540, +25% but
+    # not significant over 943 users (Holm p ≈ 0.14), so its bar is the ratio alone.
+    _check_beats_pop(ml100k_split, ["ease"], ratio=1.4)
+    _check_beats_pop(ml100k_split, ["itemknn"], ratio=1.15, p_max=None)
+
+
+@pytest.mark.slow
+def test_ml100k_bpr_and_markov_beat_popularity(ml100k_split) -> None:
+    _check_beats_pop(ml100k_split, ["markov"], ratio=1.4)
+    _check_beats_pop(ml100k_split, ["bpr"], ratio=1.1, p_max=0.05)
+
+
+@pytest.mark.slow
+def test_ml1m_ease_and_itemknn_clearly_beat_popularity() -> None:
+    split = leave_one_out(load_dataset("ml-1m"))
+    _check_beats_pop(split, ["ease", "itemknn"], ratio=1.6)
+
+
+def test_same_seed_same_numbers_end_to_end(tmp_path) -> None:
+    """A whole run (split, BPR training, evaluation) twice with one seed: identical metrics."""
+    spec = RunSpec(model="bpr", data="ml-100k", seed=7, params={"epochs": 2, "factors": 8})
+    a = train_run(spec, tmp_path / "a", progress=False)
+    b = train_run(spec, tmp_path / "b", progress=False)
+    c = train_run(RunSpec(**{**spec.__dict__, "seed": 8}), None, progress=False)
+    pa, pb, pc = (_per_user(r["test"]) for r in (a, b, c))
+    np.testing.assert_array_equal(pa, pb)
+    assert not np.array_equal(pa, pc)
+    assert (tmp_path / "a" / "metrics.json").read_text() != ""
