@@ -69,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.datasets.split(","):
         t0 = time.perf_counter()
         base = RunSpec(model="pop", data=name)
-        tidy_d, per_d = compare(base, DETERMINISTIC, [0], benchmark="baselines", progress=not args.quiet)
-        tidy_s, per_s = compare(base, STOCHASTIC, seeds, benchmark="baselines", progress=not args.quiet)
+        tidy_d, per_d = compare(
+            base, DETERMINISTIC, [0], benchmark="baselines", progress=not args.quiet
+        )
+        tidy_s, per_s = compare(
+            base, STOCHASTIC, seeds, benchmark="baselines", progress=not args.quiet
+        )
         tidy = pd.concat([tidy_d, tidy_s], ignore_index=True)
         per_user = pd.concat([per_d, per_s], ignore_index=True)
         frames.append(tidy)
@@ -78,14 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         order = ["random", "pop", "markov", "itemknn", "ease", "bpr"]
         table = table.set_index("method").loc[order].reset_index()
         text = markdown(table, "pop")
-        sections.append(f"### {name} (test, leave-one-out, {time.perf_counter() - t0:.0f} s in all)\n\n{text}\n")
+        sections.append(
+            f"### {name} (test, leave-one-out, {time.perf_counter() - t0:.0f} s in all)\n\n{text}\n"
+        )
         print(sections[-1], flush=True)
     extra: list[dict] = []
     if "ml-100k" in args.datasets:
         sections.append("### Tie rule (ML-100K, Popularity)\n\n" + tie_rule_effect(extra) + "\n")
         print(sections[-1])
     RESULTS.mkdir(exist_ok=True)
-    rows = pd.concat([*frames, pd.DataFrame(extra)], ignore_index=True).reindex(columns=TIDY_COLUMNS)
+    rows = pd.concat([*frames, pd.DataFrame(extra)], ignore_index=True).reindex(
+        columns=TIDY_COLUMNS
+    )
     rows.to_csv(RESULTS / "baselines.csv", index=False, float_format="%.6g")
     (RESULTS / "baselines.md").write_text("\n".join(sections))
     print(f"wrote {RESULTS / 'baselines.csv'} ({len(rows)} rows)")
