@@ -7,7 +7,6 @@ baseline on the same users, Holm-corrected over the compared models.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -151,8 +150,3 @@ def markdown(table: pd.DataFrame, baseline: str | None = None) -> str:
             cells.append("—" if pd.isna(p) else (f"{p:.1e}" + (" *" if p < 0.05 else "")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def timestamp() -> str:
-    """UTC time for report headers."""
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

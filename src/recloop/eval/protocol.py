@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recloop.data.split import Split, Targets
+from recloop.data.split import Split
 from recloop.eval.metrics import (
     catalogue_coverage,
     intra_list_diversity,
@@ -181,8 +181,3 @@ def evaluate(
             c: mean_ci(sub[c].to_numpy()) for c in sub.columns if len(sub) and sub[c].notna().any()
         }
     return EvalResult(stage, per_user, summary, beyond, time.perf_counter() - t0)
-
-
-def targets_summary(targets: Targets) -> dict[str, int]:
-    """How many users and targets a stage evaluates."""
-    return {"users": len(targets), "targets": len(targets.items)}
