@@ -11,14 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from recloop.eval.metrics import (
-    catalogue_coverage,
-    intra_list_diversity,
-    novelty,
-    rank_targets,
-    ranking_metrics,
-    top_k,
-)
+from recloop.eval.beyond import catalogue_coverage, intra_list_diversity, novelty
+from recloop.eval.metrics import rank_targets, ranking_metrics, top_k
 
 LOG2_3 = math.log2(3.0)  # 1.5849625...
 METRIC_NAMES = ("hr", "ndcg", "mrr", "recall", "precision")

@@ -6,14 +6,8 @@ The protocol (:func:`evaluate`) imports the model layer; import it from
 
 from typing import Any
 
-from recloop.eval.metrics import (
-    catalogue_coverage,
-    intra_list_diversity,
-    novelty,
-    rank_targets,
-    ranking_metrics,
-    top_k,
-)
+from recloop.eval.beyond import catalogue_coverage, intra_list_diversity, novelty
+from recloop.eval.metrics import rank_targets, ranking_metrics, top_k
 from recloop.eval.stats import MeanCI, PairedTest, holm_bonferroni, mean_ci, paired_test
 
 __all__ = [

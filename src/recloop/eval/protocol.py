@@ -22,14 +22,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recloop.data.split import Split
-from recloop.eval.metrics import (
-    catalogue_coverage,
-    intra_list_diversity,
-    novelty,
-    rank_targets,
-    ranking_metrics,
-    top_k,
-)
+from recloop.eval.beyond import catalogue_coverage, intra_list_diversity, novelty
+from recloop.eval.metrics import rank_targets, ranking_metrics, top_k
 from recloop.eval.stats import MeanCI, mean_ci
 from recloop.models.base import History, Recommender
 from recloop.progress import progress_bar
