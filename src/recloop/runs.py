@@ -83,7 +83,7 @@ class RunSpec:
             raise ConfigError(f"split must be one of {SPLITS}, not {self.split!r}")
 
 
-def prepare_data(spec: RunSpec, progress: bool = False) -> Any:
+def prepare_data(spec: RunSpec) -> Any:
     """Load, filter and split the data of a run: returns ``(dataset, split)``."""
     from recloop.data import leave_one_out, load_dataset, temporal_split
 
@@ -124,7 +124,7 @@ def train_run(
     from recloop.eval.protocol import evaluate
     from recloop.models.base import History
 
-    dataset, split = data if data is not None else prepare_data(spec, progress)
+    dataset, split = data if data is not None else prepare_data(spec)
     model = build_model(spec)
     t0 = time.perf_counter()
     model.fit(split.train, progress=progress)

@@ -446,13 +446,16 @@ def _align_info(
     return aligned
 
 
+_NO_GENRE = frozenset({"(no genres listed)", "unknown"})  # MovieLens placeholders
+
+
 def _as_genres(value: Any) -> tuple[str, ...]:
     if isinstance(value, tuple | list | np.ndarray):
         return tuple(str(v) for v in value if str(v))
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ()
     text = str(value).strip()
-    if text in ("(no genres listed)", "unknown"):
+    if text in _NO_GENRE:
         return ()
     parts = text.split("|") if "|" in text else text.split()
-    return tuple(p for p in parts if p and p != "(no genres listed)" and p != "unknown")
+    return tuple(p for p in parts if p and p not in _NO_GENRE)

@@ -36,12 +36,8 @@ class Targets:
     def positive(self, threshold: float = 4.0) -> Targets:
         """Only the targets rated ``>= threshold``; users left with none are dropped."""
         keep = self.ratings >= threshold
-        counts = (
-            np.add.reduceat(keep.astype(np.int64), self.indptr[:-1])
-            if len(keep)
-            else np.zeros(0, np.int64)
-        )
-        counts = np.where(np.diff(self.indptr) > 0, counts, 0)
+        owner = np.repeat(np.arange(len(self.users)), np.diff(self.indptr))  # (T,) user slot
+        counts = np.bincount(owner[keep], minlength=len(self.users))  # (B,) kept per user
         has = counts > 0
         indptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
         np.cumsum(counts[has], out=indptr[1:])
