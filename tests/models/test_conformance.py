@@ -8,11 +8,19 @@ from recloop.models import available_models, get_model
 from recloop.testing import CHECKS, check_recommender
 
 # Small budgets keep the kit fast; the checks are about contracts, not quality.
-FAST = {"bpr": {"epochs": 3, "factors": 8}}
+FAST = {
+    "bpr": {"epochs": 3, "factors": 8},
+    "mlp": {"epochs": 2, "dim": 8, "widths": (16, 8)},
+    "gru4rec": {"epochs": 2, "dim": 8},
+    "sasrec": {"epochs": 2, "dim": 8, "heads": 2, "max_len": 5},
+}
 
 
 def test_every_registered_model_is_parametrised() -> None:
-    assert set(available_models()) == {"random", "pop", "markov", "itemknn", "ease", "bpr"}
+    assert set(available_models()) == {
+        *("random", "pop", "markov", "itemknn", "ease", "bpr"),
+        *("mlp", "gru4rec", "sasrec"),
+    }
 
 
 @pytest.mark.parametrize("name", available_models())

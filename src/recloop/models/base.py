@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from recloop.config import config_dict, make_config
 from recloop.data.dataset import Dataset
+from recloop.data.split import Split
 from recloop.errors import CheckpointError, ConfigError, NotFittedError, UnknownIdError
 
 FORMAT = "recloop.model"
@@ -112,6 +113,8 @@ class Recommender(ABC):
             base = config_dict(config) if dataclasses.is_dataclass(config) else dict(config or {})
             self.config = make_config(self.Config, base, **overrides)
         self.history_: History | None = None
+        self._valid: Split | None = None  # set during fit() only
+        self._workdir: str | Path | None = None
         self.n_users_ = 0
         self.n_items_ = 0
 
@@ -119,13 +122,36 @@ class Recommender(ABC):
         return f"{type(self).__name__}({self.config})"
 
     # ----------------------------------------------------------------- learning
-    def fit(self: R, dataset: Dataset, *, progress: bool = False) -> R:
-        """Learn from ``dataset`` (training interactions) and return ``self``."""
+    def fit(
+        self: R,
+        dataset: Dataset,
+        *,
+        progress: bool = False,
+        valid: Split | None = None,
+        workdir: str | Path | None = None,
+    ) -> R:
+        """Learn from ``dataset`` (training interactions) and return ``self``.
+
+        Args:
+            dataset: the training interactions.
+            progress: show a progress bar.
+            valid: a split whose ``train`` is ``dataset``; iteratively trained models (the
+                torch models) stop early on its validation NDCG@10 and keep the best epoch.
+                Closed-form models ignore it.
+            workdir: a folder where iteratively trained models keep their training
+                checkpoints, and resume from them; closed-form models ignore it.
+        """
         if len(dataset) == 0:
             raise ConfigError(f"cannot fit {self.name} on an empty dataset")
+        if valid is not None and valid.train.n_items != dataset.n_items:
+            raise ConfigError("valid must be the split whose train set is the fitted dataset")
         self.n_users_, self.n_items_ = dataset.n_users, dataset.n_items
         self.history_ = History.from_dataset(dataset)
-        self._fit(dataset, progress=progress)
+        self._valid, self._workdir = valid, workdir
+        try:
+            self._fit(dataset, progress=progress)
+        finally:
+            self._valid, self._workdir = None, None
         return self
 
     @abstractmethod
@@ -251,8 +277,8 @@ class Recommender(ABC):
             "n_users": self.n_users_,
             "n_items": self.n_items_,
         }
-        _atomic_write(folder / "model.safetensors", lambda p: save_file(tensors, str(p)))
-        _atomic_write(folder / "model.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
+        atomic_write(folder / "model.safetensors", lambda p: save_file(tensors, str(p)))
+        atomic_write(folder / "model.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
         return folder
 
     @classmethod
@@ -296,7 +322,7 @@ class Recommender(ABC):
         return model
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:

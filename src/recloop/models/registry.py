@@ -20,6 +20,9 @@ _REGISTRY: dict[str, str] = {
     "itemknn": "recloop.models.baselines:ItemKNN",
     "ease": "recloop.models.baselines:EASE",
     "bpr": "recloop.models.bpr:BPRMF",
+    "gru4rec": "recloop.models.sequential:GRU4Rec",
+    "mlp": "recloop.models.mlp:MLPTower",
+    "sasrec": "recloop.models.sequential:SASRec",
 }
 
 

@@ -1,0 +1,332 @@
+"""Sequential recommenders: GRU4Rec and SASRec over one :class:`SequenceEncoder` interface.
+
+A sequence encoder maps a user's recent items to a state, ``(B, L) → (B, L, d)`` at every
+position (causal: position ``t`` sees items ``≤ t`` only) and ``(B, d)`` for the latest one
+(:meth:`SequenceEncoder.encode`). Items are scored by the dot product of the state with the
+encoder's own item embedding table (:meth:`SequenceEncoder.item_weights`), so the RL heads
+of later issues reuse an encoder and its table without copying either.
+
+Conventions: item ``i`` is token ``i + 1``; token 0 is padding, on the *left*, so the latest
+item is always the last column.
+
+Training (:class:`SequentialRecommender`) follows SASRec's own scheme: one training sequence
+per user (the last ``max_len + 1`` items), the next-item loss at every position, batches of
+users of similar length (little padding). The loss is the full softmax over all items
+(Klenitskiy & Vasilev, RecSys 2023) or, for large catalogues, a sampled softmax with logQ
+correction (uniform or popularity proposals; Bengio & Senécal 2008, Yi et al. RecSys 2019).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recloop.config import option
+from recloop.data.dataset import Dataset
+from recloop.models.base import History
+from recloop.models.neural import TorchRecommender
+from recloop.models.training import TrainConfig
+
+LOSSES = ("ce", "sampled")
+SAMPLERS = ("uniform", "pop")
+
+
+def left_padded(
+    indptr: np.ndarray, items: np.ndarray, rows: np.ndarray, max_len: int
+) -> torch.Tensor:
+    """(B, L) int64 tokens: each row's last ``max_len`` items + 1, padded with 0 on the left.
+
+    ``L`` is the longest clipped row in the batch (at least 1), so a batch of similar
+    lengths carries little padding.
+    """
+    end = indptr[rows + 1]
+    n = np.minimum(end - indptr[rows], max_len)  # (B,)
+    width = max(int(n.max(initial=0)), 1)
+    offset = np.arange(width)[None, :] - (width - n)[:, None]  # (B, L); >= 0 where an item is
+    valid = offset >= 0
+    out = np.zeros((len(rows), width), dtype=np.int64)
+    out[valid] = items[((end - n)[:, None] + offset)[valid]] + 1
+    return torch.from_numpy(out)
+
+
+class SequenceEncoder(nn.Module):
+    """History → state. The interface GRU4Rec, SASRec and the RL heads share.
+
+    Args:
+        n_items: catalogue size (tokens ``1..n_items``; 0 is padding).
+        dim: state and item-embedding dimension.
+    """
+
+    def __init__(self, n_items: int, dim: int) -> None:
+        super().__init__()
+        self.n_items, self.dim = n_items, dim
+        self.item_embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """(B, L) left-padded tokens → (B, L, d) causal states."""
+        raise NotImplementedError
+
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded tokens → (B, d) state after the latest item."""
+        return self(seq)[:, -1]
+
+    def item_weights(self) -> torch.Tensor:
+        """(n_items, d) the item table (row ``i`` is item ``i``), used to score states."""
+        return self.item_embedding.weight[1:]
+
+    def logits(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., d) states → (..., n_items) scores of every item."""
+        return states @ self.item_weights().T
+
+
+class GRU4RecEncoder(SequenceEncoder):
+    """GRU4Rec's network (Hidasi et al., ICLR 2016): item embeddings → GRU layers."""
+
+    def __init__(self, n_items: int, dim: int, layers: int = 1, dropout: float = 0.2) -> None:
+        super().__init__(n_items, dim)
+        self.drop = nn.Dropout(dropout)
+        # No biases: from a zero state, zero (padding) inputs keep the state exactly zero,
+        # so left padding of any width leaves every real position's state unchanged.
+        self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, bias=False,
+                          dropout=dropout if layers > 1 else 0.0)  # fmt: skip
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.item_embedding(seq))  # (B, L, d); padding rows are zero
+        h, _ = self.gru(x)  # (B, L, d)
+        return self.out(self.drop(h))
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block: causal self-attention, then a point-wise feed-forward."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.p = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.ff1, self.ff2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, d/H)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0
+        )  # (B, H, L, d/H)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, length, d)))
+        return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.norm2(x))))))
+
+
+class SASRecEncoder(SequenceEncoder):
+    """SASRec's network (Kang & McAuley, ICDM 2018).
+
+    Scaled item embeddings plus learned position embeddings, dropout, ``layers`` pre-norm
+    blocks of causal multi-head self-attention and a point-wise feed-forward, a final layer
+    norm. Positions count back from the latest item (the last column is position 0), so a
+    batch may be narrower than ``max_len``. Padding takes no part in attention (a padding
+    query attends to itself only, which keeps its row finite; its output is never used).
+    """
+
+    def __init__(self, n_items: int, dim: int = 64, max_len: int = 200, layers: int = 2,
+                 heads: int = 1, dropout: float = 0.2) -> None:  # fmt: skip
+        super().__init__(n_items, dim)
+        self.max_len = max_len
+        self.position = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.position.weight, std=dim**-0.5)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(_Block(dim, heads, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        seq = seq[:, -self.max_len :]
+        b, length = seq.shape
+        keep = (seq != 0).unsqueeze(-1)  # (B, L, 1)
+        back = torch.arange(length - 1, -1, -1, device=seq.device)  # (L,) distance to the end
+        x = self.item_embedding(seq) * math.sqrt(self.dim) + self.position(back)
+        x = self.drop(x) * keep
+        eye = torch.eye(length, dtype=torch.bool, device=seq.device)
+        causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
+        mask = (causal & ((seq != 0).unsqueeze(1) | eye)).unsqueeze(1)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, mask) * keep
+        return self.norm(x)
+
+
+@dataclass(frozen=True)
+class SequentialConfig(TrainConfig):
+    """Options shared by the sequential models (training options first)."""
+
+    dim: int = option(64, "State and item-embedding dimension.")
+    max_len: int = option(200, "Most recent items a state is computed from.")
+    dropout: float = option(0.2, "Dropout rate.")
+    loss: str = option("ce", "ce: full softmax over all items; sampled: sampled softmax.")
+    negatives: int = option(256, "Sampled softmax: negatives drawn per batch (shared).")
+    sampler: str = option("uniform", "Sampled softmax proposal: uniform or pop (by count).")
+    bf16: bool = option(False, "bfloat16 autocast in training (CPUs with AVX512-BF16/AMX).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check(
+            (self.dim >= 1, f"dim must be >= 1, not {self.dim}"),
+            (self.max_len >= 1, f"max_len must be >= 1, not {self.max_len}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout}"),
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}"),
+            (self.negatives >= 1, f"negatives must be >= 1, not {self.negatives}"),
+            (self.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, not {self.sampler!r}"),
+        )
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch: which users, and the shared negatives of a sampled softmax."""
+
+    users: np.ndarray  # (B,) user indices
+    negatives: np.ndarray | None  # (S,) item indices, or None for the full softmax
+
+
+class SequentialRecommender(TorchRecommender):
+    """Next-item recommender over a :class:`SequenceEncoder` (see the module docstring).
+
+    ``score`` encodes each user's latest ``max_len`` known items (the ``history``
+    argument, the training data by default) and takes the dot product with every item.
+    """
+
+    config: SequentialConfig
+    module_: SequenceEncoder
+
+    @property
+    def encoder(self) -> SequenceEncoder:
+        """The trained encoder (history → state), for reuse by the RL heads."""
+        self._check_fitted()
+        return self.module_
+
+    def _prepare(self, dataset: Dataset) -> None:
+        seq = dataset.sequences
+        self._indptr, self._items = seq.indptr, seq.items
+        lengths = np.minimum(np.diff(seq.indptr), self.config.max_len + 1)
+        self._users = np.flatnonzero(lengths >= 2)  # users with at least one (input, target)
+        self._lengths = lengths[self._users]
+        counts = np.bincount(seq.items, minlength=self.n_items_).astype(np.float64)
+        q = counts + 1.0 if self.config.sampler == "pop" else np.ones(self.n_items_)
+        self._proposal = q / q.sum()
+        self._log_q = torch.from_numpy(np.log(self._proposal).astype(np.float32))
+
+    def _release(self) -> None:
+        for name in ("_indptr", "_items", "_users", "_lengths", "_proposal", "_log_q"):
+            self.__dict__.pop(name, None)
+
+    def _plan(self, rng: np.random.Generator) -> Sequence[Batch]:
+        """Shuffled users, sorted by length within large chunks, cut into shuffled batches."""
+        cfg = self.config
+        order = rng.permutation(len(self._users))
+        chunk, batches = cfg.batch_size * 32, []
+        for s in range(0, len(order), chunk):
+            part = order[s : s + chunk]
+            part = part[np.argsort(self._lengths[part], kind="stable")]
+            batches += [part[i : i + cfg.batch_size] for i in range(0, len(part), cfg.batch_size)]
+        out = []
+        for b in rng.permutation(len(batches)):
+            neg = None
+            if cfg.loss == "sampled":
+                neg = rng.choice(self.n_items_, size=cfg.negatives, p=self._proposal)
+            out.append(Batch(self._users[batches[b]], neg))
+        return out
+
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        enc = self.module_
+        seq = left_padded(self._indptr, self._items, batch.users, self.config.max_len + 1)
+        inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, L) each
+        mask = (inputs != 0) & (targets != 0)  # positions with an input and a next item
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+            states = enc(inputs)[mask]  # (N, d) only real positions reach the output layer
+            target = targets[mask] - 1  # (N,) item indices
+            if batch.negatives is None:
+                return F.cross_entropy(enc.logits(states).float(), target)
+            weights = enc.item_weights()
+            neg = torch.from_numpy(batch.negatives)
+            pos_logit = (states * weights[target]).sum(-1) - self._log_q[target]  # (N,)
+            neg_logits = states @ weights[neg].T - self._log_q[neg]  # (N, S)
+            neg_logits = neg_logits.float().masked_fill(neg[None, :] == target[:, None], -1e9)
+            logits = torch.cat([pos_logit.float()[:, None], neg_logits], dim=1)  # (N, 1 + S)
+            return F.cross_entropy(logits, torch.zeros_like(target))
+
+    def _score(self, users: np.ndarray, history: History) -> np.ndarray:
+        enc = self.module_
+        enc.eval()
+        out = np.empty((len(users), self.n_items_), dtype=np.float32)
+        with torch.inference_mode():
+            weights = enc.item_weights()
+            for s in range(0, len(users), 512):
+                rows = users[s : s + 512]
+                seq = left_padded(history.indptr, history.items, rows, self.config.max_len)
+                out[s : s + len(rows)] = (enc.encode(seq) @ weights.T).numpy()
+        return out
+
+
+@dataclass(frozen=True)
+class GRU4RecConfig(SequentialConfig):
+    """Hyper-parameters of :class:`GRU4Rec`."""
+
+    layers: int = option(1, "GRU layers.")
+    patience: int = option(5, "Stop after this many epochs without a better valid NDCG@10.")
+    lr: float = option(2e-3, "AdamW learning rate.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check((self.layers >= 1, f"layers must be >= 1, not {self.layers}"))
+
+
+class GRU4Rec(SequentialRecommender):
+    """GRU4Rec (Hidasi et al., ICLR 2016) trained with full-softmax cross-entropy."""
+
+    name: ClassVar[str] = "gru4rec"
+    Config: ClassVar[type] = GRU4RecConfig
+    config: GRU4RecConfig
+
+    def _build(self) -> GRU4RecEncoder:
+        c = self.config
+        return GRU4RecEncoder(self.n_items_, c.dim, c.layers, c.dropout)
+
+
+@dataclass(frozen=True)
+class SASRecConfig(SequentialConfig):
+    """Hyper-parameters of :class:`SASRec`."""
+
+    layers: int = option(2, "Self-attention blocks.")
+    heads: int = option(1, "Attention heads (must divide dim).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check(
+            (self.layers >= 1, f"layers must be >= 1, not {self.layers}"),
+            (self.heads >= 1 and self.dim % self.heads == 0,
+             f"heads must be >= 1 and divide dim={self.dim}, not {self.heads}"),
+        )  # fmt: skip
+
+
+class SASRec(SequentialRecommender):
+    """SASRec (Kang & McAuley, ICDM 2018) trained with full-softmax cross-entropy.
+
+    The cross-entropy variant of Klenitskiy & Vasilev (RecSys 2023); ``loss=sampled``
+    switches to a sampled softmax with logQ correction for large catalogues.
+    """
+
+    name: ClassVar[str] = "sasrec"
+    Config: ClassVar[type] = SASRecConfig
+    config: SASRecConfig
+
+    def _build(self) -> SASRecEncoder:
+        c = self.config
+        return SASRecEncoder(self.n_items_, c.dim, c.max_len, c.layers, c.heads, c.dropout)
