@@ -54,7 +54,7 @@ def block_dataset(n_users: int = 90, n_items: int = 30, groups: int = 3, seed: i
                 "negatives": 8,
                 "sampler": "pop",
             },
-        ),  # fmt: skip
+        ),
         ("gru4rec", {"dim": 32, "max_len": 20, "dropout": 0.1, "lr": 5e-3}),
     ],
 )

@@ -12,6 +12,7 @@ instead (``W [p_u; q_i] = W_u p_u + W_i q_i``), so only the narrower layers run 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -65,9 +66,7 @@ class _Tower(nn.Module):
         nn.init.normal_(self.item.weight, std=0.05)
         self.first = nn.Linear(2 * cfg.dim, cfg.widths[0])
         widths = list(cfg.widths)
-        self.hidden = nn.ModuleList(
-            nn.Linear(a, b) for a, b in zip(widths, widths[1:], strict=False)
-        )
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.out = nn.Linear(widths[-1], 1)
         self.drop = nn.Dropout(cfg.dropout)
 

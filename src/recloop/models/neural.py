@@ -73,7 +73,7 @@ class TorchRecommender(Recommender):
                     "n_users": self.n_users_,
                     "n_items": self.n_items_,
                     "n_interactions": len(dataset),
-                },  # fmt: skip
+                },
                 progress=progress,
                 description=f"train {self.name}",
             )

@@ -151,7 +151,7 @@ class SASRecEncoder(SequenceEncoder):
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         seq = seq[:, -self.max_len :]
-        b, length = seq.shape
+        _b, length = seq.shape
         keep = (seq != 0).unsqueeze(-1)  # (B, L, 1)
         back = torch.arange(length - 1, -1, -1, device=seq.device)  # (L,) distance to the end
         x = self.item_embedding(seq) * math.sqrt(self.dim) + self.position(back)
