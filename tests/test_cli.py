@@ -110,5 +110,28 @@ def test_unknown_user_is_a_clear_error(tiny_csv, tmp_path) -> None:
 
 
 def test_wrong_flag_is_a_usage_error() -> None:
-    proc = run("train", "ease", "--no-such-flag", ok=False)
+    proc = run("evaluate", "x", "--no-such-flag", ok=False)
     assert proc.returncode == 2 and "No such option" in proc.stderr
+    proc = run("train", "ease", "--out", "x", "--no-such-flag", ok=False)
+    assert proc.returncode == 2 and "unknown option --no-such-flag for ease; its options: --l2" in (
+        proc.stderr
+    )
+
+
+def test_train_a_torch_model_with_config_flags_then_resume(tiny_csv, tmp_path) -> None:
+    out = tmp_path / "run"
+    args = ("train", "sasrec", "--data", str(tiny_csv), "--columns", COLS, "--out", str(out),
+            "--quiet", "--max-len", "5", "--dim=8", "--no-bf16", "--dropout", "0.1")  # fmt: skip
+    run(*args, "--epochs", "2")
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["params"]["max_len"], cfg["params"]["dim"], cfg["params"]["epochs"]) == (5, 8, 2)
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["training"]["epoch"] == 2 and first["params"] > 0
+    assert (out / "train" / "last.json").exists()
+    # Same command with more epochs: picks up at epoch 2 instead of starting over.
+    run(*args, "--epochs", "3")
+    second = json.loads((out / "metrics.json").read_text())["training"]
+    assert second["epoch"] == 3
+    assert second["curve"][:2] == first["training"]["curve"]
+    listing = run("models", "sasrec").stdout
+    assert "--max-len 200" in listing and "--heads 1" in listing and "ease" not in listing

@@ -81,6 +81,41 @@ def _params(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _model_flags(model: str, args: list[str]) -> dict[str, str]:
+    """Parse ``--name value``, ``--name=value``, ``--flag`` / ``--no-flag`` model options."""
+    import typing
+
+    from recloop.errors import ConfigError
+    from recloop.models import get_model
+
+    fields = typing.get_type_hints(get_model(model).Config)
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; model options look like --max-len 200")
+        name, eq, value = arg[2:].partition("=")
+        key = name.replace("-", "_")
+        negated = key.startswith("no_") and key[3:] in fields and fields[key[3:]] is bool
+        if key not in fields and not negated:
+            valid = ", ".join("--" + f.replace("_", "-") for f in fields)
+            raise ConfigError(f"unknown option --{name} for {model}; its options: {valid}")
+        if negated:
+            out[key[3:]] = "false"
+        elif eq:
+            out[key] = value
+        elif fields[key] is bool and (i + 1 == len(args) or args[i + 1].startswith("--")):
+            out[key] = "true"
+        elif i + 1 < len(args):
+            out[key] = args[i + 1]
+            i += 1
+        else:
+            raise ConfigError(f"option --{name} needs a value")
+        i += 1
+    return out
+
+
 @data_app.command("info")
 def data_info(
     name: Annotated[
@@ -108,20 +143,27 @@ def data_info(
 
 
 @app.command("models")
-def models() -> None:
-    """List the registered models and their options."""
+def models(
+    name: Annotated[str | None, typer.Argument(help="Show one model only.")] = None,
+) -> None:
+    """List the registered models and their options (each is a `recloop train` flag)."""
     from recloop.config import describe
     from recloop.models import available_models, get_model
 
-    for name in available_models():
+    for name in [get_model(name).name] if name else available_models():
         cls = get_model(name)
         typer.echo(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
         for field, default, help_ in describe(cls.Config):
-            typer.echo(f"    {field} = {default}    {help_}")
+            flag = "--" + field.replace("_", "-")
+            typer.echo(f"    {flag} {default}    {help_}")
 
 
-@app.command("train")
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name (see `recloop models`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],
     data: Data = "ml-100k",
@@ -136,10 +178,15 @@ def train(
     columns: Columns = "",
     quiet: Quiet = False,
 ) -> None:
-    """Fit a model, evaluate it on validation and test, and save a run directory."""
+    """Fit a model, evaluate it on validation and test, and save a run directory.
+
+    Every model option is also a flag: `recloop train sasrec --max-len 200 --dropout 0.2`
+    (`recloop models sasrec` lists them). Rerunning into the same --out resumes training.
+    """
     from recloop.runs import RunSpec, train_run
 
-    spec = RunSpec(model=model, data=data, seed=seed, split=split, params=_params(param),
+    params = {**_params(param), **_model_flags(model, ctx.args)}
+    spec = RunSpec(model=model, data=data, seed=seed, split=split, params=params,
                    min_user=min_user, min_item=min_item, columns=_columns(columns))  # fmt: skip
     res = train_run(spec, out, progress=not quiet)
     _print_metrics(res["metrics"], title=f"{model} on {data} (seed {seed})")
@@ -164,6 +211,10 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
         t.add_row(m, *(f"{metrics[s]['beyond'][m]:.4f}" for s in ("valid", "test")))
     if "fit_s" in metrics:
         t.add_row("fit seconds", f"{metrics['fit_s']:.2f}", "")
+    if "training" in metrics:
+        tr = metrics["training"]
+        t.add_row("best epoch", f"{tr['best_epoch']} of {tr['epoch']}", "")
+        t.add_row("time to best (s)", f"{tr['time_to_best_s']:.1f}", "")
     _console().print(t)
 
 

@@ -8,7 +8,9 @@ A run directory holds:
   evaluation times;
 * ``per_user_test.csv`` — per-user test metrics, for paired comparisons;
 * ``vocab.json`` — external user/item ids and item titles (so ``recommend`` needs no data);
-* ``model/`` — the checkpoint (``model.json`` + ``model.safetensors``).
+* ``model/`` — the checkpoint (``model.json`` + ``model.safetensors``);
+* ``train/`` — torch models only: the best and last training checkpoints. Running the same
+  command again resumes from ``last`` (more ``epochs`` extend a finished run).
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ def train_run(
     dataset, split = data if data is not None else prepare_data(spec)
     model = build_model(spec)
     t0 = time.perf_counter()
-    model.fit(split.train, progress=progress)
+    workdir = Path(out) / "train" if out is not None else None
+    model.fit(split.train, progress=progress, valid=split, workdir=workdir)
     fit_s = time.perf_counter() - t0
     valid = evaluate(model, split, "valid", ks=spec.ks, progress=progress)
     test = evaluate(model, split, "test", ks=spec.ks, progress=progress)
@@ -146,11 +149,14 @@ def train_run(
         "valid": valid.to_dict(),
         "test": test.to_dict(),
         "fit_s": fit_s,
+        "params": _n_parameters(model),
         "n_eval_users": {
             "valid": int(valid.summary["all"][f"hr@{spec.ks[0]}"].n),
             "test": int(test.summary["all"][f"hr@{spec.ks[0]}"].n),
         },
     }
+    if hasattr(model, "train_state_"):
+        metrics["training"] = model.train_state_.to_dict()
     result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}
     if out is None:
         return result
@@ -180,6 +186,14 @@ def train_run(
         },
     )
     return result
+
+
+def _n_parameters(model: Any) -> int:
+    """Learned parameters: the network's for torch models, else the saved arrays' size."""
+    n = getattr(model, "n_parameters", None)
+    if n is not None:
+        return int(n)
+    return int(sum(np.asarray(v).size for v in model._state().values()))
 
 
 def _write_json(path: Path, payload: Any) -> None:
