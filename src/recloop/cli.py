@@ -150,9 +150,9 @@ def models(
     from recloop.config import describe
     from recloop.models import available_models, get_model
 
-    for name in [get_model(name).name] if name else available_models():
-        cls = get_model(name)
-        typer.echo(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+    for shown in [get_model(name).name] if name else available_models():
+        cls = get_model(shown)
+        typer.echo(f"{shown}: {(cls.__doc__ or '').strip().splitlines()[0]}")
         for field, default, help_ in describe(cls.Config):
             flag = "--" + field.replace("_", "-")
             typer.echo(f"    {flag} {default}    {help_}")
