@@ -7,6 +7,7 @@ baseline on the same users, Holm-corrected over the compared models.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,29 @@ def compare(
             {**labels, "split": "train", "metric": "fit_s", "value": res["metrics"]["fit_s"]}
         )
         rows.append({**labels, "split": "test", "metric": "eval_s", "value": res["test"].eval_s})
+        rows.extend({**labels, "split": "train", "metric": m, "value": v}
+                    for m, v in _cost(res["metrics"]).items())  # fmt: skip
         pu = res["test"].per_user
         per_user.append(pu.assign(method=name, seed=seed))
     tidy = pd.DataFrame(rows).reindex(columns=TIDY_COLUMNS)
     return tidy, pd.concat(per_user, ignore_index=True)
+
+
+def _cost(metrics: dict[str, Any]) -> dict[str, float]:
+    """What a run cost: parameters, peak memory so far, and for torch models the epochs."""
+    import resource
+
+    # ru_maxrss is KiB on Linux, bytes on macOS; it is the process's peak so far.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {"params": float(metrics.get("params", 0)),
+           "peak_rss_mb": rss / (1 << 20 if sys.platform == "darwin" else 1 << 10)}  # fmt: skip
+    tr = metrics.get("training")
+    if tr:
+        out.update(epochs_to_best=tr["best_epoch"], epochs=tr["epoch"],
+                   time_to_best_s=tr["time_to_best_s"], s_per_epoch=tr["s_per_epoch"])  # fmt: skip
+    else:
+        out["time_to_best_s"] = metrics["fit_s"]  # closed form: done when fitted
+    return out
 
 
 def summary_table(

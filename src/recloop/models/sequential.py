@@ -31,6 +31,7 @@ from torch import nn
 from recloop.config import option
 from recloop.data.dataset import Dataset
 from recloop.models.base import History
+from recloop.models.losses import softmax_cross_entropy
 from recloop.models.neural import TorchRecommender
 from recloop.models.training import TrainConfig
 
@@ -54,6 +55,20 @@ def left_padded(
     out = np.zeros((len(rows), width), dtype=np.int64)
     out[valid] = items[((end - n)[:, None] + offset)[valid]] + 1
     return torch.from_numpy(out)
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with masks from ``rand_like``: same semantics as ``nn.Dropout``,
+    about 1.8× faster on CPU, where ``bernoulli_`` took a fifth of a SASRec step."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x.mul(torch.rand_like(x) >= self.p).mul_(1.0 / (1.0 - self.p))
 
 
 class SequenceEncoder(nn.Module):
@@ -94,7 +109,7 @@ class GRU4RecEncoder(SequenceEncoder):
 
     def __init__(self, n_items: int, dim: int, layers: int = 1, dropout: float = 0.2) -> None:
         super().__init__(n_items, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         # No biases: from a zero state, zero (padding) inputs keep the state exactly zero,
         # so left padding of any width leaves every real position's state unchanged.
         self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, bias=False,
@@ -116,15 +131,18 @@ class _Block(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
         self.ff1, self.ff2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, length, d = x.shape
         qkv = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, d // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, d/H)
-        a = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0
-        )  # (B, H, L, d/H)
+        if self.training and self.p > 0:  # SDPA's own attention dropout uses bernoulli_
+            att = (q @ k.transpose(-2, -1)) * (d // self.heads) ** -0.5  # (B, H, L, L)
+            att = self.drop(att.masked_fill(~mask, float("-inf")).softmax(dim=-1))
+            a = att @ v  # (B, H, L, d/H)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, length, d)))
         return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.norm2(x))))))
 
@@ -145,7 +163,7 @@ class SASRecEncoder(SequenceEncoder):
         self.max_len = max_len
         self.position = nn.Embedding(max_len, dim)
         nn.init.normal_(self.position.weight, std=dim**-0.5)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(_Block(dim, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
 
@@ -252,9 +270,9 @@ class SequentialRecommender(TorchRecommender):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
             states = enc(inputs)[mask]  # (N, d) only real positions reach the output layer
             target = targets[mask] - 1  # (N,) item indices
-            if batch.negatives is None:
-                return F.cross_entropy(enc.logits(states).float(), target)
             weights = enc.item_weights()
+            if batch.negatives is None:
+                return softmax_cross_entropy(states.float(), weights.float(), target)
             neg = torch.from_numpy(batch.negatives)
             pos_logit = (states * weights[target]).sum(-1) - self._log_q[target]  # (N,)
             neg_logits = states @ weights[neg].T - self._log_q[neg]  # (N, S)

@@ -1,0 +1,135 @@
+"""The deep models (MLP tower, GRU4Rec, SASRec) against the foundation's baselines.
+
+Each (dataset, method) runs in its own process, one after another, so ``peak_rss_mb`` is that
+method's own peak (data, training and evaluation) and no two trainings share the CPU.
+Writes tidy rows to ``benchmarks/results/seq_models.csv`` and the tables to
+``benchmarks/results/seq_models.md`` (pasted into RESULTS.md).
+
+    python benchmarks/seq_models.py --datasets ml-100k,ml-1m --seeds 0,1,2 --quiet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from recloop.compare import TIDY_COLUMNS, compare, markdown, summary_table
+from recloop.eval.stats import holm_bonferroni, paired_test
+from recloop.runs import RunSpec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASELINES = ["pop", "itemknn", "ease", "markov"]  # deterministic: one run each
+DEEP = ["mlp", "gru4rec", "sasrec"]
+REFERENCE = "markov"  # the strongest foundation baseline on both datasets
+# Options per dataset (everything else is the model's default; `recloop models NAME`).
+PARAMS: dict[str, dict[str, dict[str, object]]] = {
+    "ml-100k": {
+        "sasrec": {"max_len": 50},
+        "gru4rec": {"max_len": 50},
+        "mlp": {},
+    },
+    "ml-1m": {
+        "sasrec": {"max_len": 200},
+        "gru4rec": {"max_len": 200},
+        "mlp": {},
+    },
+}
+
+
+def run_cell(dataset: str, method: str, seeds: list[int], out: Path, quiet: bool) -> None:
+    """Child process: one method on one dataset over the seeds; writes two CSVs."""
+    params = {method: PARAMS.get(dataset, {}).get(method, {})}
+    tidy, per_user = compare(RunSpec(model=method, data=dataset), [method], seeds,
+                             benchmark="seq_models", progress=not quiet, params=params)  # fmt: skip
+    tidy.to_csv(out / "tidy.csv", index=False)
+    per_user.to_csv(out / "per_user.csv", index=False)
+
+
+def versus_each_baseline(per_user: pd.DataFrame, method: str, baselines: list[str]) -> str:
+    """Paired test of ``method`` against every baseline (Holm-corrected over baselines)."""
+    allu = per_user[per_user["group"] == "all"]
+    means = allu.groupby(["method", "user"])["ndcg@10"].mean().unstack(0)
+    tests = [paired_test(means[method].to_numpy(), means[b].to_numpy()) for b in baselines]
+    adj = holm_bonferroni([t.wilcoxon_pvalue for t in tests])
+    lines = [f"| {method} vs | Δndcg@10 | p (Wilcoxon, Holm) |", "|---|---|---|"]
+    for b, t, p in zip(baselines, tests, adj, strict=True):
+        lines.append(f"| {b} | {t.mean_diff:+.4f} | {p:.1e}{' *' if p < 0.05 else ''} |")
+    return "\n".join(lines)
+
+
+def cost_table(tidy: pd.DataFrame) -> str:
+    """Training cost per method: means over seeds."""
+    cols = ["epochs_to_best", "time_to_best_s", "s_per_epoch", "peak_rss_mb", "params"]
+    train = tidy[tidy["split"] == "train"]
+    wide = train.pivot_table(index="method", columns="metric", values="value", aggfunc="mean")
+    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for method in wide.index:
+        cells = []
+        for c in cols:
+            v = wide.loc[method].get(c)
+            cells.append(
+                "—" if v is None or pd.isna(v) else f"{v:,.1f}" if c != "params" else f"{v:,.0f}"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="ml-100k,ml-1m")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--methods", default=",".join(BASELINES + DEEP))
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--cell", nargs=3, metavar=("DATASET", "METHOD", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.cell:
+        dataset, method, out = args.cell
+        run_cell(dataset, method, seeds if method in DEEP else [0], Path(out), args.quiet)
+        return 0
+    methods = args.methods.split(",")
+    frames, sections = [], []
+    work = Path(tempfile.mkdtemp(prefix="seq_models-"))
+    for dataset in args.datasets.split(","):
+        tidy_parts, per_parts = [], []
+        for method in methods:
+            t0 = time.perf_counter()
+            cell = work / f"{dataset}-{method}"
+            cell.mkdir()
+            cmd = [sys.executable, __file__, "--seeds", args.seeds, "--cell", dataset, method,
+                   str(cell), *(["--quiet"] if args.quiet else [])]  # fmt: skip
+            subprocess.run(cmd, check=True)
+            tidy_parts.append(pd.read_csv(cell / "tidy.csv"))
+            per_parts.append(pd.read_csv(cell / "per_user.csv"))
+            print(f"{dataset} {method}: {time.perf_counter() - t0:.0f} s", flush=True)
+        tidy = pd.concat(tidy_parts, ignore_index=True)
+        per_user = pd.concat(per_parts, ignore_index=True)
+        frames.append(tidy)
+        table = summary_table(tidy, per_user, baseline=REFERENCE)
+        text = [f"### {dataset} (test, leave-one-out, full ranking; deep models: {len(seeds)} "
+                f"seeds)\n", markdown(table, REFERENCE), "", "Training cost (means over seeds):\n",
+                cost_table(tidy), ""]  # fmt: skip
+        if "sasrec" in methods:
+            text += ["SASRec against each baseline:\n",
+                     versus_each_baseline(per_user, "sasrec", [m for m in methods if m in BASELINES]),
+                     ""]  # fmt: skip
+        text.append(f"Options: `{json.dumps(PARAMS.get(dataset, {}))}`\n")
+        sections.append("\n".join(text))
+        print(sections[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    rows = pd.concat(frames, ignore_index=True).reindex(columns=TIDY_COLUMNS)
+    rows.to_csv(RESULTS / "seq_models.csv", index=False, float_format="%.6g")
+    (RESULTS / "seq_models.md").write_text("\n".join(sections))
+    print(f"wrote {RESULTS / 'seq_models.csv'} ({len(rows)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
