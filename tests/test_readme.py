@@ -22,6 +22,21 @@ def test_readme_python_example_runs() -> None:
     assert text.count("(") >= 5  # five titles with years
 
 
+def test_readme_deep_model_example_runs(tmp_path, monkeypatch) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 2, "README has no deep-model example"
+    monkeypatch.chdir(tmp_path)  # the example writes its checkpoints under ./runs
+    out = io.StringIO()
+    scope: dict = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(blocks[0], "README.md", "exec"), scope)
+        exec(compile(blocks[1], "README.md", "exec"), scope)
+    text = out.getvalue()
+    test_ndcg = float(re.search(r"test NDCG@10 = ([0-9.]+)", text).group(1))
+    assert test_ndcg > 0.05  # 15 epochs of SASRec: well above Popularity's 0.043
+    assert (tmp_path / "runs" / "sasrec-work" / "best.json").exists()
+
+
 def test_readme_commands_match_ci() -> None:
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()

@@ -22,37 +22,48 @@ _CHUNK = 128
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor, bf16: bool
+    ) -> torch.Tensor:
         n = states.shape[0]
-        lse = torch.empty(n, dtype=torch.float32)
-        picked = (states * weights[targets]).sum(-1).float()  # (N,) target logits
+        acc = torch.promote_types(states.dtype, torch.float32)  # float64 stays float64
+        lse = torch.empty(n, dtype=acc)
+        picked = (states * weights[targets]).sum(-1).to(acc)  # (N,) target logits
+        h, w = (states.bfloat16(), weights.bfloat16()) if bf16 else (states, weights)
         for s in range(0, n, _CHUNK):
-            logits = states[s : s + _CHUNK] @ weights.T  # (C, I)
-            lse[s : s + _CHUNK] = torch.logsumexp(logits.float(), dim=1)
+            logits = h[s : s + _CHUNK] @ w.T  # (C, I)
+            lse[s : s + _CHUNK] = torch.logsumexp(logits.to(acc), dim=1)
         ctx.save_for_backward(states, weights, targets, lse)
+        ctx.bf16 = bf16
         return (lse - picked).mean()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         states, weights, targets, lse = ctx.saved_tensors
         n = states.shape[0]
         scale = grad / n
         g_states = torch.empty_like(states)
         g_weights = torch.zeros_like(weights)
+        hs, w = (states.bfloat16(), weights.bfloat16()) if ctx.bf16 else (states, weights)
         for s in range(0, n, _CHUNK):
-            h = states[s : s + _CHUNK]
+            h = hs[s : s + _CHUNK]
             # (C, I) recomputed logits → scale · (softmax − one-hot), in place. The scale
             # enters the exponent (exp(x − lse + log scale)), which saves a pass.
-            p = h @ weights.T
-            shift = lse[s : s + _CHUNK, None] - torch.log(scale)
-            p.sub_(shift.to(p.dtype)).exp_()
+            p = (h @ w.T).to(lse.dtype)
+            p.sub_(lse[s : s + _CHUNK, None] - torch.log(scale)).exp_()
             p[torch.arange(len(h)), targets[s : s + _CHUNK]] -= scale.to(p.dtype)
-            g_states[s : s + _CHUNK] = p @ weights
-            g_weights.addmm_(p.T, h)
-        return g_states, g_weights, None
+            p = p.to(w.dtype)
+            g_states[s : s + _CHUNK] = p @ w
+            if ctx.bf16:
+                g_weights += (p.T @ h).float()
+            else:
+                g_weights.addmm_(p.T, h)
+        return g_states, g_weights, None, None
 
 
-def softmax_cross_entropy(states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def softmax_cross_entropy(
+    states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor, bf16: bool = False
+) -> torch.Tensor:
     """Mean of ``-log softmax(states @ weights.T)[n, targets[n]]`` over rows.
 
     Equal (to float rounding) to ``F.cross_entropy(states @ weights.T, targets)`` in value
@@ -62,7 +73,8 @@ def softmax_cross_entropy(states: torch.Tensor, weights: torch.Tensor, targets: 
         states: (N, d) float.
         weights: (I, d) float, the output item table.
         targets: (N,) int64 item indices.
+        bf16: run the matrix products in bfloat16 (the softmax stays in float32).
     """
     if states.shape[0] == 0:
         return (states.sum() + weights.sum()) * 0.0
-    return _ChunkedSoftmaxCE.apply(states, weights, targets)
+    return _ChunkedSoftmaxCE.apply(states, weights, targets, bf16)

@@ -272,7 +272,9 @@ class SequentialRecommender(TorchRecommender):
             target = targets[mask] - 1  # (N,) item indices
             weights = enc.item_weights()
             if batch.negatives is None:
-                return softmax_cross_entropy(states.float(), weights.float(), target)
+                return softmax_cross_entropy(
+                    states.float(), weights.float(), target, bf16=self.config.bf16
+                )
             neg = torch.from_numpy(batch.negatives)
             pos_logit = (states * weights[target]).sum(-1) - self._log_q[target]  # (N,)
             neg_logits = states @ weights[neg].T - self._log_q[neg]  # (N, S)
