@@ -42,7 +42,7 @@ def test_cross_entropy_of_no_rows_is_zero_with_zero_gradients() -> None:
     w = torch.randn(5, 4, requires_grad=True)
     loss = losses.softmax_cross_entropy(h, w, torch.zeros(0, dtype=torch.long))
     loss.backward()
-    assert float(loss) == 0.0 and float(w.grad.abs().sum()) == 0.0
+    assert float(loss.detach()) == 0.0 and float(w.grad.abs().sum()) == 0.0
 
 
 def test_dropout_keeps_the_expectation_and_rate() -> None:
@@ -56,3 +56,18 @@ def test_dropout_keeps_the_expectation_and_rate() -> None:
     assert values[0] == 0.0 and values[1:] == [pytest.approx(1 / 0.7)]
     drop.eval()
     assert torch.equal(drop(x), x)
+
+
+def test_bf16_cross_entropy_is_close_to_float32() -> None:
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(300, 32, generator=g, requires_grad=True)
+    w = torch.randn(500, 32, generator=g, requires_grad=True)
+    t = torch.randint(0, 500, (300,), generator=g)
+    ref = losses.softmax_cross_entropy(h, w, t)
+    ref_h, ref_w = torch.autograd.grad(ref, (h, w))
+    got = losses.softmax_cross_entropy(h, w, t, bf16=True)
+    got_h, got_w = torch.autograd.grad(got, (h, w))
+    assert got.dtype == torch.float32 and got_h.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=2e-2, atol=0)
+    torch.testing.assert_close(got_h, ref_h, rtol=0.1, atol=2e-3)
+    torch.testing.assert_close(got_w, ref_w, rtol=0.1, atol=2e-3)
