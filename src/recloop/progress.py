@@ -19,6 +19,11 @@ class _Bar:
         if self._progress is not None:
             self._progress.advance(self._task, n)
 
+    def set_total(self, total: int) -> None:
+        """Change the bar's length (when it is known only once work starts)."""
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
+
     def set(self, **figures: float | str) -> None:
         """Show live figures (loss, metric) beside the bar."""
         if self._progress is not None:

@@ -173,18 +173,21 @@ class Trainer:
         cfg = self.config
         torch.set_num_threads(cfg.threads or available_cores())
         state, best = self._resume()
-        n_batches = len(plan(np.random.default_rng([cfg.seed, 0])))
-        total = cfg.epochs * n_batches
-        with progress_bar(total, self.description, self.progress) as bar:
-            bar.advance(state.epoch * n_batches)
+        n_batches: int | None = None
+        with progress_bar(None, self.description, self.progress) as bar:
             while state.epoch < cfg.epochs and not self._patience_out(state):
                 t0 = time.perf_counter()
                 epoch = state.epoch
                 rng = np.random.default_rng([cfg.seed, epoch])
                 torch.manual_seed(epoch_seed(cfg.seed, epoch))
+                batches = plan(rng)
+                if n_batches is None:  # the bar counts batches over every epoch
+                    n_batches = len(batches)
+                    bar.set_total(cfg.epochs * n_batches)
+                    bar.advance(state.epoch * n_batches)
                 self.module.train()
                 loss_sum, n = 0.0, 0
-                for batch in plan(rng):
+                for batch in batches:
                     value = loss(batch)
                     if not torch.isfinite(value):
                         raise ConfigError(
