@@ -43,9 +43,12 @@ PARAMS: dict[str, dict[str, dict[str, object]]] = {
 }
 
 
-def run_cell(dataset: str, method: str, seeds: list[int], out: Path, quiet: bool) -> None:
+def run_cell(dataset: str, method: str, seeds: list[int], out: Path, quiet: bool,
+             max_epochs: int | None) -> None:  # fmt: skip
     """Child process: one method on one dataset over the seeds; writes two CSVs."""
-    params = {method: PARAMS.get(dataset, {}).get(method, {})}
+    params = {method: dict(PARAMS.get(dataset, {}).get(method, {}))}
+    if max_epochs is not None and method in DEEP:
+        params[method]["epochs"] = max_epochs
     tidy, per_user = compare(RunSpec(model=method, data=dataset), [method], seeds,
                              benchmark="seq_models", progress=not quiet, params=params)  # fmt: skip
     tidy.to_csv(out / "tidy.csv", index=False)
@@ -70,7 +73,8 @@ def cost_table(tidy: pd.DataFrame) -> str:
     train = tidy[tidy["split"] == "train"]
     wide = train.pivot_table(index="method", columns="metric", values="value", aggfunc="mean")
     lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for method in wide.index:
+    order = list(dict.fromkeys(tidy["method"]))  # the run order, not alphabetical
+    for method in [m for m in order if m in wide.index]:
         cells = []
         for c in cols:
             v = wide.loc[method].get(c)
@@ -87,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--methods", default=",".join(BASELINES + DEEP))
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--max-epochs", type=int, help="cap the deep models' epochs (smoke runs)")
     ap.add_argument("--cell", nargs=3, metavar=("DATASET", "METHOD", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.cell:
         dataset, method, out = args.cell
-        run_cell(dataset, method, seeds if method in DEEP else [0], Path(out), args.quiet)
+        run_cell(dataset, method, seeds if method in DEEP else [0], Path(out), args.quiet,
+                 args.max_epochs)  # fmt: skip
         return 0
     methods = args.methods.split(",")
     frames, sections = [], []
@@ -104,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             cell = work / f"{dataset}-{method}"
             cell.mkdir()
             cmd = [sys.executable, __file__, "--seeds", args.seeds, "--cell", dataset, method,
-                   str(cell), *(["--quiet"] if args.quiet else [])]  # fmt: skip
+                   str(cell), *(["--quiet"] if args.quiet else []),
+                   *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
             subprocess.run(cmd, check=True)
             tidy_parts.append(pd.read_csv(cell / "tidy.csv"))
             per_parts.append(pd.read_csv(cell / "per_user.csv"))

@@ -188,3 +188,21 @@ def test_different_seeds_give_different_models() -> None:
     a = _small_sasrec(epochs=1, seed=0).fit(ds).score(np.arange(3))
     b = _small_sasrec(epochs=1, seed=1).fit(ds).score(np.arange(3))
     assert not np.allclose(a, b)
+
+
+def test_trainer_decays_lr_on_a_plateau_and_stops_after_patience() -> None:
+    from recloop.models.training import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(2, 1)
+    x, y = torch.randn(8, 2), torch.randn(8, 1)
+    scripted = iter([0.1, 0.2, 0.2, 0.1, 0.15, 0.3, 0.1, 0.1, 0.1, 0.1])
+    cfg = TrainConfig(epochs=12, lr=0.1, patience=4, lr_decay=0.5, lr_patience=2)
+    trainer = Trainer(module, cfg, validate=lambda: next(scripted))
+    state = trainer.fit(lambda rng: [0], lambda _: ((module(x) - y) ** 2).mean())
+    lrs = [r["lr"] for r in state.curve]
+    # Bests at epochs 2 and 6. Epochs 3-4 without improvement → lr halves after epoch 4;
+    # epochs 7-8 → halves after 8; epoch 10 is the fourth without improvement → stop.
+    assert lrs == [0.1] * 4 + [0.05] * 4 + [0.025] * 2
+    assert (state.best_epoch, state.best_metric, state.epoch) == (6, 0.3, 10)
+    assert state.stopped_early

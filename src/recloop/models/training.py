@@ -45,6 +45,9 @@ class TrainConfig:
     patience: int = option(10, "Stop after this many epochs without a better valid NDCG@10.")
     seed: int = option(0, "Seed of the initialisation, batching, sampling and dropout.")
     threads: int = option(0, "torch threads (0: every core this process may use).")
+    lr_decay: float = option(1.0, "Multiply lr by this after lr_patience epochs without a "
+                             "better valid NDCG@10 (1: constant lr).")  # fmt: skip
+    lr_patience: int = option(2, "Epochs without improvement before lr decays.")
 
     def __post_init__(self) -> None:
         self._check(
@@ -56,6 +59,8 @@ class TrainConfig:
             (self.patience >= 1, f"patience must be >= 1, not {self.patience}"),
             (self.seed >= 0, f"seed must be >= 0, not {self.seed}"),
             (self.threads >= 0, f"threads must be >= 0, not {self.threads}"),
+            (0 < self.lr_decay <= 1, f"lr_decay must be in (0, 1], not {self.lr_decay}"),
+            (self.lr_patience >= 1, f"lr_patience must be >= 1, not {self.lr_patience}"),
         )
 
     @staticmethod
@@ -99,6 +104,7 @@ class TrainState:
     time_to_best_s: float = 0.0
     curve: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    last_decay: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +115,7 @@ class TrainState:
             "time_to_best_s": self.time_to_best_s,
             "s_per_epoch": self.train_s / max(self.epoch, 1),
             "stopped_early": self.stopped_early,
+            "last_decay": self.last_decay,
             "curve": self.curve,
         }
 
@@ -123,6 +130,7 @@ class TrainState:
             time_to_best_s=float(d["time_to_best_s"]),
             curve=list(d["curve"]),
             stopped_early=bool(d.get("stopped_early", False)),
+            last_decay=int(d.get("last_decay", 0)),
         )
 
 
@@ -206,8 +214,10 @@ class Trainer:
                 metric = float(self.validate()) if self.validate is not None else float("nan")
                 state.epoch += 1
                 state.train_s += time.perf_counter() - t0
+                lr = float(self.optimizer.param_groups[0]["lr"])
                 state.curve.append({"epoch": state.epoch, "loss": loss_sum / max(n, 1),
-                                    "valid_ndcg@10": metric, "train_s": state.train_s})  # fmt: skip
+                                    "valid_ndcg@10": metric, "train_s": state.train_s,
+                                    "lr": lr})  # fmt: skip
                 improved = self.validate is None or np.isnan(state.best_metric)
                 improved = improved or metric > state.best_metric
                 if improved:
@@ -215,6 +225,7 @@ class Trainer:
                     state.time_to_best_s = state.train_s
                     best = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
                     self._save("best", state, with_optimizer=False)
+                self._maybe_decay(state)
                 self._save("last", state, with_optimizer=True)
                 figures: dict[str, float | str] = {"loss": loss_sum / max(n, 1)}
                 if self.validate is not None:
@@ -228,6 +239,16 @@ class Trainer:
         if self.workdir is not None:
             self._save("last", state, with_optimizer=True)
         return state
+
+    def _maybe_decay(self, state: TrainState) -> None:
+        """Reduce the learning rate on a plateau of the validation metric."""
+        cfg = self.config
+        if self.validate is None or cfg.lr_decay >= 1:
+            return
+        if state.epoch - max(state.best_epoch, state.last_decay) >= cfg.lr_patience:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= cfg.lr_decay
+            state.last_decay = state.epoch
 
     def _patience_out(self, state: TrainState) -> bool:
         return self.validate is not None and state.epoch - state.best_epoch >= self.config.patience
