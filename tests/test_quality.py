@@ -102,3 +102,17 @@ def test_ml100k_gru4rec_and_mlp_beat_popularity_and_itemknn(ml100k_split) -> Non
     for name, params in (("gru4rec", {"max_len": 50}), ("mlp", {})):
         got = _fit_valid_eval(ml100k_split, name, **params).metric("ndcg@10")
         assert got > max(pop, knn), (name, got, pop, knn)
+
+
+@pytest.mark.slow
+def test_ml1m_sasrec_passes_markov_within_ten_epochs() -> None:
+    # Ten epochs of the benchmark's ML-1M options (about 4-5 minutes here); measured runs
+    # reach validation NDCG@10 ≈ 0.145 by epoch 10 (RESULTS.md). Markov, the ML-1M floor,
+    # gets 0.126.
+    split = leave_one_out(load_dataset("ml-1m"))
+    sasrec = _fit_valid_eval(split, "sasrec", max_len=200, batch_size=64, lr=3e-3, bf16=True,
+                             epochs=10, seed=0)  # fmt: skip
+    markov = _fit_eval(split, "markov")
+    assert sasrec.metric("ndcg@10") > max(0.135, markov.metric("ndcg@10")), sasrec.metric("ndcg@10")
+    pt = paired_test(_per_user(sasrec), _per_user(markov))
+    assert pt.mean_diff > 0 and pt.wilcoxon_pvalue < 0.01, pt
