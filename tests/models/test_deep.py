@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -157,7 +159,19 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path) -> None:
     from recloop.eval.protocol import validation_ndcg
 
     assert validation_ndcg(model, split) == pytest.approx(st.best_metric)
-    assert (tmp_path / "best.json").exists() and (tmp_path / "last.json").exists()
+    # On disk: `best` holds the returned (best) weights, `last` the last epoch's, which a
+    # resumption continues from.
+    from safetensors.torch import load_file
+
+    def weights(kind: str) -> dict:
+        name = json.loads((tmp_path / f"{kind}.json").read_text())["weights"]
+        return {k[6:]: v for k, v in load_file(str(tmp_path / name)).items() if k[:6] == "model."}
+
+    assert st.best_epoch < st.epoch  # the overshooting lr makes sure of it
+    best, last = weights("best"), weights("last")
+    for k, v in model.module_.state_dict().items():
+        torch.testing.assert_close(best[k], v, rtol=0, atol=0)
+    assert any(not torch.equal(last[k], v) for k, v in model.module_.state_dict().items())
 
 
 def test_a_damaged_training_checkpoint_is_a_clear_error(tmp_path) -> None:

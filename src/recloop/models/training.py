@@ -233,11 +233,11 @@ class Trainer:
                     figures["best"] = f"{state.best_metric:.4f}@{state.best_epoch}"
                 bar.set(**figures)
         state.stopped_early = state.epoch < cfg.epochs
+        # `last` keeps the last epoch's weights and optimiser (what a resumption continues);
+        # the module returns to the best epoch's weights.
         if best is not None:
             self.module.load_state_dict(best)
         self.module.eval()
-        if self.workdir is not None:
-            self._save("last", state, with_optimizer=True)
         return state
 
     def _maybe_decay(self, state: TrainState) -> None:
