@@ -43,8 +43,8 @@ PARAMS: dict[str, dict[str, dict[str, object]]] = {
         "mlp": {"epochs": 8},
     },
 }
-# Cells run with one seed only (session time; see RESULTS.md). Everything else: --seeds.
-ONE_SEED = {("ml-1m", "gru4rec"), ("ml-1m", "mlp")}
+# Cells run with one seed only (none now). Everything else: --seeds.
+ONE_SEED: set[tuple[str, str]] = set()
 
 
 def run_cell(dataset: str, method: str, seeds: list[int], out: Path, quiet: bool,
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(BASELINES + DEEP))
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--max-epochs", type=int, help="cap the deep models' epochs (smoke runs)")
+    ap.add_argument("--work", type=Path, help="keep cells here; finished cells are reused")
     ap.add_argument("--cell", nargs=3, metavar=("DATASET", "METHOD", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -106,21 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     methods = args.methods.split(",")
     frames, sections = [], []
-    work = Path(tempfile.mkdtemp(prefix="seq_models-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="seq_models-"))
     for dataset in args.datasets.split(","):
         tidy_parts, per_parts = [], []
         for method in methods:
             t0 = time.perf_counter()
             cell = work / f"{dataset}-{method}"
-            cell.mkdir()
-            cell_seeds = str(seeds[0]) if (dataset, method) in ONE_SEED else args.seeds
-            cmd = [sys.executable, __file__, "--seeds", cell_seeds, "--cell", dataset, method,
-                   str(cell), *(["--quiet"] if args.quiet else []),
-                   *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
-            subprocess.run(cmd, check=True)
+            if not (cell / "tidy.csv").exists():  # with --work, a finished cell is reused
+                cell.mkdir(parents=True, exist_ok=True)
+                cell_seeds = str(seeds[0]) if (dataset, method) in ONE_SEED else args.seeds
+                cmd = [sys.executable, __file__, "--seeds", cell_seeds, "--cell", dataset,
+                       method, str(cell), *(["--quiet"] if args.quiet else []),
+                       *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
+                subprocess.run(cmd, check=True)
+                print(f"{dataset} {method}: {time.perf_counter() - t0:.0f} s", flush=True)
             tidy_parts.append(pd.read_csv(cell / "tidy.csv"))
             per_parts.append(pd.read_csv(cell / "per_user.csv"))
-            print(f"{dataset} {method}: {time.perf_counter() - t0:.0f} s", flush=True)
         tidy = pd.concat(tidy_parts, ignore_index=True)
         per_user = pd.concat(per_parts, ignore_index=True)
         frames.append(tidy)

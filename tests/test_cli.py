@@ -135,3 +135,23 @@ def test_train_a_torch_model_with_config_flags_then_resume(tiny_csv, tmp_path) -
     assert second["curve"][:2] == first["training"]["curve"]
     listing = run("models", "sasrec").stdout
     assert "--max-len 200" in listing and "--heads 1" in listing and "ease" not in listing
+
+
+def test_cold_split_with_text_items_and_contrastive_loss(tiny_csv, tmp_path) -> None:
+    out = tmp_path / "cold"
+    proc = run("train", "gru4rec", "--data", str(tiny_csv), "--columns", COLS, "--out", str(out),
+               "--quiet", "--split", "cold", "--cold-frac", "0.2", "--item-repr", "text",
+               "--cl-weight", "0.1", "--epochs", "2", "--max-len", "5", "--dim", "8")  # fmt: skip
+    assert "ndcg@10 cold" in proc.stdout and "ndcg@10 warm" in proc.stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["split"], cfg["cold_frac"], cfg["params"]["item_repr"]) == ("cold", 0.2, "text")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["cold"]["ndcg@10"]["n"] > 0 and metrics["test"]["warm"]["hr@10"]["n"] > 0
+    assert "loss_cl" in metrics["training"]["curve"][0]
+    again = run("evaluate", str(out), "--quiet")
+    assert "ndcg@10 cold" in again.stdout
+    bad = run("train", "sasrec", "--out", str(tmp_path / "x"), "--item-repr", "image", ok=False)
+    assert bad.returncode == 2 and "item_repr must be one of" in bad.stderr
+    bad = run("train", "pop", "--out", str(tmp_path / "y"), "--split", "cold", "--cold-frac",
+              "2", ok=False)  # fmt: skip
+    assert bad.returncode == 2 and "cold_frac must be in (0, 1)" in bad.stderr

@@ -35,7 +35,15 @@ Data = Annotated[
     ),
 ]
 Split = Annotated[
-    str, typer.Option("--split", help="loo (chronological leave-one-out) or temporal.")
+    str,
+    typer.Option(
+        "--split",
+        help="loo (chronological leave-one-out), temporal, or cold (loo with the newest "
+        "--cold-frac of items kept out of training; cold/warm test groups).",
+    ),
+]
+ColdFrac = Annotated[
+    float, typer.Option("--cold-frac", help="cold split: share of items held out as cold.")
 ]
 MinUser = Annotated[
     int, typer.Option("--min-user", help="k-core: drop users with fewer interactions (0: off).")
@@ -173,6 +181,7 @@ def train(
         typer.Option("--param", "-p", help="Model option NAME=VALUE (repeatable)."),
     ] = None,
     split: Split = "loo",
+    cold_frac: ColdFrac = 0.1,
     min_user: MinUser = 0,
     min_item: MinItem = 0,
     columns: Columns = "",
@@ -187,7 +196,8 @@ def train(
 
     params = {**_params(param), **_model_flags(model, ctx.args)}
     spec = RunSpec(model=model, data=data, seed=seed, split=split, params=params,
-                   min_user=min_user, min_item=min_item, columns=_columns(columns))  # fmt: skip
+                   min_user=min_user, min_item=min_item, columns=_columns(columns),
+                   cold_frac=cold_frac)  # fmt: skip
     res = train_run(spec, out, progress=not quiet)
     _print_metrics(res["metrics"], title=f"{model} on {data} (seed {seed})")
     typer.echo(f"saved {out}")
@@ -207,6 +217,12 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
             c = metrics[stage]["all"][m]
             cells.append(f"{c['mean']:.4f} ± {(c['high'] - c['low']) / 2:.4f}")
         t.add_row(m, *cells)
+    for group in ("cold", "warm"):  # the cold-start split's target groups (test only)
+        for m in ("ndcg@10", "hr@10"):
+            c = metrics["test"].get(group, {}).get(m)
+            if c is not None:
+                half = (c["high"] - c["low"]) / 2
+                t.add_row(f"{m} {group} (n={c['n']})", "", f"{c['mean']:.4f} ± {half:.4f}")
     for m in ("coverage@10",):
         t.add_row(m, *(f"{metrics[s]['beyond'][m]:.4f}" for s in ("valid", "test")))
     if "fit_s" in metrics:
@@ -284,6 +300,7 @@ def compare_cmd(
         Path | None, typer.Option("--out", "-o", help="Folder for run directories and results.csv.")
     ] = None,
     split: Split = "loo",
+    cold_frac: ColdFrac = 0.1,
     min_user: MinUser = 0,
     min_item: MinItem = 0,
     columns: Columns = "",
@@ -305,7 +322,7 @@ def compare_cmd(
     if not names or not seed_list:
         raise ConfigError("--models and --seeds must name at least one model and one seed")
     base = RunSpec(model=names[0], data=data, split=split, min_user=min_user, min_item=min_item,
-                   columns=_columns(columns))  # fmt: skip
+                   columns=_columns(columns), cold_frac=cold_frac)  # fmt: skip
     tidy, per_user = compare(base, names, seed_list, out=out, progress=not quiet)
     table = summary_table(tidy, per_user, baseline=baseline if baseline in names else None)
     text = markdown(table, baseline)

@@ -23,6 +23,9 @@ from recloop.runs import RunSpec, git_sha, machine, prepare_data, train_run
 TIDY_COLUMNS = ["benchmark", "dataset", "method", "variant", "seed", "split", "metric", "value",
                 "ci_low", "ci_high", "n", "git_sha", "config_hash", "machine"]  # fmt: skip
 TABLE_METRICS = ("hr@10", "ndcg@10", "mrr@10", "ndcg@10_pos", "coverage@10")
+#: Extra columns when the split has cold and warm target groups (``--split cold``).
+COLD_METRICS = ("ndcg@10_warm", "hr@10_warm", "ndcg@10_cold", "hr@10_cold")
+_GROUP_SUFFIXES = ("pos", "cold", "warm")
 
 
 def compare(
@@ -106,6 +109,8 @@ def summary_table(
     methods, and reports the Wilcoxon and t-test p-values, Holm-corrected across methods.
     """
     test = tidy[tidy["split"].isin(["test", "train"])]
+    if set(COLD_METRICS) & set(test["metric"]):
+        metrics = (*metrics, *(m for m in COLD_METRICS if m not in metrics))
     out = []
     for method, g in test.groupby("method", sort=False):
         row: dict[str, Any] = {"method": method, "seeds": g["seed"].nunique()}
@@ -117,7 +122,9 @@ def summary_table(
             row[m] = vals["value"].mean()
             # Intervals are over users, on each user's metric averaged over seeds: the same
             # quantity the paired test compares, whatever the number of seeds.
-            group, col = ("pos", m[: -len("_pos")]) if m.endswith("_pos") else ("all", m)
+            col, _, group = m.rpartition("_")
+            if group not in _GROUP_SUFFIXES:
+                group, col = "all", m
             if col in users:
                 per = users[users["group"] == group].groupby("user")[col].mean()
                 ci = mean_ci(per.to_numpy())
@@ -146,7 +153,8 @@ def summary_table(
 
 def markdown(table: pd.DataFrame, baseline: str | None = None) -> str:
     """Render :func:`summary_table` as a Markdown table (mean [95% CI])."""
-    metric_cols = [c for c in table.columns if c in (*TABLE_METRICS, "fit_s", "eval_s")]
+    known = (*TABLE_METRICS, *COLD_METRICS, "fit_s", "eval_s")
+    metric_cols = [c for c in table.columns if c in known]
     head = ["method", *metric_cols]
     has_p = "p_wilcoxon_holm" in table
     if has_p:

@@ -30,7 +30,7 @@ from recloop import __version__
 from recloop.config import config_dict, config_hash
 from recloop.errors import CheckpointError, ConfigError
 
-SPLITS = ("loo", "temporal")
+SPLITS = ("loo", "temporal", "cold")
 
 
 def git_sha() -> str:
@@ -61,7 +61,10 @@ class RunSpec:
         model: registered model name (``recloop models`` lists them).
         data: built-in dataset name, MovieLens folder, or CSV/Parquet path.
         seed: seed of every stochastic part (model initialisation, sampling).
-        split: ``loo`` (chronological leave-one-out) or ``temporal`` (global time cut).
+        split: ``loo`` (chronological leave-one-out), ``temporal`` (global time cut) or
+            ``cold`` (leave-one-out with the newest ``cold_frac`` of items kept out of
+            training; test metrics also for cold and warm targets).
+        cold_frac: the share of items held out as cold in the ``cold`` split.
         params: model options (unknown names are errors).
         ks: ranking cut-offs.
         min_user: k-core filter: minimum interactions per user (0: no filtering).
@@ -79,19 +82,24 @@ class RunSpec:
     min_user: int = 0
     min_item: int = 0
     columns: dict[str, str] = field(default_factory=dict)
+    cold_frac: float = 0.1
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, not {self.split!r}")
+        if not 0 < self.cold_frac < 1:
+            raise ConfigError(f"cold_frac must be in (0, 1), not {self.cold_frac}")
 
 
 def prepare_data(spec: RunSpec) -> Any:
     """Load, filter and split the data of a run: returns ``(dataset, split)``."""
-    from recloop.data import leave_one_out, load_dataset, temporal_split
+    from recloop.data import cold_start_split, leave_one_out, load_dataset, temporal_split
 
     dataset = load_dataset(spec.data, **({"columns": spec.columns} if spec.columns else {}))
     if spec.min_user or spec.min_item:
         dataset = dataset.kcore(max(1, spec.min_user), max(1, spec.min_item))
+    if spec.split == "cold":
+        return dataset, cold_start_split(dataset, spec.cold_frac)
     split = leave_one_out(dataset) if spec.split == "loo" else temporal_split(dataset)
     return dataset, split
 
@@ -140,6 +148,7 @@ def train_run(
         "data": spec.data,
         "seed": spec.seed,
         "split": spec.split,
+        "cold_frac": spec.cold_frac,
         "ks": list(spec.ks),
         "min_user": spec.min_user,
         "min_item": spec.min_item,
@@ -245,4 +254,5 @@ def spec_of(config: dict[str, Any]) -> RunSpec:
         min_user=int(config.get("min_user", 0)),
         min_item=int(config.get("min_item", 0)),
         columns=dict(config.get("columns") or {}),
+        cold_frac=float(config.get("cold_frac", 0.1)),
     )

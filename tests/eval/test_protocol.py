@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from recloop.config import option
-from recloop.data import Dataset, leave_one_out
+from recloop.data import Dataset, cold_start_split, leave_one_out
+from recloop.errors import DataError
 from recloop.eval.protocol import evaluate
 from recloop.models.base import History, Recommender
 
@@ -105,3 +106,40 @@ def test_tidy_rows_and_summary_have_intervals() -> None:
     names = {r["metric"] for r in rows}
     assert {"hr@1", "ndcg@1", "hr@1_pos", "coverage@1", "novelty@1"} <= names
     assert all(r["split"] == "test" and r["method"] == "fixed" for r in rows)
+
+
+def test_cold_start_split_and_exact_cold_and_warm_groups() -> None:
+    # Items first appear at times 1, 2, 3, 4, 10, 20 (items 0..5); the newest third (4, 5)
+    # is cold. Leave-one-out, then every cold interaction leaves training and validation:
+    #   user 0: 0, 1, 2, 5 → train {0, 1}, valid 2, test 5 (cold)
+    #   user 1: 3, 0, 4, 1 → train {3, 0}, valid 4 dropped (cold), test 1 (warm)
+    #   user 2: 1, 2, 4, 3 → train {1, 2}, valid 4 dropped (cold), test 3 (warm)
+    rows = [(0, 0, 1), (0, 1, 2), (0, 2, 3), (0, 5, 20),
+            (1, 3, 4), (1, 0, 5), (1, 4, 10), (1, 1, 21),
+            (2, 1, 6), (2, 2, 7), (2, 4, 11), (2, 3, 22)]  # fmt: skip
+    f = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).assign(rating=4.0)
+    split = cold_start_split(Dataset.from_frame(f), cold_frac=1 / 3)
+    assert split.cold_items.tolist() == [4, 5]
+    assert not set(split.train.interactions["item"]) & {4, 5}
+    assert split.valid["item"].tolist() == [2]
+    assert split.test.sort_values("user")["item"].tolist() == [5, 1, 3]
+    groups = split.item_groups()
+    assert groups["cold"].tolist() == [False] * 4 + [True] * 2
+    assert groups["warm"].tolist() == [True] * 4 + [False] * 2
+    m = Fixed(kind="table").fit(split.train)
+    #            items: 0    1    2    3    4    5
+    m.table = np.array([[0.0, 0.0, 0.0, 6.0, 7.0, 5.0],   # user 0: 5 ranks 3rd of 3, 4, 5
+                        [0.0, 5.0, 9.0, 0.0, 1.0, 0.0],   # user 1: 1 ranks 2nd of 1, 2, 4, 5
+                        [1.0, 0.0, 0.0, 9.0, 2.0, 3.0]],  # user 2: 3 ranks 1st of 0, 3, 4, 5
+                       dtype=np.float32)  # fmt: skip
+    res = evaluate(m, split, "test", ks=(3,))
+    assert res.metric("ndcg@3", "cold") == pytest.approx(0.5)
+    assert res.summary["cold"]["ndcg@3"].n == 1
+    assert res.metric("ndcg@3", "warm") == pytest.approx((1 / math.log2(3) + 1) / 2)
+    assert res.metric("ndcg@3") == pytest.approx((0.5 + 1 / math.log2(3) + 1) / 3)
+    tidy = {r["metric"] for r in res.tidy()}
+    assert {"ndcg@3_cold", "ndcg@3_warm"} <= tidy
+    with pytest.raises(DataError, match="cold_frac"):
+        cold_start_split(Dataset.from_frame(f), cold_frac=1.5)
+    with pytest.raises(DataError, match="no item"):
+        cold_start_split(Dataset.from_frame(f), cold_frac=0.01)

@@ -9,7 +9,7 @@ from recloop.data.sources import (
     load_movielens_folder,
     load_table,
 )
-from recloop.data.split import Split, Targets, leave_one_out, temporal_split
+from recloop.data.split import Split, Targets, cold_start_split, leave_one_out, temporal_split
 from recloop.data.vocab import Vocabulary
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Targets",
     "Vocabulary",
     "cache_dir",
+    "cold_start_split",
     "leave_one_out",
     "load_builtin",
     "load_dataset",

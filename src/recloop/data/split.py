@@ -52,13 +52,29 @@ class Split:
         train: the training interactions (same vocabularies as the full dataset).
         valid: validation interactions (DataFrame with the dataset's columns).
         test: test interactions.
-        method: ``"leave-one-out"`` or ``"temporal"``.
+        method: ``"leave-one-out"``, ``"temporal"`` or ``"cold-start"``.
+        cold_items: in a cold-start split, the items kept out of training entirely.
     """
 
     train: Dataset
     valid: pd.DataFrame
     test: pd.DataFrame
     method: str
+    cold_items: np.ndarray | None = None  # items kept out of training (cold-start split)
+
+    def item_groups(self) -> dict[str, np.ndarray]:
+        """Boolean item masks for target groups: ``cold`` and ``warm`` in a cold-start split.
+
+        ``cold``: the items kept out of training and validation; ``warm``: items with at
+        least one training interaction. Empty for other splits.
+        """
+        if self.cold_items is None:
+            return {}
+        n = self.train.n_items
+        cold = np.zeros(n, dtype=bool)
+        cold[self.cold_items] = True
+        warm = np.bincount(self.train.interactions["item"].to_numpy(), minlength=n) > 0
+        return {"cold": cold, "warm": warm}
 
     def known(self, stage: str) -> Dataset:
         """The history a model may use when predicting ``stage``.
@@ -188,3 +204,43 @@ def temporal_split(
         test=inter[ts >= t_test].reset_index(drop=True),
         method="temporal",
     )
+
+
+def cold_start_split(dataset: Dataset, cold_frac: float = 0.1) -> Split:
+    """A temporal item cold-start split on top of chronological leave-one-out.
+
+    The ``cold_frac`` share of the catalogue introduced last (the items whose first
+    interaction comes latest; ties by item index) is **cold**: every interaction with a cold
+    item is removed from training and validation, so no model sees those items before the
+    test. The split is otherwise :func:`leave_one_out` on the full dataset: each user's last
+    interaction is the test target, and targets are also reported for cold items and warm
+    items separately (:meth:`Split.item_groups`).
+
+    Why item introductions and not a global time cut: MovieLens's last 10% of ratings
+    introduce only 45 (ML-100K) and 28 (ML-1M) new items, with 22 and 61 evaluable users;
+    the newest 10% of items give 36 and 285 cold test targets under leave-one-out.
+
+    Raises:
+        DataError: an empty dataset, a bad fraction, or users too short to split.
+    """
+    if not 0 < cold_frac < 1:
+        raise DataError(f"cold_frac must be in (0, 1), not {cold_frac}")
+    base = leave_one_out(dataset)
+    inter = dataset.interactions
+    items, ts = inter["item"].to_numpy(), inter["timestamp"].to_numpy()
+    first = np.full(dataset.n_items, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, items, ts)
+    present = np.flatnonzero(first < np.iinfo(np.int64).max)
+    n_cold = round(cold_frac * len(present))
+    if n_cold == 0:
+        raise DataError(
+            f"cold_frac={cold_frac} makes no item of {len(present)} cold; raise cold_frac"
+        )
+    order = present[np.lexsort((present, first[present]))]  # by first time, then index
+    cold = np.sort(order[-n_cold:])
+    is_cold = np.zeros(dataset.n_items, dtype=bool)
+    is_cold[cold] = True
+    train = base.train.interactions
+    train = train[~is_cold[train["item"].to_numpy()]].reset_index(drop=True)
+    valid = base.valid[~is_cold[base.valid["item"].to_numpy()]].reset_index(drop=True)
+    return Split(base.train.with_interactions(train), valid, base.test, "cold-start", cold)

@@ -7,8 +7,9 @@
 * Ties in score are broken against the target, so a constant scorer gets no credit.
 * HR, NDCG, MRR, Recall and Precision at K ∈ {5, 10, 20}; catalogue coverage, genre-based
   intra-list diversity and novelty of the top-K lists. Each is reported per user and as a
-  mean with a 95% Student-t interval, for two target groups: every next item (``all``) and
-  the positive next items only (``pos``: rating ≥ 4).
+  mean with a 95% Student-t interval, for target groups: every next item (``all``), the
+  positive next items only (``pos``: rating ≥ 4) and, in a cold-start split, targets on
+  cold items (``cold``: kept out of training) and on warm items (``warm``).
 """
 
 from __future__ import annotations
@@ -120,7 +121,12 @@ def evaluate(
     counts = split.train.item_user_counts()
     pos_flags = targets.ratings >= positive_threshold
     kmax = max(ks)
-    frames: dict[str, list[pd.DataFrame]] = {g: [] for g in GROUPS}
+    # Target groups: every target; positive ones; cold / warm items in a cold-start split.
+    flags_of: dict[str, np.ndarray | None] = {"all": None, "pos": pos_flags}
+    for name, mask in split.item_groups().items():
+        flags_of[name] = mask[targets.items]
+    groups = tuple(flags_of)
+    frames: dict[str, list[pd.DataFrame]] = {g: [] for g in groups}
     lists = []
     n = len(targets)
     with progress_bar(n, f"evaluate {model.name} ({stage})", progress) as bar:
@@ -129,21 +135,23 @@ def evaluate(
             users = targets.users[start:stop]
             lo, hi = targets.indptr[start], targets.indptr[stop]
             indptr = targets.indptr[start : stop + 1] - lo
-            items, flags = targets.items[lo:hi], pos_flags[lo:hi]
+            items = targets.items[lo:hi]
             scores = model.score(users, history=known)  # (B, I)
             known_rows = known.rows(users)
             exclude = _exclusion(known_rows, indptr, items)
-            for group in GROUPS:
-                if group == "all":
+            for group in groups:
+                group_flags = flags_of[group]
+                if group_flags is None:
                     g_ptr, g_items = indptr, items
                 else:
+                    flags = group_flags[lo:hi]
                     kept = np.add.reduceat(flags.astype(np.int64), indptr[:-1])
                     g_ptr = np.concatenate([[0], np.cumsum(kept)])
                     g_items = items[flags]
                 ranks = rank_targets(scores, g_ptr, g_items, exclude)
                 per = ranking_metrics(ranks, g_ptr, ks)
                 frame = pd.DataFrame({"user": users, **per})
-                if group == "pos":
+                if group_flags is not None:
                     frame = frame[np.diff(g_ptr) > 0]
                 frames[group].append(frame)
             top, _ = top_k(scores, kmax, exclude=known_rows)
@@ -152,7 +160,7 @@ def evaluate(
     all_lists = np.concatenate(lists) if lists else np.zeros((0, kmax), np.int64)
     beyond: dict[str, float] = {}
     per_user_parts = []
-    for group in GROUPS:
+    for group in groups:
         df = (
             pd.concat(frames[group], ignore_index=True)
             if frames[group]
@@ -169,7 +177,7 @@ def evaluate(
         per_user_parts.append(df)
     per_user = pd.concat(per_user_parts, ignore_index=True)
     summary: dict[str, dict[str, MeanCI]] = {}
-    for group in GROUPS:
+    for group in groups:
         sub = per_user[per_user["group"] == group].drop(columns=["group", "user"])
         summary[group] = {
             c: mean_ci(sub[c].to_numpy()) for c in sub.columns if len(sub) and sub[c].notna().any()

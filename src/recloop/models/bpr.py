@@ -147,19 +147,30 @@ def _adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
 
 
 def _sample_negatives(
-    users: np.ndarray, pos_keys: np.ndarray, n_items: int, rng: np.random.Generator
+    users: np.ndarray,
+    pos_keys: np.ndarray,
+    n_items: int,
+    rng: np.random.Generator,
+    pool: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) items drawn uniformly from those each user has not interacted with.
 
-    Draws for everyone at once, then redraws only the collisions until none remain (each
-    user has at least one negative, so this ends; the expected number of rounds is small
-    unless a user has seen almost the whole catalogue).
+    Draws come from ``pool`` (item indices) when given, else from every item. Draws for
+    everyone at once, then redraws only the collisions until none remain (each user has at
+    least one negative, so this ends; the expected number of rounds is small unless a user
+    has seen almost the whole pool).
     """
-    neg = rng.integers(0, n_items, size=len(users), dtype=np.int64)
+
+    def draw(size: int) -> np.ndarray:
+        if pool is None:
+            return rng.integers(0, n_items, size=size, dtype=np.int64)
+        return pool[rng.integers(0, len(pool), size=size, dtype=np.int64)]
+
+    neg = draw(len(users))
     todo = np.arange(len(users))
     while len(todo):
         keys = users[todo] * n_items + neg[todo]
         at = np.minimum(np.searchsorted(pos_keys, keys), len(pos_keys) - 1)
         todo = todo[pos_keys[at] == keys]
-        neg[todo] = rng.integers(0, n_items, size=len(todo), dtype=np.int64)
+        neg[todo] = draw(len(todo))
     return neg

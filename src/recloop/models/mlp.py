@@ -13,8 +13,9 @@ instead (``W [p_u; q_i] = W_u p_u + W_i q_i``), so only the narrower layers run 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -26,15 +27,15 @@ from recloop.config import option
 from recloop.data.dataset import Dataset
 from recloop.models.base import History
 from recloop.models.bpr import _sample_negatives
+from recloop.models.items import ItemConfig, ItemTable, TextFeatures
 from recloop.models.neural import TorchRecommender
-from recloop.models.training import TrainConfig
 
 #: Cells of the (users × items × first width) activation block scored at once.
 _SCORE_CELLS = 1 << 24
 
 
 @dataclass(frozen=True)
-class MLPConfig(TrainConfig):
+class MLPConfig(ItemConfig):
     """Hyper-parameters of :class:`MLPTower` (training options first)."""
 
     dim: int = option(64, "User and item embedding dimension.")
@@ -57,13 +58,13 @@ class MLPConfig(TrainConfig):
 
 
 class _Tower(nn.Module):
-    def __init__(self, n_users: int, n_items: int, cfg: MLPConfig) -> None:
+    def __init__(self, n_users: int, items: Callable[[], ItemTable], cfg: MLPConfig) -> None:
         super().__init__()
         self.dim = cfg.dim
         self.user = nn.Embedding(n_users, cfg.dim)
-        self.item = nn.Embedding(n_items, cfg.dim)
+        self.items = items()  # built uninitialised; drawn after the users, as always
         nn.init.normal_(self.user.weight, std=0.05)
-        nn.init.normal_(self.item.weight, std=0.05)
+        self.items.init_()
         self.first = nn.Linear(2 * cfg.dim, cfg.widths[0])
         widths = list(cfg.widths)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
@@ -79,14 +80,14 @@ class _Tower(nn.Module):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(N,) users, (N,) items → (N,) logits."""
-        x = torch.cat([self.user(users), self.item(items)], dim=-1)
+        x = torch.cat([self.user(users), self.items.rows(items)], dim=-1)
         return self._rest(self.first(x))
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """(B,) users → (B, I) logits of every item, with the first layer split in two."""
         w_user, w_item = self.first.weight[:, : self.dim], self.first.weight[:, self.dim :]
         a = self.user(users) @ w_user.T + self.first.bias  # (B, w0)
-        c = self.item.weight @ w_item.T  # (I, w0)
+        c = self.items.weight() @ w_item.T  # (I, w0)
         step = max(1, _SCORE_CELLS // max(1, a.shape[0] * a.shape[1]))
         parts = [
             self._rest(a[:, None, :] + c[None, s : s + step, :]) for s in range(0, len(c), step)
@@ -94,7 +95,7 @@ class _Tower(nn.Module):
         return torch.cat(parts, dim=1)
 
 
-class MLPTower(TorchRecommender):
+class MLPTower(TextFeatures, TorchRecommender):
     """NCF-MLP tower: user and item embeddings through ReLU layers, trained with BCE.
 
     Scores ignore the ``history`` argument: the user embedding summarises the training
@@ -107,19 +108,24 @@ class MLPTower(TorchRecommender):
     module_: _Tower
 
     def _build(self) -> _Tower:
-        return _Tower(self.n_users_, self.n_items_, self.config)
+        items = partial(self._item_table, self.config.dim, std=0.05, init=False)
+        return _Tower(self.n_users_, items, self.config)
 
     def _prepare(self, dataset: Dataset) -> None:
         x = dataset.user_item_matrix()  # (U, I) binary: repeats count once
         counts = np.diff(x.indptr)
         users = np.repeat(np.arange(self.n_users_, dtype=np.int64), counts)
         items = x.indices.astype(np.int64)
-        keep = counts[users] < self.n_items_  # users who saw everything have no negative
+        # With text, negatives come from the catalogue seen in training (see SequentialRecommender)
+        seen = np.flatnonzero(np.bincount(items, minlength=self.n_items_) > 0)
+        self._pool = seen if self.config.uses_text and len(seen) < self.n_items_ else None
+        n_pool = self.n_items_ if self._pool is None else len(self._pool)
+        keep = counts[users] < n_pool  # users who saw the whole pool have no negative
         self._pairs_u, self._pairs_i = users[keep], items[keep]
         self._pos_keys = np.sort(self._pairs_u * self.n_items_ + self._pairs_i)
 
     def _release(self) -> None:
-        for name in ("_pairs_u", "_pairs_i", "_pos_keys"):
+        for name in ("_pairs_u", "_pairs_i", "_pos_keys", "_pool"):
             self.__dict__.pop(name, None)
 
     def _plan(self, rng: np.random.Generator) -> Sequence[tuple[torch.Tensor, ...]]:
@@ -127,7 +133,8 @@ class MLPTower(TorchRecommender):
         n, k = len(self._pairs_u), cfg.negatives
         order = rng.permutation(n)
         u, i = self._pairs_u[order], self._pairs_i[order]
-        neg = _sample_negatives(np.repeat(u, k), self._pos_keys, self.n_items_, rng).reshape(n, k)
+        neg = _sample_negatives(np.repeat(u, k), self._pos_keys, self.n_items_, rng, self._pool)
+        neg = neg.reshape(n, k)
         u_t, i_t, n_t = torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(neg)
         return [(u_t[s : s + cfg.batch_size], i_t[s : s + cfg.batch_size],
                  n_t[s : s + cfg.batch_size]) for s in range(0, n, cfg.batch_size)]  # fmt: skip

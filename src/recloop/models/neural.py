@@ -45,8 +45,8 @@ class TorchRecommender(Recommender):
         """The batches of one epoch, in order."""
 
     @abstractmethod
-    def _loss(self, batch: Any) -> torch.Tensor:
-        """The scalar training loss of one batch."""
+    def _loss(self, batch: Any) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The scalar training loss of one batch (optionally with named components)."""
 
     @property
     def n_parameters(self) -> int:
@@ -61,6 +61,7 @@ class TorchRecommender(Recommender):
         # Global torch RNG state is restored afterwards: fitting never disturbs the caller.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
+            self._setup(dataset, progress)
             self.module_ = self._build()
             self._prepare(dataset)
             trainer = Trainer(
@@ -80,6 +81,12 @@ class TorchRecommender(Recommender):
             self.train_state_: TrainState = trainer.fit(self._plan, self._loss)
         self._release()
 
+    def _setup(self, dataset: Dataset, progress: bool) -> None:
+        """Whatever ``_build`` needs from the data besides its shape (e.g. item texts)."""
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        """Whatever ``_build`` needs from a saved state (the counterpart of ``_setup``)."""
+
     def _release(self) -> None:
         """Drop training-only arrays after fitting."""
 
@@ -87,6 +94,7 @@ class TorchRecommender(Recommender):
         return {k: v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self._restore(state)
         with torch.random.fork_rng(devices=[]):
             self.module_ = self._build()
         self.module_.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})

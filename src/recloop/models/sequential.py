@@ -31,9 +31,10 @@ from torch import nn
 from recloop.config import option
 from recloop.data.dataset import Dataset
 from recloop.models.base import History
+from recloop.models.contrastive import Augmenter, info_nce
+from recloop.models.items import ItemConfig, ItemTable, TextFeatures
 from recloop.models.losses import softmax_cross_entropy
 from recloop.models.neural import TorchRecommender
-from recloop.models.training import TrainConfig
 
 LOSSES = ("ce", "sampled")
 SAMPLERS = ("uniform", "pop")
@@ -76,16 +77,18 @@ class SequenceEncoder(nn.Module):
 
     Args:
         n_items: catalogue size (tokens ``1..n_items``; 0 is padding).
-        dim: state and item-embedding dimension.
+        dim: state and item-vector dimension.
+        items: the item table (``id``, ``id+text`` or ``text``); ID embeddings by default.
     """
 
-    def __init__(self, n_items: int, dim: int) -> None:
+    def __init__(self, n_items: int, dim: int, items: ItemTable | None = None) -> None:
         super().__init__()
         self.n_items, self.dim = n_items, dim
-        self.item_embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)
-        nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        self.items = ItemTable(n_items, dim, padded=True) if items is None else items
+
+    def embed(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded tokens → (B, L, d) item vectors, zero at padding."""
+        return self.items.tokens(seq)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """(B, L) left-padded tokens → (B, L, d) causal states."""
@@ -97,7 +100,7 @@ class SequenceEncoder(nn.Module):
 
     def item_weights(self) -> torch.Tensor:
         """(n_items, d) the item table (row ``i`` is item ``i``), used to score states."""
-        return self.item_embedding.weight[1:]
+        return self.items.weight()
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """(..., d) states → (..., n_items) scores of every item."""
@@ -107,8 +110,9 @@ class SequenceEncoder(nn.Module):
 class GRU4RecEncoder(SequenceEncoder):
     """GRU4Rec's network (Hidasi et al., ICLR 2016): item embeddings → GRU layers."""
 
-    def __init__(self, n_items: int, dim: int, layers: int = 1, dropout: float = 0.2) -> None:
-        super().__init__(n_items, dim)
+    def __init__(self, n_items: int, dim: int, layers: int = 1, dropout: float = 0.2,
+                 items: ItemTable | None = None) -> None:  # fmt: skip
+        super().__init__(n_items, dim, items)
         self.drop = Dropout(dropout)
         # No biases: from a zero state, zero (padding) inputs keep the state exactly zero,
         # so left padding of any width leaves every real position's state unchanged.
@@ -117,7 +121,7 @@ class GRU4RecEncoder(SequenceEncoder):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.item_embedding(seq))  # (B, L, d); padding rows are zero
+        x = self.drop(self.embed(seq))  # (B, L, d); padding rows are zero
         h, _ = self.gru(x)  # (B, L, d)
         return self.out(self.drop(h))
 
@@ -158,8 +162,9 @@ class SASRecEncoder(SequenceEncoder):
     """
 
     def __init__(self, n_items: int, dim: int = 64, max_len: int = 200, layers: int = 2,
-                 heads: int = 1, dropout: float = 0.2) -> None:  # fmt: skip
-        super().__init__(n_items, dim)
+                 heads: int = 1, dropout: float = 0.2,
+                 items: ItemTable | None = None) -> None:  # fmt: skip
+        super().__init__(n_items, dim, items)
         self.max_len = max_len
         self.position = nn.Embedding(max_len, dim)
         nn.init.normal_(self.position.weight, std=dim**-0.5)
@@ -172,7 +177,7 @@ class SASRecEncoder(SequenceEncoder):
         _b, length = seq.shape
         keep = (seq != 0).unsqueeze(-1)  # (B, L, 1)
         back = torch.arange(length - 1, -1, -1, device=seq.device)  # (L,) distance to the end
-        x = self.item_embedding(seq) * math.sqrt(self.dim) + self.position(back)
+        x = self.embed(seq) * math.sqrt(self.dim) + self.position(back)
         x = self.drop(x) * keep
         eye = torch.eye(length, dtype=torch.bool, device=seq.device)
         causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
@@ -183,7 +188,7 @@ class SASRecEncoder(SequenceEncoder):
 
 
 @dataclass(frozen=True)
-class SequentialConfig(TrainConfig):
+class SequentialConfig(ItemConfig):
     """Options shared by the sequential models (training options first)."""
 
     dim: int = option(64, "State and item-embedding dimension.")
@@ -193,6 +198,11 @@ class SequentialConfig(TrainConfig):
     negatives: int = option(256, "Sampled softmax: negatives drawn per batch (shared).")
     sampler: str = option("uniform", "Sampled softmax proposal: uniform or pop (by count).")
     bf16: bool = option(False, "bfloat16 autocast in training (CPUs with AVX512-BF16/AMX).")
+    cl_weight: float = option(0.0, "CL4SRec: weight λ of the contrastive loss (0 = off).")
+    cl_temperature: float = option(0.5, "CL4SRec: InfoNCE temperature (cosine similarity).")
+    cl_crop: float = option(0.6, "CL4SRec: crop keeps this share of a sequence (η).")
+    cl_mask: float = option(0.3, "CL4SRec: mask hides this share of a sequence (γ).")
+    cl_reorder: float = option(0.3, "CL4SRec: reorder shuffles a window of this share (β).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -203,7 +213,15 @@ class SequentialConfig(TrainConfig):
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}"),
             (self.negatives >= 1, f"negatives must be >= 1, not {self.negatives}"),
             (self.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, not {self.sampler!r}"),
+            (self.cl_weight >= 0, f"cl_weight must be >= 0, not {self.cl_weight}"),
+            (self.cl_temperature > 0, f"cl_temperature must be > 0, not {self.cl_temperature}"),
         )
+        self.augmenter  # noqa: B018 - validates the rates
+
+    @property
+    def augmenter(self) -> Augmenter:
+        """The CL4SRec augmentations these options describe."""
+        return Augmenter(self.cl_crop, self.cl_mask, self.cl_reorder)
 
 
 @dataclass(frozen=True)
@@ -212,9 +230,10 @@ class Batch:
 
     users: np.ndarray  # (B,) user indices
     negatives: np.ndarray | None  # (S,) item indices, or None for the full softmax
+    seed: int = 0  # seeds the batch's contrastive augmentations
 
 
-class SequentialRecommender(TorchRecommender):
+class SequentialRecommender(TextFeatures, TorchRecommender):
     """Next-item recommender over a :class:`SequenceEncoder` (see the module docstring).
 
     ``score`` encodes each user's latest ``max_len`` known items (the ``history``
@@ -238,11 +257,24 @@ class SequentialRecommender(TorchRecommender):
         self._lengths = lengths[self._users]
         counts = np.bincount(seq.items, minlength=self.n_items_).astype(np.float64)
         q = counts + 1.0 if self.config.sampler == "pop" else np.ones(self.n_items_)
+        # With text, the training softmax covers the catalogue seen in training, as a deployed
+        # model's would: items first seen later (cold items) enter at scoring time through
+        # their text, and are never pushed down as negatives before they exist.
+        self._catalogue: torch.Tensor | None = None
+        if self.config.uses_text and (counts == 0).any():
+            seen = np.flatnonzero(counts > 0)
+            remap = np.full(self.n_items_, -1, dtype=np.int64)
+            remap[seen] = np.arange(len(seen))
+            self._catalogue, self._remap = torch.from_numpy(seen), torch.from_numpy(remap)
+            q = np.where(counts > 0, q, 0.0)
+        self._augment = self.config.augmenter
         self._proposal = q / q.sum()
-        self._log_q = torch.from_numpy(np.log(self._proposal).astype(np.float32))
+        with np.errstate(divide="ignore"):
+            self._log_q = torch.from_numpy(np.log(self._proposal).astype(np.float32))
 
     def _release(self) -> None:
-        for name in ("_indptr", "_items", "_users", "_lengths", "_proposal", "_log_q"):
+        for name in ("_indptr", "_items", "_users", "_lengths", "_proposal", "_log_q",
+                     "_catalogue", "_remap", "_augment"):  # fmt: skip
             self.__dict__.pop(name, None)
 
     def _plan(self, rng: np.random.Generator) -> Sequence[Batch]:
@@ -259,28 +291,44 @@ class SequentialRecommender(TorchRecommender):
             neg = None
             if cfg.loss == "sampled":
                 neg = rng.choice(self.n_items_, size=cfg.negatives, p=self._proposal)
-            out.append(Batch(self._users[batches[b]], neg))
+            out.append(Batch(self._users[batches[b]], neg, int(rng.integers(2**63))))
         return out
 
-    def _loss(self, batch: Batch) -> torch.Tensor:
-        enc = self.module_
-        seq = left_padded(self._indptr, self._items, batch.users, self.config.max_len + 1)
+    def _loss(self, batch: Batch) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.config
+        seq = left_padded(self._indptr, self._items, batch.users, cfg.max_len + 1)
         inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, L) each
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            main = self._next_item_loss(inputs, targets, batch.negatives)
+            if cfg.cl_weight == 0:
+                return main
+            rng = np.random.default_rng(batch.seed)
+            enc = self.module_
+            a, b = enc.encode(self._augment(inputs, rng)), enc.encode(self._augment(inputs, rng))
+            cl = info_nce(a, b, cfg.cl_temperature)
+        return main + cfg.cl_weight * cl, {"next": main.detach(), "cl": cl.detach()}
+
+    def _next_item_loss(
+        self, inputs: torch.Tensor, targets: torch.Tensor, negatives: np.ndarray | None
+    ) -> torch.Tensor:
+        """Next-item cross-entropy at every real position of a (B, L) batch."""
+        enc = self.module_
         mask = (inputs != 0) & (targets != 0)  # positions with an input and a next item
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
-            states = enc(inputs)[mask]  # (N, d) only real positions reach the output layer
-            target = targets[mask] - 1  # (N,) item indices
-            weights = enc.item_weights()
-            if batch.negatives is None:
-                return softmax_cross_entropy(
-                    states.float(), weights.float(), target, bf16=self.config.bf16
-                )
-            neg = torch.from_numpy(batch.negatives)
-            pos_logit = (states * weights[target]).sum(-1) - self._log_q[target]  # (N,)
-            neg_logits = states @ weights[neg].T - self._log_q[neg]  # (N, S)
-            neg_logits = neg_logits.float().masked_fill(neg[None, :] == target[:, None], -1e9)
-            logits = torch.cat([pos_logit.float()[:, None], neg_logits], dim=1)  # (N, 1 + S)
-            return F.cross_entropy(logits, torch.zeros_like(target))
+        states = enc(inputs)[mask]  # (N, d) only real positions reach the output layer
+        target = targets[mask] - 1  # (N,) item indices
+        weights = enc.item_weights()
+        if negatives is None:
+            if self._catalogue is not None:
+                weights, target = weights[self._catalogue], self._remap[target]
+            return softmax_cross_entropy(
+                states.float(), weights.float(), target, bf16=self.config.bf16
+            )
+        neg = torch.from_numpy(negatives)
+        pos_logit = (states * weights[target]).sum(-1) - self._log_q[target]  # (N,)
+        neg_logits = states @ weights[neg].T - self._log_q[neg]  # (N, S)
+        neg_logits = neg_logits.float().masked_fill(neg[None, :] == target[:, None], -1e9)
+        logits = torch.cat([pos_logit.float()[:, None], neg_logits], dim=1)  # (N, 1 + S)
+        return F.cross_entropy(logits, torch.zeros_like(target))
 
     def _score(self, users: np.ndarray, history: History) -> np.ndarray:
         enc = self.module_
@@ -317,7 +365,8 @@ class GRU4Rec(SequentialRecommender):
 
     def _build(self) -> GRU4RecEncoder:
         c = self.config
-        return GRU4RecEncoder(self.n_items_, c.dim, c.layers, c.dropout)
+        items = self._item_table(c.dim, padded=True)
+        return GRU4RecEncoder(self.n_items_, c.dim, c.layers, c.dropout, items)
 
 
 @dataclass(frozen=True)
@@ -349,4 +398,5 @@ class SASRec(SequentialRecommender):
 
     def _build(self) -> SASRecEncoder:
         c = self.config
-        return SASRecEncoder(self.n_items_, c.dim, c.max_len, c.layers, c.heads, c.dropout)
+        items = self._item_table(c.dim, padded=True)
+        return SASRecEncoder(self.n_items_, c.dim, c.max_len, c.layers, c.heads, c.dropout, items)

@@ -170,13 +170,15 @@ class Trainer:
     def fit(
         self,
         plan: Callable[[np.random.Generator], Sequence[Any]],
-        loss: Callable[[Any], torch.Tensor],
+        loss: Callable[[Any], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]],
     ) -> TrainState:
         """Train and return the final :class:`TrainState`; the module ends on the best weights.
 
         Args:
             plan: given the epoch's generator, the epoch's batches (any objects).
-            loss: the scalar loss of one batch (called with the module in train mode).
+            loss: the scalar loss of one batch (called with the module in train mode), or
+                ``(loss, parts)``: named components whose epoch means join the curve as
+                ``loss_<name>``.
         """
         cfg = self.config
         torch.set_num_threads(cfg.threads or available_cores())
@@ -195,8 +197,12 @@ class Trainer:
                     bar.advance(state.epoch * n_batches)
                 self.module.train()
                 loss_sum, n = 0.0, 0
+                part_sums: dict[str, float] = {}
                 for batch in batches:
-                    value = loss(batch)
+                    out = loss(batch)
+                    value, parts = out if isinstance(out, tuple) else (out, {})
+                    for k, v in parts.items():
+                        part_sums[k] = part_sums.get(k, 0.0) + float(v)
                     if not torch.isfinite(value):
                         raise ConfigError(
                             f"the training loss became {float(value)} in epoch {epoch + 1}; "
@@ -217,7 +223,8 @@ class Trainer:
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 state.curve.append({"epoch": state.epoch, "loss": loss_sum / max(n, 1),
                                     "valid_ndcg@10": metric, "train_s": state.train_s,
-                                    "lr": lr})  # fmt: skip
+                                    "lr": lr, **{f"loss_{k}": v / max(n, 1)
+                                                 for k, v in part_sums.items()}})  # fmt: skip
                 improved = self.validate is None or np.isnan(state.best_metric)
                 improved = improved or metric > state.best_metric
                 if improved:
