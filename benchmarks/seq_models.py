@@ -33,7 +33,7 @@ _ML1M = {"max_len": 200, "batch_size": 64, "lr": 3e-3, "bf16": True, "lr_decay":
          "lr_patience": 2, "patience": 5}  # fmt: skip
 PARAMS: dict[str, dict[str, dict[str, object]]] = {
     "ml-100k": {
-        "sasrec": {"max_len": 50, "batch_size": 32},
+        "sasrec": {"max_len": 50, "batch_size": 32, "dropout": 0.5},
         "gru4rec": {"max_len": 50},
         "mlp": {},
     },

@@ -42,7 +42,10 @@ COLD_FRAC = {"ml-100k": 0.2, "ml-1m": 0.1}
 _ML1M = {"max_len": 200, "batch_size": 64, "lr": 3e-3, "bf16": True, "lr_decay": 0.5,
          "lr_patience": 2, "patience": 5, "epochs": 10}  # fmt: skip
 PARAMS: dict[str, dict[str, dict[str, object]]] = {
-    "ml-100k": {"sasrec": {"max_len": 50, "batch_size": 32}, "gru4rec": {"max_len": 50}},
+    "ml-100k": {
+        "sasrec": {"max_len": 50, "batch_size": 32, "dropout": 0.5},
+        "gru4rec": {"max_len": 50},
+    },
     "ml-1m": {"sasrec": _ML1M, "gru4rec": _ML1M},
 }
 

@@ -40,5 +40,16 @@ def test_readme_deep_model_example_runs(tmp_path, monkeypatch) -> None:
 def test_readme_commands_match_ci() -> None:
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    assert 'pip install -c constraints.txt -e ".[dev]" && pytest' in text
-    assert "-c constraints.txt" in ci and "pytest" in ci
+    assert 'pip install -c constraints.txt -e ".[dev,text]" && pytest' in text
+    assert '-c constraints.txt -e ".[dev,text]"' in ci and "pytest" in ci
+
+
+def test_readme_text_example_runs() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 3, "README has no text-model example"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(blocks[2], "README.md", "exec"), {})
+    text = out.getvalue()
+    assert "item text embeddings: (1682, 384)" in text
+    assert float(re.search(r"Toy Story 2\) = ([0-9.]+)", text).group(1)) > 0.6
