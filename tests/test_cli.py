@@ -155,3 +155,12 @@ def test_cold_split_with_text_items_and_contrastive_loss(tiny_csv, tmp_path) -> 
     bad = run("train", "pop", "--out", str(tmp_path / "y"), "--split", "cold", "--cold-frac",
               "2", ok=False)  # fmt: skip
     assert bad.returncode == 2 and "cold_frac must be in (0, 1)" in bad.stderr
+
+
+def test_data_embed_lists_neighbours_by_text() -> None:
+    out = run("data", "embed", "ml-100k", "--like", "50", "-k", "2", "--quiet").stdout
+    assert "1682 items × 384 dims from minilm" in out
+    neighbours = out.split("nearest to 'Star Wars (1977)")[1]
+    assert "Return of the Jedi (1983)" in neighbours and "Empire Strikes Back" in neighbours
+    bad = run("data", "embed", "ml-100k", "--template", "{title} {director}", ok=False)
+    assert bad.returncode == 2 and "unknown field(s) ['director']" in bad.stderr

@@ -150,6 +150,52 @@ def data_info(
     _console().print(t)
 
 
+@data_app.command("embed")
+def data_embed(
+    name: Annotated[
+        str, typer.Argument(help="ml-100k, ml-1m, a MovieLens folder or a CSV/Parquet file.")
+    ],
+    text_model: Annotated[
+        str, typer.Option("--text-model", help="minilm (offline), a folder, or a model name.")
+    ] = "minilm",
+    template: Annotated[
+        str, typer.Option("--template", help="Item text from {title}, {year} and {genres}.")
+    ] = "{title} ({year}). Genres: {genres}.",
+    like: Annotated[
+        list[str] | None,
+        typer.Option("--like", help="Item id: list its nearest items by text (repeatable)."),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="Neighbours listed per --like item.")] = 5,
+    columns: Columns = "",
+    quiet: Quiet = False,
+) -> None:
+    """Embed every item's text with a sentence-transformers model (cached for training)."""
+    import time
+
+    import numpy as np
+
+    from recloop.data import load_dataset
+    from recloop.models.text import item_text_embeddings, item_texts
+
+    cols = _columns(columns)
+    ds = load_dataset(name, **({"columns": cols} if cols else {}))
+    t0 = time.perf_counter()
+    emb = item_text_embeddings(ds, text_model, template, progress=not quiet)
+    typer.echo(
+        f"{emb.shape[0]} items × {emb.shape[1]} dims from {text_model} in "
+        f"{time.perf_counter() - t0:.1f} s (cached; `--item-repr text` reuses it)"
+    )
+    texts = item_texts(ds, template)
+    typer.echo(f"example text: {texts[0]!r}")
+    for item in like or []:
+        i = int(ds.items.index([item])[0])
+        sims = emb @ emb[i]
+        sims[i] = -np.inf
+        typer.echo(f"nearest to {texts[i]!r}:")
+        for j in np.argsort(-sims, kind="stable")[:k]:
+            typer.echo(f"  {sims[j]:.3f}  {texts[j]}")
+
+
 @app.command("models")
 def models(
     name: Annotated[str | None, typer.Argument(help="Show one model only.")] = None,
