@@ -38,7 +38,7 @@ class ItemConfig(TrainConfig):
     text_model: str = option(MINILM, "Text model: minilm (offline), a folder, or a name.")
     text_template: str = option(DEFAULT_TEMPLATE, "Item text from {title}, {year}, {genres}.")
     text_dims: int = option(64, "Principal components of the text features kept (0: all).")
-    id_dropout: float = option(0.5, "id+text: chance an item's ID vector is dropped per step.")
+    id_dropout: float = option(0.0, "id+text: chance an item's ID vector is dropped per step.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
