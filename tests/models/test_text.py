@@ -85,6 +85,8 @@ def test_folders_that_would_run_code_or_unpickle_are_refused(tmp_path: Path) -> 
         TextEncoder(str(pickled))
     with pytest.raises(TextModelError, match="not a folder"):
         TextEncoder(str(tmp_path / "missing" / "model"))
+    with pytest.raises(TextModelError, match="not in the local Hugging Face cache"):
+        TextEncoder("sentence-transformers/no-such-model-here")
 
 
 def test_a_local_folder_works_like_the_default(tmp_path: Path, minilm: TextEncoder) -> None:

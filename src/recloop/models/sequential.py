@@ -291,7 +291,8 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             neg = None
             if cfg.loss == "sampled":
                 neg = rng.choice(self.n_items_, size=cfg.negatives, p=self._proposal)
-            out.append(Batch(self._users[batches[b]], neg, int(rng.integers(2**63))))
+            seed = int(rng.integers(2**63)) if cfg.cl_weight > 0 else 0  # no draw when CL is off
+            out.append(Batch(self._users[batches[b]], neg, seed))
         return out
 
     def _loss(self, batch: Batch) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:

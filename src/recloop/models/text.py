@@ -11,8 +11,8 @@ fully offline:
   safetensors (never a pickle), and every module listed in ``modules.json`` must be one of
   sentence-transformers' own classes.
 
-Any other sentence-transformers model name (resolved from the local Hugging Face cache) or
-local folder works the same way, minus the pinned hash.
+Any other sentence-transformers model name (its snapshot in the local Hugging Face cache;
+nothing is downloaded) or local folder works the same way, minus the pinned hash.
 
 :func:`item_text_embeddings` turns a dataset's item metadata into text with a template over
 title, year and genres, embeds it in batches with a progress bar, and caches the result on
@@ -110,8 +110,8 @@ def resolve_model(model: str) -> tuple[str, str]:
 
     ``"minilm"`` is the packaged all-MiniLM-L6-v2 and must match its pinned sha256. A local
     folder is hashed from its safetensors files. Any other string is a sentence-transformers
-    model name, looked up in the local Hugging Face cache (nothing is downloaded when
-    ``HF_HUB_OFFLINE=1``).
+    model name, resolved to its snapshot in the local Hugging Face cache (never downloaded)
+    and checked like a folder.
 
     Raises:
         TextModelError: the package is missing, a hash does not match, or the folder would
@@ -138,7 +138,21 @@ def resolve_model(model: str) -> tuple[str, str]:
             f"text model {model!r} is not a folder: give 'minilm', a sentence-transformers "
             "folder, or a model name such as sentence-transformers/all-mpnet-base-v2"
         )
-    return model, hashlib.sha256(f"hub:{model}".encode()).hexdigest()
+    try:  # a model name: its snapshot in the local Hugging Face cache, checked like a folder
+        from huggingface_hub import snapshot_download
+
+        snapshot = snapshot_download(model, local_files_only=True)
+    except ImportError:
+        raise TextModelError(
+            "text features need sentence-transformers; install the extra with "
+            "pip install -c constraints.txt -e '.[text]'"
+        ) from None
+    except Exception as e:  # not cached, or an invalid name
+        raise TextModelError(
+            f"text model {model!r} is not in the local Hugging Face cache ({type(e).__name__}); "
+            "recloop downloads nothing: give 'minilm' or a sentence-transformers folder"
+        ) from None
+    return snapshot, _check_folder(Path(snapshot))
 
 
 class TextEncoder:
