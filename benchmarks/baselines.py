@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recloop.compare import TIDY_COLUMNS, compare, markdown, summary_table
+from recloop.compare import compare, markdown, summary_table, write_results
 from recloop.data import leave_one_out, load_dataset
 from recloop.eval.protocol import evaluate
 from recloop.models import get_model
@@ -90,13 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if "ml-100k" in args.datasets:
         sections.append("### Tie rule (ML-100K, Popularity)\n\n" + tie_rule_effect(extra) + "\n")
         print(sections[-1])
-    RESULTS.mkdir(exist_ok=True)
-    rows = pd.concat([*frames, pd.DataFrame(extra)], ignore_index=True).reindex(
-        columns=TIDY_COLUMNS
-    )
-    rows.to_csv(RESULTS / "baselines.csv", index=False, float_format="%.6g")
-    (RESULTS / "baselines.md").write_text("\n".join(sections))
-    print(f"wrote {RESULTS / 'baselines.csv'} ({len(rows)} rows)")
+    write_results(RESULTS, "baselines", [*frames, pd.DataFrame(extra)], sections)
     return 0
 
 

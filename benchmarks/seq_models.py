@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recloop.compare import TIDY_COLUMNS, compare, markdown, summary_table
+from recloop.compare import compare, markdown, summary_table, write_results
 from recloop.eval.stats import holm_bonferroni, paired_test
 from recloop.runs import RunSpec
 
@@ -137,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         text.append(f"Options: `{json.dumps(PARAMS.get(dataset, {}))}`\n")
         sections.append("\n".join(text))
         print(sections[-1], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    rows = pd.concat(frames, ignore_index=True).reindex(columns=TIDY_COLUMNS)
-    rows.to_csv(RESULTS / "seq_models.csv", index=False, float_format="%.6g")
-    (RESULTS / "seq_models.md").write_text("\n".join(sections))
-    print(f"wrote {RESULTS / 'seq_models.csv'} ({len(rows)} rows)")
+    write_results(RESULTS, "seq_models", frames, sections)
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recloop.compare import TIDY_COLUMNS, _cost
+from recloop.compare import _cost, write_results
 from recloop.config import config_hash
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
 from recloop.runs import RunSpec, git_sha, machine, prepare_data, train_run
@@ -198,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         text.append(f"Options: `{opts}`, λ = {CL_WEIGHT} for `+cl`.\n")
         sections.append("\n".join(text))
         print(sections[-1], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    rows = pd.concat(frames, ignore_index=True).reindex(columns=TIDY_COLUMNS)
-    rows.to_csv(RESULTS / "text_and_cl.csv", index=False, float_format="%.6g")
-    (RESULTS / "text_and_cl.md").write_text("\n".join(sections))
-    print(f"wrote {RESULTS / 'text_and_cl.csv'} ({len(rows)} rows)")
+    write_results(RESULTS, "text_and_cl", frames, sections)
     return 0
 
 

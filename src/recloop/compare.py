@@ -178,3 +178,15 @@ def markdown(table: pd.DataFrame, baseline: str | None = None) -> str:
             cells.append("—" if pd.isna(p) else (f"{p:.1e}" + (" *" if p < 0.05 else "")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def write_results(
+    folder: Path, name: str, frames: list[pd.DataFrame], sections: list[str]
+) -> pd.DataFrame:
+    """Write a benchmark's tidy rows to ``folder/name.csv`` and its tables to ``name.md``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = pd.concat(frames, ignore_index=True).reindex(columns=TIDY_COLUMNS)
+    rows.to_csv(folder / f"{name}.csv", index=False, float_format="%.6g")
+    (folder / f"{name}.md").write_text("\n".join(sections))
+    print(f"wrote {folder / f'{name}.csv'} ({len(rows)} rows)")
+    return rows
