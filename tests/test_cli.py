@@ -164,3 +164,16 @@ def test_data_embed_lists_neighbours_by_text() -> None:
     assert "Return of the Jedi (1983)" in neighbours and "Empire Strikes Back" in neighbours
     bad = run("data", "embed", "ml-100k", "--template", "{title} {director}", ok=False)
     assert bad.returncode == 2 and "unknown field(s) ['director']" in bad.stderr
+
+
+def test_train_with_an_rl_head_reports_likes(tiny_csv, tmp_path) -> None:
+    out = tmp_path / "rl"
+    proc = run("train", "gru4rec", "--data", str(tiny_csv), "--columns", COLS, "--out", str(out),
+               "--quiet", "--head", "sa2c", "--rl-warmup", "1", "--epochs", "2", "--dim", "8")  # fmt: skip
+    assert "ndcg@10 likes" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["pos"]["ndcg@10"]["n"] > 0
+    assert {"loss_ce", "loss_td"} <= set(metrics["training"]["curve"][0])
+    assert "ndcg@10 likes" in run("evaluate", str(out), "--quiet").stdout
+    bad = run("train", "sasrec", "--out", str(tmp_path / "x"), "--head", "dqn", ok=False)
+    assert bad.returncode == 2 and "head must be one of" in bad.stderr

@@ -263,6 +263,15 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
             c = metrics[stage]["all"][m]
             cells.append(f"{c['mean']:.4f} ± {(c['high'] - c['low']) / 2:.4f}")
         t.add_row(m, *cells)
+    for m in ("ndcg@10", "hr@10"):  # liked next items only (rating >= 4), as RL reports them
+        if "pos" in metrics["test"]:
+            cells = []
+            for stage in ("valid", "test"):
+                c = metrics[stage].get("pos", {}).get(m)
+                cells.append(
+                    "" if c is None else f"{c['mean']:.4f} ± {(c['high'] - c['low']) / 2:.4f}"
+                )
+            t.add_row(f"{m} likes", *cells)
     for group in ("cold", "warm"):  # the cold-start split's target groups (test only)
         for m in ("ndcg@10", "hr@10"):
             c = metrics["test"].get(group, {}).get(m)

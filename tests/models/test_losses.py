@@ -26,6 +26,34 @@ def test_chunked_cross_entropy_matches_torch(n: int, monkeypatch) -> None:
     torch.testing.assert_close(got_w, ref_w, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [1, 130])
+def test_row_weighted_cross_entropy_matches_torch(n: int, monkeypatch) -> None:
+    monkeypatch.setattr(losses, "_CHUNK", 64)
+    g = torch.Generator().manual_seed(n)
+    h = torch.randn(n, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(20, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 20, (n,), generator=g)
+    r = torch.randn(n, generator=g, dtype=torch.float64)  # negative weights too (advantages)
+    ref = (F.cross_entropy(h @ w.T, t, reduction="none") * r).mean()
+    ref_h, ref_w = torch.autograd.grad(ref, (h, w))
+    got = losses.softmax_cross_entropy(h, w, t, row_weights=r)
+    got_h, got_w = torch.autograd.grad(got, (h, w))
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_h, ref_h, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_w, ref_w, rtol=1e-10, atol=1e-12)
+
+
+def test_row_weighted_cross_entropy_by_hand() -> None:
+    # Rows with CE log(1 + e^-1) (weight 2) and log(1 + e) (weight 0): mean = log(1 + e^-1).
+    h = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    r = torch.tensor([2.0, 0.0], dtype=torch.float64)
+    loss = losses.softmax_cross_entropy(h, w, torch.tensor([0, 1]), row_weights=r)
+    assert float(loss) == pytest.approx(0.31326168751822286, abs=1e-15)
+    with pytest.raises(ValueError, match="row_weights must be"):
+        losses.softmax_cross_entropy(h, w, torch.tensor([0, 1]), row_weights=r[:1])
+
+
 def test_chunked_cross_entropy_by_hand() -> None:
     # Two items, one state: logits (1, 0) for target 0 → loss = log(1 + e^-1).
     h = torch.tensor([[1.0, 0.0]], dtype=torch.float64, requires_grad=True)

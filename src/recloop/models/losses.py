@@ -23,7 +23,12 @@ _CHUNK = 128
 class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx: Any, states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor, bf16: bool
+        ctx: Any,
+        states: torch.Tensor,
+        weights: torch.Tensor,
+        targets: torch.Tensor,
+        bf16: bool,
+        row_weights: torch.Tensor | None,
     ) -> torch.Tensor:
         n = states.shape[0]
         acc = torch.promote_types(states.dtype, torch.float32)  # float64 stays float64
@@ -33,13 +38,17 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         for s in range(0, n, _CHUNK):
             logits = h[s : s + _CHUNK] @ w.T  # (C, I)
             lse[s : s + _CHUNK] = torch.logsumexp(logits.to(acc), dim=1)
-        ctx.save_for_backward(states, weights, targets, lse)
+        ctx.save_for_backward(states, weights, targets, lse, row_weights)
         ctx.bf16 = bf16
-        return (lse - picked).mean()
+        if row_weights is None:
+            return (lse - picked).mean()
+        return ((lse - picked) * row_weights.to(acc)).mean()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
-        states, weights, targets, lse = ctx.saved_tensors
+    def backward(
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
+        states, weights, targets, lse, row_weights = ctx.saved_tensors
         n = states.shape[0]
         scale = grad / n
         g_states = torch.empty_like(states)
@@ -47,22 +56,31 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         hs, w = (states.bfloat16(), weights.bfloat16()) if ctx.bf16 else (states, weights)
         for s in range(0, n, _CHUNK):
             h = hs[s : s + _CHUNK]
-            # (C, I) recomputed logits → scale · (softmax − one-hot), in place. The scale
-            # enters the exponent (exp(x − lse + log scale)), which saves a pass.
+            # (C, I) recomputed logits → scale · (softmax − one-hot). Without row weights the
+            # scale enters the exponent (exp(x − lse + log scale)), which saves a pass.
             p = (h @ w.T).to(lse.dtype)
-            p.sub_(lse[s : s + _CHUNK, None] - torch.log(scale)).exp_()
-            p[torch.arange(len(h)), targets[s : s + _CHUNK]] -= scale.to(p.dtype)
+            if row_weights is None:
+                p.sub_(lse[s : s + _CHUNK, None] - torch.log(scale)).exp_()
+                p[torch.arange(len(h)), targets[s : s + _CHUNK]] -= scale.to(p.dtype)
+            else:
+                rs = (scale * row_weights[s : s + _CHUNK]).to(p.dtype)  # (C,)
+                p.sub_(lse[s : s + _CHUNK, None]).exp_().mul_(rs[:, None])
+                p[torch.arange(len(h)), targets[s : s + _CHUNK]] -= rs
             p = p.to(w.dtype)
             g_states[s : s + _CHUNK] = p @ w
             if ctx.bf16:
                 g_weights += (p.T @ h).float()
             else:
                 g_weights.addmm_(p.T, h)
-        return g_states, g_weights, None, None
+        return g_states, g_weights, None, None, None
 
 
 def softmax_cross_entropy(
-    states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor, bf16: bool = False
+    states: torch.Tensor,
+    weights: torch.Tensor,
+    targets: torch.Tensor,
+    bf16: bool = False,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean of ``-log softmax(states @ weights.T)[n, targets[n]]`` over rows.
 
@@ -74,7 +92,16 @@ def softmax_cross_entropy(
         weights: (I, d) float, the output item table.
         targets: (N,) int64 item indices.
         bf16: run the matrix products in bfloat16 (the softmax stays in float32).
+        row_weights: (N,) constant weights ``w_n``: the loss becomes the mean of
+            ``w_n · CE_n`` (no gradient flows into the weights; the actor losses of SAC and
+            SA2C weight each transition's cross-entropy by a detached Q-value or advantage).
     """
     if states.shape[0] == 0:
         return (states.sum() + weights.sum()) * 0.0
-    return _ChunkedSoftmaxCE.apply(states, weights, targets, bf16)
+    if row_weights is not None:
+        if row_weights.shape != targets.shape:
+            raise ValueError(
+                f"row_weights must be ({targets.shape[0]},), not {tuple(row_weights.shape)}"
+            )
+        row_weights = row_weights.detach()
+    return _ChunkedSoftmaxCE.apply(states, weights, targets, bf16, row_weights)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 import torch
@@ -35,27 +35,37 @@ from recloop.models.contrastive import Augmenter, info_nce
 from recloop.models.items import ItemConfig, ItemTable, TextFeatures
 from recloop.models.losses import softmax_cross_entropy
 from recloop.models.neural import TorchRecommender
+from recloop.rl.reward import Reward
+
+if TYPE_CHECKING:
+    from recloop.rl.heads import Learner
 
 LOSSES = ("ce", "sampled")
 SAMPLERS = ("uniform", "pop")
 
 
-def left_padded(
-    indptr: np.ndarray, items: np.ndarray, rows: np.ndarray, max_len: int
-) -> torch.Tensor:
-    """(B, L) int64 tokens: each row's last ``max_len`` items + 1, padded with 0 on the left.
+def window(indptr: np.ndarray, rows: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-aligned windows of each CSR row's last ``max_len`` entries.
 
-    ``L`` is the longest clipped row in the batch (at least 1), so a batch of similar
-    lengths carries little padding.
+    Returns ``(source, real)``, both ``(B, L)``: ``source`` indexes the CSR value arrays
+    where ``real`` is true (0 elsewhere). ``L`` is the longest clipped row (at least 1), so a
+    batch of similar lengths carries little padding.
     """
     end = indptr[rows + 1]
     n = np.minimum(end - indptr[rows], max_len)  # (B,)
     width = max(int(n.max(initial=0)), 1)
-    offset = np.arange(width)[None, :] - (width - n)[:, None]  # (B, L); >= 0 where an item is
-    valid = offset >= 0
-    out = np.zeros((len(rows), width), dtype=np.int64)
-    out[valid] = items[((end - n)[:, None] + offset)[valid]] + 1
-    return torch.from_numpy(out)
+    offset = np.arange(width)[None, :] - (width - n)[:, None]  # (B, L); >= 0 where real
+    real = offset >= 0
+    return np.where(real, (end - n)[:, None] + offset, 0), real
+
+
+def left_padded(
+    indptr: np.ndarray, items: np.ndarray, rows: np.ndarray, max_len: int
+) -> torch.Tensor:
+    """(B, L) int64 tokens: each row's last ``max_len`` items + 1, padded with 0 on the left."""
+    source, real = window(indptr, rows, max_len)
+    picked = items[source] if len(items) else np.zeros(source.shape, dtype=np.int64)
+    return torch.from_numpy(np.where(real, picked + 1, 0).astype(np.int64))
 
 
 class Dropout(nn.Module):
@@ -203,6 +213,18 @@ class SequentialConfig(ItemConfig):
     cl_crop: float = option(0.6, "CL4SRec: crop keeps this share of a sequence (η).")
     cl_mask: float = option(0.3, "CL4SRec: mask hides this share of a sequence (γ).")
     cl_reorder: float = option(0.3, "CL4SRec: reorder shuffles a window of this share (β).")
+    head: str = option("none", "Offline RL head: none, sqn, sac, snqn, sa2c, csa or aux "
+                       "(the auxiliary-loss control); see recloop.rl.")  # fmt: skip
+    gamma: float = option(0.5, "RL: discount of the Q-learning target (the papers' 0.5).")
+    like_threshold: float = option(4.0, "RL: a rating at or above this is a like.")
+    reward_like: float = option(1.0, "RL: reward of a liked next item.")
+    reward_other: float = option(0.2, "RL: reward of any other next item.")
+    rl_negatives: int = option(10, "RL (snqn, sa2c): sampled negative actions per transition.")
+    rl_warmup: int = option(2, "RL (sac, sa2c): epochs before Q-values weight the "
+                            "supervised loss.")  # fmt: skip
+    csa_mask: float = option(0.1, "RL (csa): share of items an augmented state hides.")
+    rank_by: str = option("auto", "RL: rank by ce (supervised head), q, ce+q, or auto "
+                          "(ce; ce+q for csa).")  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -217,6 +239,31 @@ class SequentialConfig(ItemConfig):
             (self.cl_temperature > 0, f"cl_temperature must be > 0, not {self.cl_temperature}"),
         )
         self.augmenter  # noqa: B018 - validates the rates
+        from recloop.rl.heads import HEADS, RANKINGS  # recloop.rl imports this module
+
+        heads = ("none", *HEADS)
+        rl = self.head != "none"
+        self._check(
+            (self.head in heads, f"head must be one of {heads}, not {self.head!r}"),
+            (0 <= self.gamma <= 1, f"gamma must be in [0, 1], not {self.gamma}"),
+            (self.rl_negatives >= 1, f"rl_negatives must be >= 1, not {self.rl_negatives}"),
+            (self.rl_warmup >= 0, f"rl_warmup must be >= 0, not {self.rl_warmup}"),
+            (0 <= self.csa_mask < 1, f"csa_mask must be in [0, 1), not {self.csa_mask}"),
+            (self.rank_by in RANKINGS, f"rank_by must be one of {RANKINGS}, not {self.rank_by!r}"),
+            (rl or self.rank_by in ("auto", "ce"),
+             f"rank_by={self.rank_by!r} needs an RL head (set head)"),
+            (not rl or self.loss == "ce",
+             "the RL heads train with the full softmax: set loss=ce (or head=none)"),
+            (not rl or self.cl_weight == 0,
+             "cl_weight is the CL4SRec loss of the plain models; with an RL head set "
+             "cl_weight=0 (head=csa is the contrastive RL head)"),
+        )  # fmt: skip
+        self.reward  # noqa: B018 - validates the rewards
+
+    @property
+    def reward(self) -> Reward:
+        """The reward convention these options describe."""
+        return Reward(self.like_threshold, self.reward_like, self.reward_other)
 
     @property
     def augmenter(self) -> Augmenter:
@@ -241,17 +288,37 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
     """
 
     config: SequentialConfig
-    module_: SequenceEncoder
+    module_: nn.Module  # the encoder, or with an RL head the learner holding two encoders
 
     @property
     def encoder(self) -> SequenceEncoder:
-        """The trained encoder (history → state), for reuse by the RL heads."""
+        """The trained encoder (history → state) that ranks, for reuse by the RL heads."""
         self._check_fitted()
-        return self.module_
+        return self._encoder()
+
+    def _encoder(self) -> SequenceEncoder:
+        m = self.module_
+        return m if isinstance(m, SequenceEncoder) else m.encoder  # type: ignore[return-value]
+
+    def _learner(self) -> Learner:
+        return cast("Learner", self.module_)
+
+    def _build_encoder(self) -> SequenceEncoder:  # pragma: no cover - abstract
+        """A freshly initialised encoder with its item table."""
+        raise NotImplementedError
+
+    def _build(self) -> nn.Module:
+        c = self.config
+        if c.head == "none":
+            return self._build_encoder()
+        from recloop.rl.heads import HeadConfig, make_learner
+
+        hc = HeadConfig(c.gamma, c.rl_negatives, c.csa_mask, c.rank_by, c.bf16)
+        return make_learner(c.head, self._build_encoder, self.n_items_, hc)
 
     def _prepare(self, dataset: Dataset) -> None:
         seq = dataset.sequences
-        self._indptr, self._items = seq.indptr, seq.items
+        self._indptr, self._items, self._ratings = seq.indptr, seq.items, seq.ratings
         lengths = np.minimum(np.diff(seq.indptr), self.config.max_len + 1)
         self._users = np.flatnonzero(lengths >= 2)  # users with at least one (input, target)
         self._lengths = lengths[self._users]
@@ -271,11 +338,21 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         self._proposal = q / q.sum()
         with np.errstate(divide="ignore"):
             self._log_q = torch.from_numpy(np.log(self._proposal).astype(np.float32))
+        if self.config.head != "none":  # the learner's training context
+            learner = self._learner()
+            learner.ce, learner.allowed = self._ce, self._catalogue
+            learner.warmup = float(self.config.rl_warmup * (self._lengths - 1).sum())
+            self._reward = self.config.reward
 
     def _release(self) -> None:
-        for name in ("_indptr", "_items", "_users", "_lengths", "_proposal", "_log_q",
-                     "_catalogue", "_remap", "_augment"):  # fmt: skip
+        for name in ("_indptr", "_items", "_ratings", "_users", "_lengths", "_proposal",
+                     "_log_q", "_catalogue", "_remap", "_augment", "_reward"):  # fmt: skip
             self.__dict__.pop(name, None)
+        if self.config.head != "none":
+            from recloop.rl.heads import full_softmax_ce
+
+            learner = self._learner()
+            learner.ce, learner.allowed = full_softmax_ce, None
 
     def _plan(self, rng: np.random.Generator) -> Sequence[Batch]:
         """Shuffled users, sorted by length within large chunks, cut into shuffled batches."""
@@ -291,12 +368,19 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             neg = None
             if cfg.loss == "sampled":
                 neg = rng.choice(self.n_items_, size=cfg.negatives, p=self._proposal)
-            seed = int(rng.integers(2**63)) if cfg.cl_weight > 0 else 0  # no draw when CL is off
+            # Drawn only when needed, so the plain models keep their earlier draws.
+            seed = int(rng.integers(2**63)) if cfg.cl_weight > 0 or cfg.head != "none" else 0
             out.append(Batch(self._users[batches[b]], neg, seed))
         return out
 
     def _loss(self, batch: Batch) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.config
+        if cfg.head != "none":
+            from recloop.rl.episodes import transitions
+
+            return self._learner().loss(transitions(self._indptr, self._items, self._ratings,
+                                                 batch.users, cfg.max_len, self._reward,
+                                                 batch.seed))  # fmt: skip
         seq = left_padded(self._indptr, self._items, batch.users, cfg.max_len + 1)
         inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, L) each
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -304,7 +388,7 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             if cfg.cl_weight == 0:
                 return main
             rng = np.random.default_rng(batch.seed)
-            enc = self.module_
+            enc = self._encoder()
             a, b = enc.encode(self._augment(inputs, rng)), enc.encode(self._augment(inputs, rng))
             cl = info_nce(a, b, cfg.cl_temperature)
         return main + cfg.cl_weight * cl, {"next": main.detach(), "cl": cl.detach()}
@@ -313,17 +397,13 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         self, inputs: torch.Tensor, targets: torch.Tensor, negatives: np.ndarray | None
     ) -> torch.Tensor:
         """Next-item cross-entropy at every real position of a (B, L) batch."""
-        enc = self.module_
+        enc = self._encoder()
         mask = (inputs != 0) & (targets != 0)  # positions with an input and a next item
         states = enc(inputs)[mask]  # (N, d) only real positions reach the output layer
         target = targets[mask] - 1  # (N,) item indices
-        weights = enc.item_weights()
         if negatives is None:
-            if self._catalogue is not None:
-                weights, target = weights[self._catalogue], self._remap[target]
-            return softmax_cross_entropy(
-                states.float(), weights.float(), target, bf16=self.config.bf16
-            )
+            return self._ce(enc, states, target)
+        weights = enc.item_weights()
         neg = torch.from_numpy(negatives)
         pos_logit = (states * weights[target]).sum(-1) - self._log_q[target]  # (N,)
         neg_logits = states @ weights[neg].T - self._log_q[neg]  # (N, S)
@@ -331,16 +411,35 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         logits = torch.cat([pos_logit.float()[:, None], neg_logits], dim=1)  # (N, 1 + S)
         return F.cross_entropy(logits, torch.zeros_like(target))
 
+    def _ce(
+        self,
+        enc: SequenceEncoder,
+        states: torch.Tensor,
+        target: torch.Tensor,
+        row_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Full-softmax next-item cross-entropy of (N, d) states against ``enc``'s items
+        (only the items seen in training when item text is on; see ``_prepare``)."""
+        weights = enc.item_weights()
+        if self._catalogue is not None:
+            weights, target = weights[self._catalogue], self._remap[target]
+        return softmax_cross_entropy(states.float(), weights.float(), target,
+                                     bf16=self.config.bf16, row_weights=row_weights)  # fmt: skip
+
     def _score(self, users: np.ndarray, history: History) -> np.ndarray:
-        enc = self.module_
-        enc.eval()
+        module = self.module_
+        module.eval()
+        enc = self._encoder()
         out = np.empty((len(users), self.n_items_), dtype=np.float32)
         with torch.inference_mode():
             weights = enc.item_weights()
             for s in range(0, len(users), 512):
                 rows = users[s : s + 512]
                 seq = left_padded(history.indptr, history.items, rows, self.config.max_len)
-                out[s : s + len(rows)] = (enc.encode(seq) @ weights.T).numpy()
+                if enc is module:
+                    out[s : s + len(rows)] = (enc.encode(seq) @ weights.T).numpy()
+                else:  # an RL head ranks (rank_by)
+                    out[s : s + len(rows)] = self._learner().scores(seq).float().numpy()
         return out
 
 
@@ -364,7 +463,7 @@ class GRU4Rec(SequentialRecommender):
     Config: ClassVar[type] = GRU4RecConfig
     config: GRU4RecConfig
 
-    def _build(self) -> GRU4RecEncoder:
+    def _build_encoder(self) -> GRU4RecEncoder:
         c = self.config
         items = self._item_table(c.dim, padded=True)
         return GRU4RecEncoder(self.n_items_, c.dim, c.layers, c.dropout, items)
@@ -397,7 +496,7 @@ class SASRec(SequentialRecommender):
     Config: ClassVar[type] = SASRecConfig
     config: SASRecConfig
 
-    def _build(self) -> SASRecEncoder:
+    def _build_encoder(self) -> SASRecEncoder:
         c = self.config
         items = self._item_table(c.dim, padded=True)
         return SASRecEncoder(self.n_items_, c.dim, c.max_len, c.layers, c.heads, c.dropout, items)

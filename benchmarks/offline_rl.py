@@ -1,0 +1,174 @@
+"""Offline RL heads (SQN, SAC, SA2C, CSA) and the auxiliary-loss control on GRU4Rec and SASRec.
+
+Every variant trains the same base encoder with the same options; ``base`` is the plain
+supervised model, the others add one head from :mod:`recloop.rl.heads` with the papers'
+settings (γ = 0.5, rewards 1.0 for a liked next item (rating ≥ 4) and 0.2 otherwise, 10
+negatives for SA2C, a 2-epoch warm-up before SAC/SA2C weight the actor loss, CSA's item
+mask on 10% of a sequence). Test metrics at 5/10/20 over every next item and over liked
+next items only (``likes_``), mean ± 95% CI over users (each user's value averaged over
+seeds), with a paired test (Wilcoxon, Holm over the variants) of each variant against its
+base and of each RL head against the aux control.
+
+Each (dataset, base, variant) runs in its own process, one after another. Writes tidy rows
+to ``benchmarks/results/offline_rl.csv`` and tables to ``benchmarks/results/offline_rl.md``.
+
+    python benchmarks/offline_rl.py --datasets ml-100k,ml-1m --seeds 0,1,2 --quiet
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recloop.compare import compare, write_results
+from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
+from recloop.runs import RunSpec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASES = ["gru4rec", "sasrec"]
+VARIANTS = ["base", "sqn", "sac", "sa2c", "csa", "aux"]
+RL = ["sqn", "sac", "sa2c", "csa"]
+GROUPS = {"all": "", "pos": "likes_"}  # evaluation group → tidy metric prefix
+# The supervised bases' options (benchmarks/seq_models.py), except ML-1M at max_len 50: the
+# heads cost 2-3× a base epoch, and 36 runs at 200 would take most of a day on this CPU.
+_ML1M = {"max_len": 50, "batch_size": 64, "lr": 3e-3, "bf16": True, "lr_decay": 0.5,
+         "lr_patience": 2, "patience": 5, "epochs": 30}  # fmt: skip
+PARAMS: dict[str, dict[str, dict[str, object]]] = {
+    "ml-100k": {
+        "sasrec": {"max_len": 50, "batch_size": 32, "dropout": 0.5},
+        "gru4rec": {"max_len": 50},
+    },
+    "ml-1m": {"sasrec": _ML1M, "gru4rec": _ML1M},
+}
+
+
+def variant_params(dataset: str, base: str, variant: str) -> dict[str, object]:
+    """The options of one variant: the base's options plus the head."""
+    params = dict(PARAMS.get(dataset, {}).get(base, {}))
+    if variant != "base":
+        params["head"] = variant
+    return params
+
+
+def run_cell(dataset: str, base: str, variant: str, seeds: list[int], out: Path, quiet: bool,
+             max_epochs: int | None) -> None:  # fmt: skip
+    """Child process: one variant of one base on one dataset over the seeds."""
+    params = variant_params(dataset, base, variant)
+    if max_epochs is not None:
+        params["epochs"] = max_epochs
+    tidy, per_user = compare(RunSpec(model=base, data=dataset), [base], seeds,
+                             benchmark="offline_rl", progress=not quiet, params={base: params})  # fmt: skip
+    tidy["variant"] = variant
+    # The protocol's positive-target group (``_pos``) is what this benchmark calls likes.
+    pos = tidy["metric"].str.endswith("_pos")
+    tidy.loc[pos, "metric"] = "likes_" + tidy.loc[pos, "metric"].str.removesuffix("_pos")
+    tidy.to_csv(out / "tidy.csv", index=False)
+    per_user[per_user["group"].isin(GROUPS)].assign(variant=variant).to_csv(
+        out / "per_user.csv", index=False
+    )
+
+
+def _tests(pu: pd.DataFrame, group: str, reference: str, others: list[str]) -> dict:
+    """Paired Wilcoxon tests of NDCG@10 of ``others`` against ``reference`` (Holm)."""
+    wide = pu[pu["group"] == group].groupby(["variant", "user"])["ndcg@10"].mean().unstack(0)
+    names = [v for v in others if v in wide and reference in wide]
+    pts = [paired_test(wide[v].to_numpy(), wide[reference].to_numpy()) for v in names]
+    adj = holm_bonferroni([p.wilcoxon_pvalue for p in pts]) if pts else []
+    return {v: (p.mean_diff, q) for v, p, q in zip(names, pts, adj, strict=True)}
+
+
+def _mark(test: tuple[float, float] | None) -> str:
+    if test is None:
+        return "—"
+    d, p = test
+    return f"{d:+.4f} ({p:.1e}{' *' if p < 0.05 else ''})"
+
+
+def table(tidy: pd.DataFrame, per_user: pd.DataFrame, base: str) -> str:
+    """One row per variant: NDCG@10 / HR@10 on all and liked next items, tests, cost."""
+    pu = per_user[per_user["method"] == base]
+    tr = tidy[(tidy["method"] == base) & (tidy["split"] == "train")]
+    variants = [v for v in VARIANTS if v in set(pu["variant"])]
+    vs_base = {g: _tests(pu, g, "base", [v for v in variants if v != "base"]) for g in GROUPS}
+    vs_aux = {g: _tests(pu, g, "aux", [v for v in variants if v in RL]) for g in GROUPS}
+    head = ["variant"]
+    for prefix in GROUPS.values():
+        name = prefix.rstrip("_") or "all"
+        head += [f"{name} ndcg@10", f"{name} hr@10", f"{name} Δ vs base (p)",
+                 f"{name} Δ vs aux (p)"]  # fmt: skip
+    head += ["fit s", "epochs to best", "s/epoch"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for v in variants:
+        cells = [v]
+        for g in GROUPS:
+            sub = pu[(pu["variant"] == v) & (pu["group"] == g)]
+            ndcg = mean_ci(sub.groupby("user")["ndcg@10"].mean().to_numpy())
+            hr = sub.groupby("user")["hr@10"].mean().mean()
+            cells += [f"{ndcg.mean:.4f} [{ndcg.low:.4f}, {ndcg.high:.4f}]", f"{hr:.4f}",
+                      _mark(vs_base[g].get(v)), _mark(vs_aux[g].get(v))]  # fmt: skip
+        t = tr[tr["variant"] == v].groupby("metric")["value"].mean()
+        cells += [f"{t.get('fit_s', np.nan):.0f}", f"{t.get('epochs_to_best', np.nan):.1f}",
+                  f"{t.get('s_per_epoch', np.nan):.1f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="ml-100k,ml-1m")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--bases", default=",".join(BASES))
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--max-epochs", type=int, help="cap the epochs (smoke runs)")
+    ap.add_argument("--work", type=Path, help="keep cells here; finished cells are reused")
+    ap.add_argument("--cell", nargs=4, metavar=("DATASET", "BASE", "VARIANT", "OUT"),
+                    help=argparse.SUPPRESS)  # fmt: skip
+    args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.cell:
+        dataset, base, variant, out = args.cell
+        run_cell(dataset, base, variant, seeds, Path(out), args.quiet, args.max_epochs)
+        return 0
+    work = args.work or Path(tempfile.mkdtemp(prefix="offline_rl-"))
+    frames, sections = [], []
+    for dataset in args.datasets.split(","):
+        tidy_parts, per_parts = [], []
+        for base in args.bases.split(","):
+            for variant in args.variants.split(","):
+                cell = work / f"{dataset}-{base}-{variant}"
+                if not (cell / "tidy.csv").exists():
+                    cell.mkdir(parents=True, exist_ok=True)
+                    t0 = time.perf_counter()
+                    cmd = [sys.executable, __file__, "--seeds", args.seeds, "--cell", dataset,
+                           base, variant, str(cell), *(["--quiet"] if args.quiet else []),
+                           *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
+                    subprocess.run(cmd, check=True)
+                    print(f"{dataset} {base} {variant}: {time.perf_counter() - t0:.0f} s",
+                          flush=True)  # fmt: skip
+                tidy_parts.append(pd.read_csv(cell / "tidy.csv"))
+                per_parts.append(pd.read_csv(cell / "per_user.csv"))
+        tidy = pd.concat(tidy_parts, ignore_index=True)
+        per_user = pd.concat(per_parts, ignore_index=True)
+        frames.append(tidy)
+        text = [f"### {dataset}: leave-one-out, full ranking, test, {len(seeds)} seeds\n"]
+        for base in args.bases.split(","):
+            text += [f"**{base}**\n", table(tidy, per_user, base), ""]
+        opts = {b: PARAMS.get(dataset, {}).get(b, {}) for b in args.bases.split(",")}
+        text.append(f"Base options: `{opts}`; heads with the defaults of `recloop models "
+                    f"sasrec` (gamma 0.5, rl_negatives 10, rl_warmup 2, csa_mask 0.1).\n")  # fmt: skip
+        sections.append("\n".join(text))
+        print(sections[-1], flush=True)
+    write_results(RESULTS, "offline_rl", frames, sections)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
