@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from recloop.data import Dataset
+from recloop.data import Dataset, leave_one_out
 from recloop.errors import ConfigError
 from recloop.models import get_model
 from recloop.models.base import History
 from recloop.models.sequential import SequenceEncoder
-from recloop.rl import HEADS, SA2C, SNQN, SQN, HeadConfig, Reward, Transitions, transitions
+from recloop.rl import CSA, HEADS, SA2C, SNQN, SQN, HeadConfig, Reward, Transitions, transitions
 from recloop.testing import CHECKS, check_recommender
 
 
@@ -54,7 +54,7 @@ def test_transitions_of_one_user_by_hand() -> None:
     assert t.done.tolist() == [[False, True], [False, True]]
     assert t.n == 3 and t.seed == 7
     nxt, done = t.next_index()
-    assert nxt.tolist() == [1, 1, 3] and done.tolist() == [False, True, True]
+    assert nxt.tolist() == [1, 1, 2] and done.tolist() == [False, True, True]
     # A window of max_len + 1 items keeps the latest ones; the last transition ends it.
     w = transitions(indptr, items, ratings, np.array([0]), 1, Reward(like=2.0), seed=0)
     assert w.inputs.tolist() == [[4]] and w.actions.tolist() == [[1]]
@@ -193,6 +193,25 @@ def test_sasrec_heads_are_deterministic_and_round_trip(tmp_path) -> None:
     np.testing.assert_array_equal(loaded.score(users), a.score(users))
     other = get_model("sasrec")({**params, "seed": 1}).fit(ds)
     assert not np.array_equal(other.score(users), a.score(users))
+    assert isinstance(a.learner, CSA) and a.encoder is a.learner.encoder
+    with pytest.raises(ConfigError, match="no RL head"):
+        _ = get_model("sasrec")({"dim": 8, "epochs": 1}).fit(ds).learner
+
+
+def test_a_resumed_head_continues_its_warm_up_and_weights_exactly(tmp_path) -> None:
+    ds = reward_mdp(60)
+    split = leave_one_out(ds)
+    params = {"dim": 8, "max_len": 8, "head": "sa2c", "rl_warmup": 2, "patience": 100}
+    whole = get_model("gru4rec")({**params, "epochs": 4}).fit(split.train, valid=split)
+    get_model("gru4rec")({**params, "epochs": 2}).fit(split.train, valid=split, workdir=tmp_path)
+    resumed = get_model("gru4rec")({**params, "epochs": 4}).fit(
+        split.train, valid=split, workdir=tmp_path
+    )
+    assert [r["loss"] for r in resumed.train_state_.curve] == [
+        r["loss"] for r in whole.train_state_.curve
+    ]
+    for k, v in whole.module_.state_dict().items():
+        torch.testing.assert_close(resumed.module_.state_dict()[k], v, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from torch import nn
 
 from recloop.config import option
 from recloop.data.dataset import Dataset
+from recloop.errors import ConfigError
 from recloop.models.base import History
 from recloop.models.contrastive import Augmenter, info_nce
 from recloop.models.items import ItemConfig, ItemTable, TextFeatures
@@ -299,6 +300,14 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
     def _encoder(self) -> SequenceEncoder:
         m = self.module_
         return m if isinstance(m, SequenceEncoder) else m.encoder  # type: ignore[return-value]
+
+    @property
+    def learner(self) -> Learner:
+        """The trained RL learner (``head`` set): two networks with their Q heads."""
+        self._check_fitted()
+        if self.config.head == "none":
+            raise ConfigError(f"{self.name} has no RL head: train it with head=sqn|sac|...")
+        return self._learner()
 
     def _learner(self) -> Learner:
         return cast("Learner", self.module_)

@@ -62,12 +62,19 @@ class Transitions:
         return int(self.valid.sum())
 
     def next_index(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """For each real transition (in ``valid``'s row-major order): the flat position of
-        its next state in ``(B, L)`` and whether it is ``done`` (then the index is its own)."""
+        """For each real transition (``valid``'s row-major order): the index, in that same
+        order, of the transition whose state is its next state (its own index when it is
+        ``done``), and ``done`` itself. Both (N,).
+
+        Every position from a user's first item to the window's end is a real transition,
+        so a next state is always the state of the following transition.
+        """
         b, length = self.inputs.shape
         flat = torch.arange(b * length).view(b, length)
-        nxt = torch.where(self.done, flat, flat + 1)
-        return nxt[self.valid], self.done[self.valid]
+        order = torch.full((b * length,), -1, dtype=torch.long)
+        order[flat[self.valid]] = torch.arange(self.n)
+        nxt = torch.where(self.done, flat, flat + 1)[self.valid]
+        return order[nxt], self.done[self.valid]
 
 
 def transitions(

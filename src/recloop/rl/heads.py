@@ -175,24 +175,24 @@ class Learner(nn.Module):
         pick = int(rng.integers(2))
         return self.net(pick), self.net(1 - pick)
 
-    def _td_target(
+    def _bootstrap(
         self, batch: Transitions, inputs: torch.Tensor, main: _Net, main_h: torch.Tensor,
         target: _Net,
-    ) -> torch.Tensor:  # fmt: skip
-        """(N,) double-Q targets ``r + γ Q_target(s', argmax Q_main(s', ·))`` (``r`` if done).
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Double-Q targets, and what the negatives of SNQN / SA2C reuse.
 
-        ``main_h`` is the main network's (B, L, d) output on ``inputs``: its column ``t + 1``
-        is the next state of the transition at ``t``, so only the target net runs again.
+        ``main_h`` is the main network's (B, L, d) output on ``inputs``. Returns ``y`` (N,):
+        ``r + γ Q_target(s', argmax_a Q_main(s', a))`` (``r`` when done); ``best`` (N,):
+        ``argmax_a Q_main(s, a)`` at each transition's own state; ``tgt`` (N, d): the target
+        network's states. A next state is the state of the following transition, so one
+        argmax over the batch's states and one target pass serve every transition.
         """
         nxt, done = batch.next_index()
-        rewards = batch.rewards[batch.valid]
         with torch.no_grad():
-            flat_main = main_h.detach().reshape(-1, main_h.shape[-1])[nxt].float()
-            best = main.q_argmax(flat_main, self.allowed)
-            tgt_h = target.encoder(inputs).float()
-            value = target.q_at(tgt_h.reshape(-1, tgt_h.shape[-1])[nxt], best)
-            value = value.masked_fill(done, 0.0)
-        return rewards + self.config.gamma * value
+            best = main.q_argmax(main_h.detach()[batch.valid].float(), self.allowed)
+            tgt = target.encoder(inputs)[batch.valid].float()
+            value = target.q_at(tgt[nxt], best[nxt]).masked_fill(done, 0.0)
+        return batch.rewards[batch.valid] + self.config.gamma * value, best, tgt
 
     def _forward(self, net: _Net, inputs: torch.Tensor, valid: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
@@ -243,7 +243,7 @@ class SQN(Learner):
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
         h, states = self._forward(main, batch.inputs, batch.valid)
         actions = batch.actions[batch.valid]
-        y = self._td_target(batch, batch.inputs, main, h, target)
+        y, _, _ = self._bootstrap(batch, batch.inputs, main, h, target)
         td = 0.5 * (y - main.q_at(states, actions)).pow(2).mean()
         ce = self.ce(main.encoder, states, actions, None)
         return ce + td, {"ce": ce.detach(), "td": td.detach()}
@@ -260,7 +260,7 @@ class SAC(Learner):
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
         h, states = self._forward(main, batch.inputs, batch.valid)
         actions = batch.actions[batch.valid]
-        y = self._td_target(batch, batch.inputs, main, h, target)
+        y, _, _ = self._bootstrap(batch, batch.inputs, main, h, target)
         q = main.q_at(states, actions)
         td = 0.5 * (y - q).pow(2).mean()
         weights = q.detach().float() if self.warm() else None
@@ -296,13 +296,11 @@ class SNQN(Learner):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         h, states = self._forward(main, batch.inputs, batch.valid)
         actions = batch.actions[batch.valid]
-        y = self._td_target(batch, batch.inputs, main, h, target)
+        y, best, tgt = self._bootstrap(batch, batch.inputs, main, h, target)
         q_pos = main.q_at(states, actions)
         negs = self._negatives(actions, rng)
         with torch.no_grad():  # negatives: reward 0, bootstrap from the current state
-            best = main.q_argmax(states.detach(), self.allowed)
-            tgt_states = target.encoder(batch.inputs)[batch.valid].float()
-            y_neg = self.config.gamma * target.q_at(tgt_states, best)  # (N,)
+            y_neg = self.config.gamma * target.q_at(tgt, best)  # (N,)
         q_neg = main.q_at(states, negs)  # (N, K)
         td = 0.5 * (y - q_pos).pow(2).mean() + 0.5 * (y_neg[:, None] - q_neg).pow(2).sum(1).mean()
         return states, actions, q_pos, q_neg, td
@@ -342,7 +340,8 @@ class CSA(Learner):
       latest item). Because a view keeps every position, a view's state at column ``t+1``
       is the augmented next state of the transition at ``t``.
     * Q-learning on the original and on each view, each against the same view's next state;
-      the three TD losses are summed.
+      the three TD losses are summed. A view skips the transitions at a hidden item (no
+      state there) or just before one (no next state).
     * The contrastive term on the taken action's Q: with ``m`` the views' mean,
       ``−log σ((Q(s⁻, a) − m)² − (Q(s, a) − m)²)``, where ``s⁻`` is the state of another
       random transition of the batch (the authors' "BPR" form, not InfoNCE).
@@ -357,22 +356,31 @@ class CSA(Learner):
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
         augment = Augmenter(mask=self.config.csa_mask, methods=("mask",))
         actions = batch.actions[batch.valid]
-        q_views, td = [], torch.zeros(())
-        ce = torch.zeros(())
+        nxt, done = batch.next_index()
+        q_views: list[torch.Tensor] = []
+        td, ce, original = torch.zeros(()), torch.zeros(()), torch.zeros(())
+        both = torch.ones(len(actions), dtype=torch.bool)
         for v in range(1 + self.views):
             inputs = batch.inputs if v == 0 else augment(batch.inputs, rng)
             h, states = self._forward(main, inputs, batch.valid)
-            y = self._td_target(batch, inputs, main, h, target)
+            y, _, _ = self._bootstrap(batch, inputs, main, h, target)
             q = main.q_at(states, actions)
-            td = td + 0.5 * (y - q).pow(2).mean()
+            # A hidden item leaves no state at its own position (SASRec zeroes padding), so
+            # a view trains only the transitions whose state and next state it kept.
+            kept = inputs[batch.valid] != 0
+            ok = kept & (kept[nxt] | done)
+            td = td + 0.5 * ((y - q).pow(2) * ok).sum() / ok.sum().clamp(min=1)
             q_views.append(q)
             if v == 0:
                 ce = self.ce(main.encoder, states, actions, None)
                 original = states
+            else:
+                both &= ok
         m = torch.stack(q_views[1:]).mean(0)
         other = torch.from_numpy(rng.permutation(len(actions)))
         q_other = main.q_at(original[other], actions)
-        con = -F.logsigmoid((q_other - m).pow(2) - (q_views[0] - m).pow(2)).mean()
+        gap = (q_other - m).pow(2) - (q_views[0] - m).pow(2)
+        con = -(F.logsigmoid(gap) * both).sum() / both.sum().clamp(min=1)
         return ce + td + con, {"ce": ce.detach(), "td": td.detach(), "con": con.detach()}
 
 
