@@ -18,15 +18,13 @@ to ``benchmarks/results/offline_rl.csv`` and tables to ``benchmarks/results/offl
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cells import run_cells
 from recloop.compare import compare, write_results
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
 from recloop.runs import RunSpec
@@ -140,21 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="offline_rl-"))
     frames, sections = [], []
     for dataset in args.datasets.split(","):
-        tidy_parts, per_parts = [], []
-        for base in args.bases.split(","):
-            for variant in args.variants.split(","):
-                cell = work / f"{dataset}-{base}-{variant}"
-                if not (cell / "tidy.csv").exists():
-                    cell.mkdir(parents=True, exist_ok=True)
-                    t0 = time.perf_counter()
-                    cmd = [sys.executable, __file__, "--seeds", args.seeds, "--cell", dataset,
-                           base, variant, str(cell), *(["--quiet"] if args.quiet else []),
-                           *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
-                    subprocess.run(cmd, check=True)
-                    print(f"{dataset} {base} {variant}: {time.perf_counter() - t0:.0f} s",
-                          flush=True)  # fmt: skip
-                tidy_parts.append(pd.read_csv(cell / "tidy.csv"))
-                per_parts.append(pd.read_csv(cell / "per_user.csv"))
+        opts = ["--seeds", args.seeds, *(["--quiet"] if args.quiet else []),
+                *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
+        cells = [(f"{dataset}-{b}-{v}", [*opts, "--cell", dataset, b, v])
+                 for b in args.bases.split(",") for v in args.variants.split(",")]  # fmt: skip
+        tidy_parts, per_parts = run_cells(__file__, work, cells)
         tidy = pd.concat(tidy_parts, ignore_index=True)
         per_user = pd.concat(per_parts, ignore_index=True)
         frames.append(tidy)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
+from cells import run_cells
 from recloop.compare import compare, markdown, summary_table, write_results
 from recloop.eval.stats import holm_bonferroni, paired_test
 from recloop.runs import RunSpec
@@ -109,20 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     frames, sections = [], []
     work = args.work or Path(tempfile.mkdtemp(prefix="seq_models-"))
     for dataset in args.datasets.split(","):
-        tidy_parts, per_parts = [], []
+        cells = []
         for method in methods:
-            t0 = time.perf_counter()
-            cell = work / f"{dataset}-{method}"
-            if not (cell / "tidy.csv").exists():  # with --work, a finished cell is reused
-                cell.mkdir(parents=True, exist_ok=True)
-                cell_seeds = str(seeds[0]) if (dataset, method) in ONE_SEED else args.seeds
-                cmd = [sys.executable, __file__, "--seeds", cell_seeds, "--cell", dataset,
-                       method, str(cell), *(["--quiet"] if args.quiet else []),
-                       *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
-                subprocess.run(cmd, check=True)
-                print(f"{dataset} {method}: {time.perf_counter() - t0:.0f} s", flush=True)
-            tidy_parts.append(pd.read_csv(cell / "tidy.csv"))
-            per_parts.append(pd.read_csv(cell / "per_user.csv"))
+            cell_seeds = str(seeds[0]) if (dataset, method) in ONE_SEED else args.seeds
+            cells.append((f"{dataset}-{method}", [
+                "--seeds", cell_seeds, *(["--quiet"] if args.quiet else []),
+                *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
+                "--cell", dataset, method]))  # fmt: skip
+        tidy_parts, per_parts = run_cells(__file__, work, cells)
         tidy = pd.concat(tidy_parts, ignore_index=True)
         per_user = pd.concat(per_parts, ignore_index=True)
         frames.append(tidy)

@@ -17,7 +17,6 @@ to ``benchmarks/results/text_and_cl.csv`` and tables to ``benchmarks/results/tex
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cells import run_cells
 from recloop.compare import _cost, write_results
 from recloop.config import config_hash
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
@@ -167,25 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="text_and_cl-"))
     frames, sections = [], []
     for dataset in args.datasets.split(","):
-        tidy_parts, per_parts = [], []
-        jobs = [("embed", "")] + [(m, v) for m in args.methods.split(",")
-                                  for v in args.variants.split(",")]  # fmt: skip
-        for method, variant in jobs:
-            cell = work / f"{dataset}-{method}-{variant}".rstrip("-")
-            if not (cell / "tidy.csv").exists():
-                cell.mkdir(parents=True, exist_ok=True)
-                t0 = time.perf_counter()
-                if method == "embed":
-                    cmd = [sys.executable, __file__, "--embed-cell", dataset, str(cell)]
-                else:
-                    cmd = [sys.executable, __file__, "--seeds", args.seeds, "--cell", dataset,
-                           method, variant, str(cell), *(["--quiet"] if args.quiet else []),
-                           *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
-                subprocess.run(cmd, check=True)
-                print(f"{dataset} {method} {variant}: {time.perf_counter() - t0:.0f} s", flush=True)
-            tidy_parts.append(pd.read_csv(cell / "tidy.csv"))
-            if (cell / "per_user.csv").exists():
-                per_parts.append(pd.read_csv(cell / "per_user.csv"))
+        opts = ["--seeds", args.seeds, *(["--quiet"] if args.quiet else []),
+                *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
+        cells = [(f"{dataset}-embed", ["--embed-cell", dataset])]
+        cells += [(f"{dataset}-{m}-{v}", [*opts, "--cell", dataset, m, v])
+                  for m in args.methods.split(",") for v in args.variants.split(",")]  # fmt: skip
+        tidy_parts, per_parts = run_cells(__file__, work, cells)
         tidy = pd.concat(tidy_parts, ignore_index=True)
         per_user = pd.concat(per_parts, ignore_index=True)
         frames.append(tidy)

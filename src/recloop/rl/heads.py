@@ -239,22 +239,9 @@ class SQN(Learner):
 
     name = "sqn"
 
-    def _loss(self, batch: Transitions, main: _Net, target: _Net, rng: np.random.Generator
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
-        h, states = self._forward(main, batch.inputs, batch.valid)
-        actions = batch.actions[batch.valid]
-        y, _, _ = self._bootstrap(batch, batch.inputs, main, h, target)
-        td = 0.5 * (y - main.q_at(states, actions)).pow(2).mean()
-        ce = self.ce(main.encoder, states, actions, None)
-        return ce + td, {"ce": ce.detach(), "td": td.detach()}
-
-
-class SAC(Learner):
-    """SAC (Xin et al., SIGIR 2020, the actor-critic variant of SQN): after the warm-up,
-    each transition's supervised loss is weighted by the (detached) Q-value of the taken
-    action, so the actor imitates high-value actions more; before it, SQN's loss."""
-
-    name = "sac"
+    def _actor_weights(self, q: torch.Tensor) -> torch.Tensor | None:
+        """Per-transition weights of the supervised loss, from Q(s, a); SQN: none."""
+        return None
 
     def _loss(self, batch: Transitions, main: _Net, target: _Net, rng: np.random.Generator
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
@@ -263,9 +250,19 @@ class SAC(Learner):
         y, _, _ = self._bootstrap(batch, batch.inputs, main, h, target)
         q = main.q_at(states, actions)
         td = 0.5 * (y - q).pow(2).mean()
-        weights = q.detach().float() if self.warm() else None
-        ce = self.ce(main.encoder, states, actions, weights)
+        ce = self.ce(main.encoder, states, actions, self._actor_weights(q))
         return ce + td, {"ce": ce.detach(), "td": td.detach()}
+
+
+class SAC(SQN):
+    """SAC (Xin et al., SIGIR 2020, the actor-critic variant of SQN): after the warm-up,
+    each transition's supervised loss is weighted by the (detached) Q-value of the taken
+    action, so the actor imitates high-value actions more; before it, SQN's loss."""
+
+    name = "sac"
+
+    def _actor_weights(self, q: torch.Tensor) -> torch.Tensor | None:
+        return q.detach().float() if self.warm() else None
 
 
 class SNQN(Learner):
