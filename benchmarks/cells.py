@@ -9,6 +9,7 @@ killed benchmark (or a rerun that adds a dataset) continues where it stopped.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -37,3 +38,18 @@ def run_cells(
         if (cell / "per_user.csv").exists():
             per_user.append(pd.read_csv(cell / "per_user.csv"))
     return tidy, per_user
+
+
+def add_options(ap: argparse.ArgumentParser) -> None:
+    """The options every cell-based benchmark takes."""
+    ap.add_argument("--datasets", default="ml-100k,ml-1m")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--max-epochs", type=int, help="cap the epochs (smoke runs)")
+    ap.add_argument("--work", type=Path, help="keep cells here; finished cells are reused")
+
+
+def child_options(args: argparse.Namespace, seeds: str | None = None) -> list[str]:
+    """The options a cell's process gets from the parent's (``seeds`` overrides)."""
+    return ["--seeds", seeds or args.seeds, *(["--quiet"] if args.quiet else []),
+            *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cells import run_cells
+from cells import add_options, child_options, run_cells
 from recloop.compare import compare, write_results
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
 from recloop.runs import RunSpec
@@ -120,13 +120,9 @@ def table(tidy: pd.DataFrame, per_user: pd.DataFrame, base: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="ml-100k,ml-1m")
-    ap.add_argument("--seeds", default="0,1,2")
+    add_options(ap)
     ap.add_argument("--bases", default=",".join(BASES))
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--max-epochs", type=int, help="cap the epochs (smoke runs)")
-    ap.add_argument("--work", type=Path, help="keep cells here; finished cells are reused")
     ap.add_argument("--cell", nargs=4, metavar=("DATASET", "BASE", "VARIANT", "OUT"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args(argv)
@@ -138,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="offline_rl-"))
     frames, sections = [], []
     for dataset in args.datasets.split(","):
-        opts = ["--seeds", args.seeds, *(["--quiet"] if args.quiet else []),
-                *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
-        cells = [(f"{dataset}-{b}-{v}", [*opts, "--cell", dataset, b, v])
+        child = child_options(args)
+        cells = [(f"{dataset}-{b}-{v}", [*child, "--cell", dataset, b, v])
                  for b in args.bases.split(",") for v in args.variants.split(",")]  # fmt: skip
         tidy_parts, per_parts = run_cells(__file__, work, cells)
         tidy = pd.concat(tidy_parts, ignore_index=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cells import run_cells
+from cells import add_options, child_options, run_cells
 from recloop.compare import compare, markdown, summary_table, write_results
 from recloop.eval.stats import holm_bonferroni, paired_test
 from recloop.runs import RunSpec
@@ -90,12 +90,8 @@ def cost_table(tidy: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="ml-100k,ml-1m")
-    ap.add_argument("--seeds", default="0,1,2")
+    add_options(ap)
     ap.add_argument("--methods", default=",".join(BASELINES + DEEP))
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--max-epochs", type=int, help="cap the deep models' epochs (smoke runs)")
-    ap.add_argument("--work", type=Path, help="keep cells here; finished cells are reused")
     ap.add_argument("--cell", nargs=3, metavar=("DATASET", "METHOD", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -111,10 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for method in methods:
             cell_seeds = str(seeds[0]) if (dataset, method) in ONE_SEED else args.seeds
-            cells.append((f"{dataset}-{method}", [
-                "--seeds", cell_seeds, *(["--quiet"] if args.quiet else []),
-                *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else []),
-                "--cell", dataset, method]))  # fmt: skip
+            cells.append((f"{dataset}-{method}",
+                          [*child_options(args, cell_seeds), "--cell", dataset, method]))  # fmt: skip
         tidy_parts, per_parts = run_cells(__file__, work, cells)
         tidy = pd.concat(tidy_parts, ignore_index=True)
         per_user = pd.concat(per_parts, ignore_index=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cells import run_cells
+from cells import add_options, child_options, run_cells
 from recloop.compare import _cost, write_results
 from recloop.config import config_hash
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
@@ -145,13 +145,9 @@ def table(tidy: pd.DataFrame, per_user: pd.DataFrame, method: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="ml-100k,ml-1m")
-    ap.add_argument("--seeds", default="0,1,2")
+    add_options(ap)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--max-epochs", type=int, help="cap the epochs (smoke runs)")
-    ap.add_argument("--work", type=Path, help="keep cells here; finished cells are reused")
     ap.add_argument("--cell", nargs=4, metavar=("DATASET", "METHOD", "VARIANT", "OUT"),
                     help=argparse.SUPPRESS)  # fmt: skip
     ap.add_argument("--embed-cell", nargs=2, metavar=("DATASET", "OUT"), help=argparse.SUPPRESS)
@@ -167,10 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="text_and_cl-"))
     frames, sections = [], []
     for dataset in args.datasets.split(","):
-        opts = ["--seeds", args.seeds, *(["--quiet"] if args.quiet else []),
-                *(["--max-epochs", str(args.max_epochs)] if args.max_epochs else [])]  # fmt: skip
+        child = child_options(args)
         cells = [(f"{dataset}-embed", ["--embed-cell", dataset])]
-        cells += [(f"{dataset}-{m}-{v}", [*opts, "--cell", dataset, m, v])
+        cells += [(f"{dataset}-{m}-{v}", [*child, "--cell", dataset, m, v])
                   for m in args.methods.split(",") for v in args.variants.split(",")]  # fmt: skip
         tidy_parts, per_parts = run_cells(__file__, work, cells)
         tidy = pd.concat(tidy_parts, ignore_index=True)
