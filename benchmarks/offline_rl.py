@@ -4,7 +4,8 @@ Every variant trains the same base encoder with the same options; ``base`` is th
 supervised model, the others add one head from :mod:`recloop.rl.heads` with the papers'
 settings (γ = 0.5, rewards 1.0 for a liked next item (rating ≥ 4) and 0.2 otherwise, 10
 negatives for SA2C, a 2-epoch warm-up before SAC/SA2C weight the actor loss, CSA's item
-mask on 10% of a sequence). Test metrics at 5/10/20 over every next item and over liked
+mask on 10% of a sequence), and twice the base's patience (each of a head's two networks
+trains on half the steps). Test metrics at 5/10/20 over every next item and over liked
 next items only (``likes_``), mean ± 95% CI over users (each user's value averaged over
 seeds), with a paired test (Wilcoxon, Holm over the variants) of each variant against its
 base and of each RL head against the aux control.
@@ -27,6 +28,7 @@ import pandas as pd
 from cells import add_options, child_options, run_cells
 from recloop.compare import compare, write_results
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
+from recloop.models import get_model
 from recloop.runs import RunSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,10 +50,18 @@ PARAMS: dict[str, dict[str, dict[str, object]]] = {
 
 
 def variant_params(dataset: str, base: str, variant: str) -> dict[str, object]:
-    """The options of one variant: the base's options plus the head."""
+    """The options of one variant: the base's options plus the head.
+
+    A head trains two networks, one per step by a coin, so the ranking network gets half
+    the updates of an epoch: its patience (and lr patience) is doubled to give it the same
+    number of its own updates without improvement before it stops.
+    """
     params = dict(PARAMS.get(dataset, {}).get(base, {}))
     if variant != "base":
+        defaults = get_model(base).Config()
         params["head"] = variant
+        for key in ("patience", "lr_patience"):
+            params[key] = 2 * int(params.get(key, getattr(defaults, key)))
     return params
 
 
