@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recloop.data import leave_one_out, load_dataset
-from recloop.models import get_model
+from recloop.models import encoders, get_model
 from recloop.models import sequential as seq
 from recloop.models.training import _adamw
 
@@ -42,7 +42,9 @@ def _textbook(model: seq.SequentialRecommender) -> None:
                 setattr(module, child_name, nn.Dropout(child.p))
     for block in getattr(enc, "blocks", []):
 
-        def forward(x: torch.Tensor, mask: torch.Tensor, b: seq._Block = block) -> torch.Tensor:
+        def forward(
+            x: torch.Tensor, mask: torch.Tensor, b: encoders._Block = block
+        ) -> torch.Tensor:
             n, length, d = x.shape
             qkv = b.qkv(b.norm1(x)).view(n, length, 3, b.heads, d // b.heads)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)

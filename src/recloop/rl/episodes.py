@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recloop.models.sequential import window
+from recloop.models.encoders import window
 from recloop.rl.reward import Reward
 
 
