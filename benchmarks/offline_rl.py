@@ -9,7 +9,10 @@ next items only (``likes_``), mean ± 95% CI over users (each user's value avera
 seeds), with a paired test (Wilcoxon, Holm over the variants) of each variant against its
 base and of each RL head against the aux control.
 
-Each (dataset, base, variant) runs in its own process, one after another. Writes tidy rows
+Each (dataset, base, variant, seed) runs in its own process, one after another (seed 0 of
+every variant first), in the
+folder ``WORK/DATASET-BASE-VARIANT-sSEED``; finished cells are reused, so a long run (ML-1M)
+can be continued seed by seed in later sessions. Writes tidy rows
 to ``benchmarks/results/offline_rl.csv`` and tables to ``benchmarks/results/offline_rl.md``.
 
     python benchmarks/offline_rl.py --datasets ml-100k,ml-1m --seeds 0,1,2 --quiet
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--cell", nargs=4, metavar=("DATASET", "BASE", "VARIANT", "OUT"),
                     help=argparse.SUPPRESS)  # fmt: skip
+    ap.add_argument("--dataset-seeds", action="append", default=[], metavar="DATASET=SEEDS",
+                    help="other seeds for one dataset, e.g. ml-1m=0 (repeatable)")  # fmt: skip
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.cell:
@@ -136,11 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         run_cell(dataset, base, variant, seeds, Path(out), args.quiet, args.max_epochs)
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="offline_rl-"))
+    if any("=" not in o for o in args.dataset_seeds):
+        ap.error("--dataset-seeds takes DATASET=SEEDS, e.g. ml-1m=0,1")
+    per_dataset = dict(o.split("=", 1) for o in args.dataset_seeds)
     frames, sections = [], []
     for dataset in args.datasets.split(","):
-        child = child_options(args)
-        cells = [(f"{dataset}-{b}-{v}", [*child, "--cell", dataset, b, v])
-                 for b in args.bases.split(",") for v in args.variants.split(",")]  # fmt: skip
+        seeds = [int(s) for s in per_dataset.get(dataset, args.seeds).split(",")]
+        cells = [(f"{dataset}-{b}-{v}-s{seed}",
+                  [*child_options(args, str(seed)), "--cell", dataset, b, v])
+                 for seed in seeds for b in args.bases.split(",")
+                 for v in args.variants.split(",")]  # fmt: skip
         tidy_parts, per_parts = run_cells(__file__, work, cells)
         tidy = pd.concat(tidy_parts, ignore_index=True)
         per_user = pd.concat(per_parts, ignore_index=True)
