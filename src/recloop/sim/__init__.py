@@ -1,0 +1,30 @@
+"""A user simulator learned from the logs, as Gymnasium environments.
+
+* :class:`World`: the response model (calibrated clicks, expected ratings), fitted on a dataset;
+* :class:`UserBatch` / :class:`SimConfig`: the users' dynamics, batched;
+* :class:`RecEnv`: a ``gymnasium.Env``; :class:`BatchRecEnv`: many users at once.
+
+Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0``;
+``gymnasium.make("recloop.sim:recloop/MovieLens100K-v0")`` imports it for you.
+"""
+
+from recloop.sim.core import SimConfig, StepResult, UserBatch
+from recloop.sim.env import ENV_IDS, BatchRecEnv, RecEnv, make_env, register_envs
+from recloop.sim.world import RatingModel, World, WorldConfig, expected_calibration_error
+
+register_envs()
+
+__all__ = [
+    "ENV_IDS",
+    "BatchRecEnv",
+    "RatingModel",
+    "RecEnv",
+    "SimConfig",
+    "StepResult",
+    "UserBatch",
+    "World",
+    "WorldConfig",
+    "expected_calibration_error",
+    "make_env",
+    "register_envs",
+]

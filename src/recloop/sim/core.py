@@ -1,0 +1,245 @@
+"""The simulated users' dynamics, batched: many users stepped at once as array operations.
+
+One :class:`UserBatch` holds ``B`` slots, each a simulated user in a session. Both the
+Gymnasium environment (``B = 1``) and the vectorised simulator step through this one code
+path, so they cannot drift apart.
+
+A step, for every active slot, given a slate of ``K`` item indices:
+
+1. **Slate rules.** Item ids must lie in ``0..I-1``. A repeated id within a slate is
+   ignored after its first position (a generic agent, e.g. Stable-Baselines3's
+   ``MultiDiscrete`` policy, may propose repeats). An item already in the user's history is
+   shown but never clicked: MovieLens users rate a film once.
+2. **Choice.** Item ``i``'s utility is its calibrated click logit (:class:`World`) minus
+   ``boredom · rep_i``, where ``rep_i ∈ [0, 1]`` is how much of item ``i``'s genres the user's
+   recent clicks already covered. The user picks at most one item by a multinomial logit with
+   a no-click option of utility 0: ``P(i) = e^{u_i} / (1 + Σ_j e^{u_j})``. A one-item slate is
+   therefore clicked with exactly the calibrated probability ``σ(u_i)``.
+3. **Reward.** A clicked item is liked with the world's like probability: reward ``like``
+   (1.0) if liked, ``other`` (0.2) if not, 0 for no click (the offline-RL convention).
+4. **State.** A click joins the history (the world's logits follow it), moves the genre
+   taste ``g ← λ g + (1 − λ) genres(i)``, and resets the streak of unsatisfying steps on a
+   like; a step without a like lengthens that streak.
+5. **Leaving.** The user leaves (``terminated``) with probability
+   ``σ(leave_bias + leave_per_bad · streak + leave_per_repeat · rep_slate)``, where
+   ``rep_slate`` is the mean ``rep`` of the slate's distinct items: unsatisfying steps and
+   slates of the same genres again and again drive users away. ``truncated`` at
+   ``session_cap`` steps.
+
+Randomness: each step draws exactly three uniforms per slot (choice, like, leave) from the
+generator it is given, whatever happens, so a seed fixes whole trajectories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from recloop.config import option
+from recloop.errors import ConfigError
+from recloop.models.base import History
+from recloop.rl.reward import Reward
+from recloop.sim.world import World
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Options of the simulated users and sessions."""
+
+    slate_size: int = option(10, "items per recommendation (K)")
+    history_len: int = option(50, "items of recent history in an observation")
+    session_cap: int = option(50, "steps before a session is truncated")
+    boredom: float = option(1.0, "utility lost by an item whose genres the user just saw")
+    taste_decay: float = option(0.8, "λ of the recent-genre taste (0: only the last click)")
+    leave_bias: float = option(-3.0, "leave logit of a satisfied user shown new genres")
+    leave_per_bad: float = option(0.5, "leave logit added per consecutive step without a like")
+    leave_per_repeat: float = option(2.0, "leave logit added by a slate of fully repeated genres")
+    like: float = option(1.0, "reward of a liked click")
+    other: float = option(0.2, "reward of a click that is not liked")
+
+    fields_help: ClassVar[str] = "see recloop.sim.core"
+
+    def __post_init__(self) -> None:
+        for name in ("slate_size", "history_len", "session_cap"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if not 0.0 <= self.taste_decay < 1.0:
+            raise ConfigError(f"taste_decay must be in [0, 1), not {self.taste_decay}")
+        for name in ("boredom", "leave_bias", "leave_per_bad", "leave_per_repeat", "like",
+                     "other"):  # fmt: skip
+            if not np.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be finite, not {getattr(self, name)}")
+
+    @property
+    def reward(self) -> Reward:
+        return Reward(like=self.like, other=self.other)
+
+
+@dataclass
+class StepResult:
+    """What one batched step returns, per slot."""
+
+    clicked: np.ndarray  # (B,) item index, -1 for no click (or an inactive slot)
+    liked: np.ndarray  # (B,) bool
+    reward: np.ndarray  # (B,) float32
+    terminated: np.ndarray  # (B,) bool: the user left
+    truncated: np.ndarray  # (B,) bool: the session cap
+    click_prob: np.ndarray  # (B,) probability that some item was clicked
+
+
+class UserBatch:
+    """``B`` simulated users (slots) of one :class:`World` under one :class:`SimConfig`."""
+
+    def __init__(self, world: World, config: SimConfig, size: int) -> None:
+        if size < 1:
+            raise ConfigError(f"a batch needs at least one slot, not {size}")
+        self.world, self.config, self.size = world, config, size
+        n_items = world.n_items
+        if config.slate_size > n_items:
+            raise ConfigError(
+                f"slate_size {config.slate_size} exceeds the catalogue of {n_items} items"
+            )
+        genres, _ = world.dataset.genre_matrix()
+        self.genres = genres.astype(np.float32)  # (I, G)
+        counts = self.genres.sum(1)
+        self._genre_share = self.genres / np.maximum(counts, 1.0)[:, None]  # (I, G) rows sum ≤ 1
+        g = self.genres.shape[1]
+        self.users = np.full(size, -1, dtype=np.int64)
+        self.logits = np.zeros((size, n_items), dtype=np.float32)
+        self.seen = np.zeros((size, n_items), dtype=bool)
+        self.history = np.zeros((size, config.history_len), dtype=np.int64)  # item + 1, 0 = pad
+        self.taste = np.zeros((size, g), dtype=np.float32)
+        self.streak = np.zeros(size, dtype=np.int64)
+        self.steps = np.zeros(size, dtype=np.int64)
+        self.n_seen = np.zeros(size, dtype=np.int64)
+        self.active = np.zeros(size, dtype=bool)
+
+    # ------------------------------------------------------------------ sessions
+    def reset(self, slots: np.ndarray, users: np.ndarray) -> None:
+        """Start sessions of ``users`` in ``slots``: their logged history is the starting state."""
+        slots = np.asarray(slots, dtype=np.int64)
+        users = np.asarray(users, dtype=np.int64)
+        h: History = self.world.history
+        self.users[slots] = users
+        self.logits[slots] = self.world.logits(users)
+        self.seen[slots] = False
+        self.history[slots] = 0
+        self.taste[slots] = 0.0
+        lam = self.config.taste_decay
+        for s, u in zip(slots, users, strict=True):
+            items = h.items[h.indptr[u] : h.indptr[u + 1]]
+            self.seen[s, items] = True
+            recent = items[-self.config.history_len :]
+            self.history[s, self.config.history_len - len(recent) :] = recent + 1
+            if self.genres.shape[1]:
+                w = (1 - lam) * lam ** np.arange(len(recent))[::-1]  # newest weighs most
+                self.taste[s] = w @ self.genres[recent]
+            self.n_seen[s] = len(items)
+        self.streak[slots] = 0
+        self.steps[slots] = 0
+        self.active[slots] = True
+
+    def repetition(self, slots: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(n, K) share of each item's genres that the slot's recent taste covers, in [0, 1]."""
+        if not self.genres.shape[1]:
+            return np.zeros(items.shape, dtype=np.float32)
+        share = self._genre_share[items]  # (n, K, G)
+        return np.einsum("nkg,ng->nk", share, self.taste[slots]).astype(np.float32)
+
+    def check_slates(self, slates: np.ndarray) -> np.ndarray:
+        """Validate a (B, K) slate array; return it as int64."""
+        a = np.asarray(slates)
+        k = self.config.slate_size
+        if a.shape != (self.size, k):
+            raise ConfigError(f"slates must have shape ({self.size}, {k}), not {a.shape}")
+        if a.dtype.kind not in "iu":
+            if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+                a = a.astype(np.int64)
+            else:
+                raise ConfigError(f"slates must hold integer item indices, not {a.dtype}")
+        a = a.astype(np.int64)
+        bad = (a < 0) | (a >= self.world.n_items)
+        if bad.any():
+            raise ConfigError(
+                f"item index {a[bad][:5].tolist()} out of range: the catalogue has "
+                f"{self.world.n_items} items (0..{self.world.n_items - 1})"
+            )
+        return a
+
+    def step(self, slates: np.ndarray, rng: np.random.Generator) -> StepResult:
+        """Show every slot its slate; inactive slots are skipped (reward 0, no state change)."""
+        cfg = self.config
+        slates = self.check_slates(slates)
+        b, k = slates.shape
+        draws = rng.random((3, b))  # choice, like, leave: always drawn, whatever happens
+        out = StepResult(
+            clicked=np.full(b, -1, dtype=np.int64),
+            liked=np.zeros(b, dtype=bool),
+            reward=np.zeros(b, dtype=np.float32),
+            terminated=np.zeros(b, dtype=bool),
+            truncated=np.zeros(b, dtype=bool),
+            click_prob=np.zeros(b, dtype=np.float32),
+        )
+        act = np.flatnonzero(self.active)
+        if not len(act):
+            return out
+        sl = slates[act]  # (n, K)
+        first = _first_occurrence(sl)  # (n, K) bool
+        rep = self.repetition(act, sl)  # (n, K)
+        util = self.logits[act[:, None], sl] - np.float32(cfg.boredom) * rep
+        clickable = first & ~self.seen[act[:, None], sl]
+        util = np.where(clickable, util, -np.inf)
+        # Multinomial logit with a no-click option of utility 0 (stable: shift by max(0, u)).
+        top = np.maximum(util.max(1), 0.0)
+        e = np.exp(util - top[:, None])
+        e0 = np.exp(-top)
+        total = e0 + e.sum(1)
+        out.click_prob[act] = 1.0 - e0 / total
+        cum = np.cumsum(e, 1) / total[:, None]  # P(click one of the first j+1 items)
+        u_choice = draws[0, act]
+        pick = (u_choice[:, None] >= cum).sum(1)  # first j with u < cum_j; K = none
+        clicked_rows = pick < k
+        rows = np.flatnonzero(clicked_rows)
+        items = sl[rows, pick[rows]]
+        slots = act[rows]
+        liked = draws[1, slots] < self.world.like_prob(self.users[slots], items)
+        out.clicked[slots] = items
+        out.liked[slots] = liked
+        out.reward[slots] = np.where(liked, cfg.like, cfg.other)
+        # Leaving depends on the state before this step's click updates it.
+        rep_slate = (rep * first).sum(1) / first.sum(1)
+        bad = np.ones(len(act), dtype=bool)
+        bad[rows[liked]] = False
+        streak = np.where(bad, self.streak[act] + 1, 0)
+        z = cfg.leave_bias + cfg.leave_per_bad * streak + cfg.leave_per_repeat * rep_slate
+        out.terminated[act] = draws[2, act] < 1.0 / (1.0 + np.exp(-z))
+        self.streak[act] = streak
+        self._click(slots, items)
+        self.steps[act] += 1
+        out.truncated[act] = ~out.terminated[act] & (self.steps[act] >= cfg.session_cap)
+        self.active[act] = ~(out.terminated[act] | out.truncated[act])
+        return out
+
+    def _click(self, slots: np.ndarray, items: np.ndarray) -> None:
+        if not len(slots):
+            return
+        delta = self.world.logit_delta(items)
+        if delta is not None:
+            self.logits[slots] += delta
+        self.seen[slots, items] = True
+        self.history[slots, :-1] = self.history[slots, 1:]
+        self.history[slots, -1] = items + 1
+        if self.genres.shape[1]:
+            lam = np.float32(self.config.taste_decay)
+            self.taste[slots] = lam * self.taste[slots] + (1 - lam) * self.genres[items]
+        self.n_seen[slots] += 1
+
+
+def _first_occurrence(slates: np.ndarray) -> np.ndarray:
+    """(n, K) True where an item appears for the first time in its row."""
+    k = slates.shape[1]
+    same = slates[:, :, None] == slates[:, None, :]  # (n, K, K)
+    earlier = np.tril(np.ones((k, k), dtype=bool), -1)  # [j, j'] = j' < j
+    return ~(same & earlier).any(2)

@@ -1,0 +1,320 @@
+"""The simulator's user response model: the "world" that answers an agent's recommendations.
+
+A :class:`World` is fitted on the dataset's logs and gives, for a user with a history,
+
+* a **click logit** for every item: the raw scores of one or more recloop models (EASE by
+  default, a different model family from the sequential models the agents use), mapped to
+  ``logit P(click | history, item)`` by Platt scaling fitted on held-out interactions;
+* a **like probability** for a clicked item, from an expected rating
+  ``r̂ = μ + b_u + b_i + p_u · q_i`` (biased matrix factorisation, Koren 2008) with Gaussian
+  residual noise: ``P(rating ≥ t) = Φ((r̂ − t + 0.5) / σ)`` for integer ratings. The reward
+  of a click is then the offline-RL convention (:class:`recloop.rl.Reward`).
+
+Fitting holds out each user's last interaction: the response models and the rating model
+learn from every other logged interaction (the world sees far more than the agents, which
+learn from the leave-one-out training split), and the held-out interactions are split by
+user into a calibration half (Platt fit) and a report half (the fidelity figures, never used
+for fitting).
+
+Calibration needs negatives, and MovieLens has no impressions: each held-out positive is
+paired with ``negatives`` items drawn uniformly from those the user never rated. That ratio
+sets the overall click level (a single random item is clicked with roughly the fitted base
+rate) and is a modelling choice, reported with the fidelity figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit, log_expit, ndtr
+
+from recloop.config import option
+from recloop.data.dataset import Dataset
+from recloop.data.split import leave_one_out
+from recloop.errors import ConfigError, DataError
+from recloop.models.base import History, Recommender
+from recloop.models.registry import get_model
+
+#: Response models a world can combine, and the options each is fitted with.
+RESPONSE_MODELS: dict[str, dict[str, Any]] = {
+    "ease": {"l2": 500.0},
+    "bpr": {"epochs": 20},
+    "itemknn": {},
+}
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Options of the response model."""
+
+    models: tuple[str, ...] = option(
+        ("ease",), "recloop models whose calibrated scores give the click logit (ensemble)"
+    )
+    negatives: int = option(20, "unrated items per held-out positive in the calibration fit")
+    rating_l2: float = option(10.0, "L2 penalty of the rating model's factors and biases")
+    rating_factors: int = option(16, "latent factors of the rating model (0: biases only)")
+    like_threshold: float = option(4.0, "a rating at or above this is a like")
+    seed: int = option(0, "seed of the response models and of the calibration negatives")
+
+    names: ClassVar[tuple[str, ...]] = tuple(RESPONSE_MODELS)
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("a world needs at least one response model, e.g. models=('ease',)")
+        unknown = [m for m in self.models if m not in RESPONSE_MODELS]
+        if unknown:
+            raise ConfigError(
+                f"unknown response model {unknown}; choose from {sorted(RESPONSE_MODELS)}"
+            )
+        if self.negatives < 1:
+            raise ConfigError(f"negatives must be >= 1, not {self.negatives}")
+        if self.rating_factors < 0:
+            raise ConfigError(f"rating_factors must be >= 0, not {self.rating_factors}")
+        if not (np.isfinite(self.rating_l2) and self.rating_l2 >= 0):
+            raise ConfigError(f"rating_l2 must be >= 0, not {self.rating_l2}")
+
+
+@dataclass
+class RatingModel:
+    """Expected ratings ``μ + b_u + b_i + p_u · q_i`` and a Gaussian residual ``σ``.
+
+    Biased matrix factorisation fitted by alternating ridge regressions (each user's
+    ``(p_u, b_u)`` given the items, then each item's ``(q_i, b_i)`` given the users), with
+    ``factors = 0`` the classic baseline predictor of user and item biases.
+    """
+
+    mean: float
+    user_bias: np.ndarray  # (U,) float64
+    item_bias: np.ndarray  # (I,) float64
+    sigma: float
+    user_factors: np.ndarray | None = None  # (U, d)
+    item_factors: np.ndarray | None = None  # (I, d)
+
+    @classmethod
+    def fit(cls, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
+            n_items: int, l2: float, factors: int = 0, sweeps: int = 10,
+            seed: int = 0) -> RatingModel:  # fmt: skip
+        """Fit by ``sweeps`` alternating ridge sweeps (penalty ``l2`` on factors and biases)."""
+        mu = float(ratings.mean())
+        rng = np.random.default_rng(seed)
+        p = rng.normal(0.0, 0.1, (n_users, factors))
+        q = rng.normal(0.0, 0.1, (n_items, factors))
+        bu, bi = np.zeros(n_users), np.zeros(n_items)
+        by_user, by_item = _groups(users, n_users), _groups(items, n_items)
+        for _ in range(sweeps):
+            _ridge_sweep(by_user, items, ratings - mu, q, bi, p, bu, l2)
+            _ridge_sweep(by_item, users, ratings - mu, p, bu, q, bi, l2)
+        model = cls(mu, bu, bi, 0.0, p if factors else None, q if factors else None)
+        model.sigma = float(np.sqrt(np.mean((ratings - model.expected(users, items)) ** 2)))
+        return model
+
+    def expected(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        r = self.mean + self.user_bias[users] + self.item_bias[items]
+        if self.user_factors is not None and self.item_factors is not None:
+            r = r + np.einsum("nd,nd->n", self.user_factors[users], self.item_factors[items])
+        return np.asarray(r)
+
+    def like_prob(self, users: np.ndarray, items: np.ndarray, threshold: float) -> np.ndarray:
+        """P(integer rating ≥ threshold) under ``N(r̂, σ²)`` noise and rounding."""
+        z = (self.expected(users, items) - (threshold - 0.5)) / max(self.sigma, 1e-6)
+        return np.asarray(ndtr(z))
+
+
+def _groups(keys: np.ndarray, n: int) -> list[np.ndarray]:
+    order = np.argsort(keys, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(keys, minlength=n))[:-1])
+
+
+def _ridge_sweep(groups: list[np.ndarray], other: np.ndarray, target: np.ndarray,
+                 other_f: np.ndarray, other_b: np.ndarray, own_f: np.ndarray,
+                 own_b: np.ndarray, l2: float) -> None:  # fmt: skip
+    """Solve each row's ``(factors, bias)`` by ridge regression given the other side."""
+    d = own_f.shape[1]
+    reg = l2 * np.eye(d + 1)
+    for k, rows in enumerate(groups):
+        if not len(rows):
+            continue
+        j = other[rows]
+        x = np.c_[other_f[j], np.ones(len(rows))]  # (n, d + 1)
+        y = target[rows] - other_b[j]
+        w = np.linalg.solve(x.T @ x + reg, x.T @ y)
+        own_f[k], own_b[k] = w[:d], w[d]
+
+
+@dataclass
+class World:
+    """A fitted response model (see the module docstring). Build it with :meth:`fit`."""
+
+    dataset: Dataset
+    config: WorldConfig
+    models: list[Recommender]
+    coef: np.ndarray  # (k,) Platt weights of the models' scores
+    intercept: float
+    rating: RatingModel
+    history: History  # every logged interaction, chronological: the users' starting state
+    report: dict[str, float] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, dataset: Dataset, config: WorldConfig | None = None, progress: bool = True,
+            **overrides: Any) -> World:  # fmt: skip
+        """Fit the response models, their calibration and the rating model on ``dataset``."""
+        from recloop.config import make_config
+
+        cfg = make_config(WorldConfig, {**(vars(config) if config else {}), **overrides})
+        if len(dataset) == 0:
+            raise DataError("cannot fit a simulator on an empty dataset")
+        split = leave_one_out(dataset, short_users="train")
+        seen = pd.concat([split.train.interactions, split.valid], ignore_index=True)
+        fit_data = dataset.with_interactions(seen)
+        held = split.test
+        if len(held) < 20:
+            raise DataError(
+                f"{dataset.name}: only {len(held)} users have 3+ interactions; the simulator "
+                "needs held-out interactions from at least 20 users to calibrate its clicks"
+            )
+        models = []
+        for name in cfg.models:
+            params = dict(RESPONSE_MODELS[name])
+            if "seed" in {f.name for f in fields(get_model(name).Config)}:
+                params["seed"] = cfg.seed
+            models.append(get_model(name)(**params).fit(fit_data, progress=progress))
+        rm = RatingModel.fit(
+            fit_data.interactions["user"].to_numpy(np.int64),
+            fit_data.interactions["item"].to_numpy(np.int64),
+            fit_data.interactions["rating"].to_numpy(np.float64),
+            dataset.n_users,
+            dataset.n_items,
+            cfg.rating_l2,
+            factors=cfg.rating_factors,
+            seed=cfg.seed,
+        )
+        world = cls(dataset, cfg, models, np.ones(len(models)), 0.0, rm,
+                    History.from_dataset(dataset))  # fmt: skip
+        world._calibrate(fit_data, held)
+        return world
+
+    def _calibrate(self, fit_data: Dataset, held: pd.DataFrame) -> None:
+        rng = np.random.default_rng(self.config.seed)
+        users = held["user"].to_numpy(np.int64)
+        pos = held["item"].to_numpy(np.int64)
+        n_neg = self.config.negatives
+        known = History.from_dataset(fit_data)
+        seen = known.rows(users).tolil()
+        neg = np.empty((len(users), n_neg), dtype=np.int64)
+        for r in range(len(users)):  # uniform over the items this user never rated
+            taken = set(seen.rows[r]) | {int(pos[r])}
+            out: list[int] = []
+            while len(out) < n_neg:
+                cand = rng.integers(0, self.dataset.n_items, 2 * n_neg)
+                out += [int(c) for c in cand if int(c) not in taken]
+            neg[r] = out[:n_neg]
+        feats = np.stack([m.score(users, history=known) for m in self.models], -1)  # (B, I, k)
+        rows = np.arange(len(users))[:, None]
+        x = np.concatenate([feats[rows, pos[:, None]], feats[rows, neg]], 1)  # (B, 1+n, k)
+        y = np.zeros(x.shape[:2])
+        y[:, 0] = 1.0
+        calib = rng.permutation(len(users)) < (len(users) + 1) // 2
+        self.coef, self.intercept = _platt(x[calib].reshape(-1, x.shape[-1]), y[calib].ravel())
+        # Fidelity figures on the other half of the held-out users.
+        rep = ~calib
+        logit_all = feats[rep] @ self.coef + self.intercept  # (R, I)
+        logit_all[known.rows(users[rep]).toarray() > 0] = -np.inf
+        p = expit(x[rep] @ self.coef + self.intercept)  # (R, 1+n)
+        rank = (logit_all > logit_all[np.arange(rep.sum()), pos[rep]][:, None]).sum(1)
+        ndcg = np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)
+        ratings = held["rating"].to_numpy(np.float64)
+        r_hat = self.rating.expected(users, pos)
+        self.report = {
+            "calibration_users": float(calib.sum()),
+            "report_users": float(rep.sum()),
+            "auc": _auc(p[:, 0], p[:, 1:]),
+            "ndcg@10": float(ndcg.mean()),
+            "hr@10": float((rank < 10).mean()),
+            "ece": expected_calibration_error(p.ravel(), y[rep].ravel()),
+            "click_rate_random_item": float(expit(logit_all[np.isfinite(logit_all)]).mean()),
+            "rating_rmse": float(np.sqrt(np.mean((ratings - r_hat) ** 2))),
+            "rating_rmse_global_mean": float(np.sqrt(np.mean((ratings - self.rating.mean) ** 2))),
+            "like_rate_real": float((ratings >= self.config.like_threshold).mean()),
+            "like_rate_model": float(
+                self.rating.like_prob(users, pos, self.config.like_threshold).mean()
+            ),
+        }
+
+    # ------------------------------------------------------------------ responses
+    @property
+    def n_items(self) -> int:
+        return self.dataset.n_items
+
+    def logits(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
+        """(B, I) float32 click logits of every item for ``users`` given ``history``."""
+        h = history or self.history
+        s = sum(c * m.score(users, history=h) for c, m in zip(self.coef, self.models, strict=True))
+        return np.asarray(s + self.intercept, dtype=np.float32)
+
+    def logit_delta(self, items: np.ndarray) -> np.ndarray | None:
+        """(n, I) change of a user's logits when ``items`` join the history (None: no change).
+
+        EASE and ItemKNN score a history linearly (``x_u @ W``), so a new item adds its row of
+        ``W``; BPR scores by the user's fixed factors and does not change.
+        """
+        rows = [c * _item_rows(m, items) for c, m in zip(self.coef, self.models, strict=True)]
+        rows = [r for r in rows if r is not None]
+        return np.asarray(sum(rows), dtype=np.float32) if rows else None
+
+    def like_prob(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(n,) probability that a user who clicked an item rates it a like."""
+        return self.rating.like_prob(users, items, self.config.like_threshold)
+
+    def describe(self) -> str:
+        names = " + ".join(self.config.models)
+        return (f"clicks: {names}, Platt-calibrated on held-out last interactions; ratings: "
+                f"biased MF with {self.config.rating_factors} factors")  # fmt: skip
+
+
+#: Models that score a history linearly, ``x_u @ W``, and the attribute holding ``W``.
+_LINEAR = {"ease": "weights_", "itemknn": "similarity_"}
+
+
+def _item_rows(model: Recommender, items: np.ndarray) -> np.ndarray | None:
+    if model.name not in _LINEAR:
+        return None
+    w = getattr(model, _LINEAR[model.name])
+    return np.asarray(w[items].toarray() if hasattr(w, "toarray") else w[items])
+
+
+def _platt(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Logistic regression ``σ(x @ a + b)`` by L-BFGS (a tiny L2 keeps it finite)."""
+    k = x.shape[1]
+    scale = x.std(0) + 1e-8
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = (x / scale) @ theta[:k] + theta[k]
+        nll = -np.mean(y * log_expit(z) + (1 - y) * log_expit(-z)) + 1e-6 * theta[:k] @ theta[:k]
+        g = expit(z) - y
+        grad = np.r_[(x / scale).T @ g / len(y) + 2e-6 * theta[:k], g.mean()]
+        return float(nll), grad
+
+    res = minimize(loss, np.zeros(k + 1), jac=True, method="L-BFGS-B")
+    return res.x[:k] / scale, float(res.x[k])
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Per-user AUC of one positive against its negatives, averaged (ties count half)."""
+    return float(((pos[:, None] > neg) + 0.5 * (pos[:, None] == neg)).mean())
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """ECE over ``bins`` equal-width probability bins: Σ_b (n_b / n) |mean(y_b) − mean(p_b)|."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if p.shape != y.shape or p.size == 0:
+        raise DataError(f"ECE needs equal, non-empty p and y, got {p.shape} and {y.shape}")
+    b = np.minimum((p * bins).astype(np.int64), bins - 1)
+    n = np.bincount(b, minlength=bins)
+    gap = np.abs(np.bincount(b, y, bins) - np.bincount(b, p, bins))
+    return float(gap.sum() / n.sum())
