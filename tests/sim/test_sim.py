@@ -24,11 +24,16 @@ from recloop.sim import (
     WorldConfig,
     expected_calibration_error,
 )
-from recloop.sim.world import _platt
+from recloop.sim.core import fit_leave_bias, session_lengths
+from recloop.sim.fidelity import fidelity, gini
+from recloop.sim.world import _auc, _platt
 
 
 def _toy() -> Dataset:
-    """40 users in two taste groups over 24 items (genres A: items 0-11, B: 12-23)."""
+    """40 users in two taste groups over 24 items (genres A: items 0-11, B: 12-23).
+
+    Each user rates 10 items in sessions of 3, 3, 3 and 1 ratings (mean 2.5).
+    """
     rng = np.random.default_rng(0)
     rows = []
     for u in range(40):
@@ -37,7 +42,9 @@ def _toy() -> Dataset:
         items = np.r_[rng.choice(own, 8, replace=False), rng.choice(other, 2, replace=False)]
         rng.shuffle(items)
         for t, i in enumerate(items):
-            rows.append((f"u{u:02d}", f"i{i:02d}", t, 5.0 if i in own else 2.0))
+            # sessions of three ratings, a day apart
+            stamp = (t // 3) * 86_400 + t
+            rows.append((f"u{u:02d}", f"i{i:02d}", stamp, 5.0 if i in own else 2.0))
     frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
     genres = [("A",) if i < 12 else ("B",) for i in range(24)]
     titles = [f"film {i}" for i in range(24)]
@@ -47,7 +54,8 @@ def _toy() -> Dataset:
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return World.fit(_toy(), progress=False, rating_l2=1.0)  # 10 ratings per user: less shrinkage
+    # 10 ratings per user: less shrinkage; 14 unrated items per user: 5 negatives each
+    return World.fit(_toy(), progress=False, rating_l2=1.0, negatives=5)
 
 
 # ------------------------------------------------------------------ calibration pieces
@@ -58,6 +66,11 @@ def test_platt_recovers_a_known_logistic_model() -> None:
     coef, intercept = _platt(x * [3.0, 1.0], y)  # the fit must undo a feature scale
     np.testing.assert_allclose(coef, [2.0 / 3.0, -0.5], atol=0.05)
     assert intercept == pytest.approx(-1.0, abs=0.05)
+
+
+def test_auc_by_hand() -> None:
+    # user 0: 0.9 beats 0.1, ties 0.9 (half); user 1: 0.2 loses to 0.3, beats 0.1
+    assert _auc(np.array([0.9, 0.2]), np.array([[0.1, 0.9], [0.3, 0.1]])) == 0.625
 
 
 def test_expected_calibration_error_by_hand() -> None:
@@ -93,7 +106,7 @@ def test_world_fit_learns_the_toy_tastes(world: World) -> None:
                                   (1, 39, range(12, 24), range(12))):  # fmt: skip
         a, b = logits[row, _unseen(world, user, own)], logits[row, _unseen(world, user, other)]
         assert (a[:, None] > b[None, :]).mean() > 0.8
-    assert world.report["auc"] > 0.6  # 20% of held-out items lie in the other group
+    assert set(world.report) >= {"auc", "ndcg@10", "ece", "rating_rmse", "like_rate_model"}
     like = world.like_prob(np.array([0, 0]), np.array([0, 23]))
     assert like[0] > 0.9 > 0.1 > like[1]
 
@@ -274,3 +287,43 @@ def test_batched_env_restarts_finished_slots(world: World) -> None:
     assert (env.batch.steps == 0).all()
     with pytest.raises(ConfigError, match="users must hold"):
         env.reset(users=np.array([1, 2]))
+
+
+# ------------------------------------------------------------------ fidelity
+def test_session_lengths_and_gini_by_hand() -> None:
+    stamps = np.array([0, 10, 5000, 5001, 0, 100_000])
+    np.testing.assert_array_equal(session_lengths(stamps, np.array([0, 4, 6]), 1800), [2, 2, 1, 1])
+    np.testing.assert_array_equal(
+        session_lengths(stamps, np.array([0, 4, 4, 6]), 9), [1, 1, 2, 1, 1]
+    )
+    assert gini(np.array([0, 0, 0, 1])) == pytest.approx(0.75)
+    assert gini(np.array([2, 2, 2])) == 0.0
+    assert gini(np.zeros(3)) == 0.0
+
+
+def test_leave_bias_is_fitted_to_the_real_session_length(world: World) -> None:
+    cfg = SimConfig(slate_size=3)
+    bias = fit_leave_bias(world, cfg)
+    assert -12 < bias < 6
+    # users shown the world's favourites now stay as long as real sessions last (2.5 steps)
+    batch = UserBatch(world, cfg, 2000)
+    assert batch.leave_bias == bias  # cached on the world
+    batch.reset(np.arange(2000), np.arange(2000) % 40)
+    rng = np.random.default_rng(123)
+    while batch.active.any():
+        batch.step(batch.top_unseen(batch.logits), rng)
+    assert batch.steps.mean() == pytest.approx(2.5, abs=0.25)
+    longer = fit_leave_bias(world, SimConfig(slate_size=3, session_gap_s=10**6))  # 1 session
+    assert longer < bias
+
+
+def test_fidelity_report_on_the_toy(world: World, tmp_path) -> None:
+    rep = fidelity(world, SimConfig(slate_size=3), sessions=300, progress=False)
+    rows = rep.rows
+    assert rows["real_sessions"] == 160 and rows["real_session_length_mean_capped"] == 2.5
+    # the world's own favourites are clicked more often than random items, and stay on taste
+    assert rows["world_ctr"] > rows["random_ctr"] + 0.2
+    assert 0 <= rows["world_genre_tvd"] <= 1 and 0 <= rows["random_gini"] <= 1
+    assert "world_auc" in rep.text()
+    png = rep.plot(tmp_path / "fidelity.png")
+    assert png.stat().st_size > 10_000

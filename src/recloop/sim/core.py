@@ -24,7 +24,10 @@ A step, for every active slot, given a slate of ``K`` item indices:
    ``σ(leave_bias + leave_per_bad · streak + leave_per_repeat · rep_slate)``, where
    ``rep_slate`` is the mean ``rep`` of the slate's distinct items: unsatisfying steps and
    slates of the same genres again and again drive users away. ``truncated`` at
-   ``session_cap`` steps.
+   ``session_cap`` steps. By default ``leave_bias`` is fitted (:func:`fit_leave_bias`) so
+   that users shown the world's own favourite unseen items stay, on average, as many steps
+   as real sessions last (ratings split at gaps over ``session_gap_s``, capped at
+   ``session_cap``): the logs come from users choosing what they wanted to rate.
 
 Randomness: each step draws exactly three uniforms per slot (choice, like, leave) from the
 generator it is given, whatever happens, so a seed fixes whole trajectories.
@@ -53,7 +56,10 @@ class SimConfig:
     session_cap: int = option(50, "steps before a session is truncated")
     boredom: float = option(1.0, "utility lost by an item whose genres the user just saw")
     taste_decay: float = option(0.8, "λ of the recent-genre taste (0: only the last click)")
-    leave_bias: float = option(-3.0, "leave logit of a satisfied user shown new genres")
+    leave_bias: float | None = option(
+        None, "leave logit of a satisfied user shown new genres (None: fitted to real sessions)"
+    )
+    session_gap_s: int = option(1800, "real sessions split at rating gaps longer than this")
     leave_per_bad: float = option(0.5, "leave logit added per consecutive step without a like")
     leave_per_repeat: float = option(2.0, "leave logit added by a slate of fully repeated genres")
     like: float = option(1.0, "reward of a liked click")
@@ -69,8 +75,11 @@ class SimConfig:
             raise ConfigError(f"taste_decay must be in [0, 1), not {self.taste_decay}")
         for name in ("boredom", "leave_bias", "leave_per_bad", "leave_per_repeat", "like",
                      "other"):  # fmt: skip
-            if not np.isfinite(getattr(self, name)):
-                raise ConfigError(f"{name} must be finite, not {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and not np.isfinite(value):
+                raise ConfigError(f"{name} must be finite, not {value}")
+        if self.session_gap_s < 1:
+            raise ConfigError(f"session_gap_s must be >= 1, not {self.session_gap_s}")
 
     @property
     def reward(self) -> Reward:
@@ -96,6 +105,9 @@ class UserBatch:
         if size < 1:
             raise ConfigError(f"a batch needs at least one slot, not {size}")
         self.world, self.config, self.size = world, config, size
+        self.leave_bias = (
+            fit_leave_bias(world, config) if config.leave_bias is None else config.leave_bias
+        )
         n_items = world.n_items
         if config.slate_size > n_items:
             raise ConfigError(
@@ -147,6 +159,14 @@ class UserBatch:
             return np.zeros(items.shape, dtype=np.float32)
         share = self._genre_share[items]  # (n, K, G)
         return np.einsum("nkg,ng->nk", share, self.taste[slots]).astype(np.float32)
+
+    def top_unseen(self, scores: np.ndarray) -> np.ndarray:
+        """(B, K) the ``K`` best-scored items each slot has not seen, best first."""
+        k = self.config.slate_size
+        s = np.where(self.seen, -np.inf, scores)
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
+        return np.take_along_axis(top, order, 1)
 
     def check_slates(self, slates: np.ndarray) -> np.ndarray:
         """Validate a (B, K) slate array; return it as int64."""
@@ -213,7 +233,7 @@ class UserBatch:
         bad = np.ones(len(act), dtype=bool)
         bad[rows[liked]] = False
         streak = np.where(bad, self.streak[act] + 1, 0)
-        z = cfg.leave_bias + cfg.leave_per_bad * streak + cfg.leave_per_repeat * rep_slate
+        z = self.leave_bias + cfg.leave_per_bad * streak + cfg.leave_per_repeat * rep_slate
         out.terminated[act] = draws[2, act] < 1.0 / (1.0 + np.exp(-z))
         self.streak[act] = streak
         self._click(slots, items)
@@ -243,3 +263,49 @@ def _first_occurrence(slates: np.ndarray) -> np.ndarray:
     same = slates[:, :, None] == slates[:, None, :]  # (n, K, K)
     earlier = np.tril(np.ones((k, k), dtype=bool), -1)  # [j, j'] = j' < j
     return ~(same & earlier).any(2)
+
+
+def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int) -> np.ndarray:
+    """Lengths of real sessions: each user's chronological events split at gaps > ``gap_s``."""
+    starts = np.zeros(len(timestamps), dtype=bool)
+    starts[indptr[:-1][np.diff(indptr) > 0]] = True  # each user's first event
+    starts[1:] |= np.diff(timestamps) > gap_s
+    idx = np.flatnonzero(starts)
+    return np.diff(np.r_[idx, len(timestamps)])
+
+
+def fit_leave_bias(world: World, config: SimConfig, users: int = 500, seed: int = 0) -> float:
+    """The ``leave_bias`` whose sessions under the world's top items match real session lengths.
+
+    Bisection on the mean simulated session length of ``users`` fixed users (common random
+    numbers, so the mean falls monotonically as the bias rises) against the mean real session
+    length capped at ``session_cap``. Cached on the world per configuration.
+    """
+    from dataclasses import replace
+
+    key = ("leave_bias", *sorted((k, v) for k, v in vars(config).items() if k != "leave_bias"))
+    if key in world.cache:
+        return float(world.cache[key])
+    seq = world.dataset.sequences
+    real = session_lengths(seq.timestamps, seq.indptr, config.session_gap_s)
+    target = float(np.minimum(real, config.session_cap).mean())
+    active = np.flatnonzero(np.diff(world.history.indptr) > 0)
+    pick = np.random.default_rng(seed).choice(active, min(users, len(active)), replace=False)
+
+    def mean_length(bias: float) -> float:
+        batch = UserBatch(world, replace(config, leave_bias=bias), len(pick))
+        batch.reset(np.arange(len(pick)), pick)
+        rng = np.random.default_rng(seed)
+        while batch.active.any():
+            batch.step(batch.top_unseen(batch.logits), rng)
+        return float(batch.steps.mean())
+
+    lo, hi = -12.0, 6.0  # long sessions at lo, short at hi
+    for _ in range(14):
+        mid = 0.5 * (lo + hi)
+        if mean_length(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    world.cache[key] = 0.5 * (lo + hi)
+    return float(world.cache[key])

@@ -54,7 +54,7 @@ class WorldConfig:
     models: tuple[str, ...] = option(
         ("ease",), "recloop models whose calibrated scores give the click logit (ensemble)"
     )
-    negatives: int = option(20, "unrated items per held-out positive in the calibration fit")
+    negatives: int = option(100, "unrated items per held-out positive in the calibration fit")
     rating_l2: float = option(10.0, "L2 penalty of the rating model's factors and biases")
     rating_factors: int = option(16, "latent factors of the rating model (0: biases only)")
     like_threshold: float = option(4.0, "a rating at or above this is a like")
@@ -157,6 +157,7 @@ class World:
     rating: RatingModel
     history: History  # every logged interaction, chronological: the users' starting state
     report: dict[str, float] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # derived values (sim)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
