@@ -177,3 +177,20 @@ def test_train_with_an_rl_head_reports_likes(tiny_csv, tmp_path) -> None:
     assert "ndcg@10 likes" in run("evaluate", str(out), "--quiet").stdout
     bad = run("train", "sasrec", "--out", str(tmp_path / "x"), "--head", "dqn", ok=False)
     assert bad.returncode == 2 and "head must be one of" in bad.stderr
+
+
+def test_sim_fidelity_writes_its_report(tiny_csv, tmp_path) -> None:
+    out = tmp_path / "fid"
+    proc = run("sim", "fidelity", "--data", str(tiny_csv), "--columns", COLS, "--sessions", "50",
+               "--param", "slate_size=3", "--out", str(out), "--quiet")  # fmt: skip
+    assert "world_auc" in proc.stdout and "world_ctr" in proc.stdout
+    payload = json.loads((out / "fidelity.json").read_text())
+    assert payload["sim"]["slate_size"] == 3
+    figures = payload["figures"]
+    assert 0.0 <= figures["world_auc"] <= 1.0 and figures["real_sessions"] >= 40
+    assert figures["world_ctr"] > figures["random_ctr"]
+    assert (out / "fidelity.png").stat().st_size > 10_000
+    bad = run("sim", "fidelity", "--data", str(tiny_csv), "--columns", COLS, "--param",
+              "slate=3", ok=False)  # fmt: skip
+    assert bad.returncode == 2 and "unknown option(s) ['slate']" in bad.stderr
+    assert "Traceback" not in bad.stderr
