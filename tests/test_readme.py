@@ -68,3 +68,17 @@ def test_readme_rl_example_runs() -> None:
     # its two networks on half the steps), but far above random ranking (~0.003).
     assert all_ > 0.01 and likes > 0.01
     assert "['ce', 'loss', 'td']" in text
+
+
+def test_readme_simulator_example_runs() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 5, "README has no simulator example"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(blocks[4], "README.md", "exec"), {})
+    text = out.getvalue()
+    assert float(re.search(r"held-out AUC ([0-9.]+)", text).group(1)) > 0.85
+    assert float(re.search(r"ECE ([0-9.]+)", text).group(1)) < 0.02
+    ctr = float(re.search(r"click rate of random slates: ([0-9.]+)", text).group(1))
+    assert 0.0 < ctr < 0.3  # random slates are rarely clicked
+    assert "one session of random slates: return" in text

@@ -1,7 +1,10 @@
-"""Offline reinforcement learning on logged sequences (SQN, SAC, SNQN, SA2C, CSA, aux control).
+"""Reinforcement learning for recommendation: offline heads on logs, online agents and bandits.
 
 * :mod:`recloop.rl.episodes`: per-user episodes from logs as typed, position-aligned batches.
-* :mod:`recloop.rl.heads`: the learners, on the GRU4Rec / SASRec encoders.
+* :mod:`recloop.rl.heads`: the offline learners (SQN, SAC, SNQN, SA2C, CSA, aux control) on
+  the GRU4Rec / SASRec encoders.
+* :mod:`recloop.rl.bandits`: linear contextual bandits (ε-greedy, LinUCB, Thompson sampling)
+  over item feature vectors, for the simulator (:mod:`recloop.sim`).
 
 Use them through the sequential models (``SASRec(head="sqn")``, ``recloop train sasrec
 --head sqn``), or directly: every learner has ``learn_batch(batch) -> dict[str, float]``.
@@ -28,6 +31,9 @@ _EXPORTS = {
     "CSA": "recloop.rl.heads",
     "AuxControl": "recloop.rl.heads",
     "make_learner": "recloop.rl.heads",
+    "BanditBatch": "recloop.rl.bandits",
+    "BanditConfig": "recloop.rl.bandits",
+    "LinearBandit": "recloop.rl.bandits",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,0 +1,72 @@
+"""Simulator throughput: user-steps per second of the batched simulator against the Gymnasium env.
+
+The baseline is the one-user ``RecEnv`` stepped in a Python loop through the Gymnasium API
+(what a generic agent does); the batched ``BatchRecEnv`` steps ``n`` users per call through
+the same dynamics. Both get random slates drawn before timing, so the figures are the
+simulator's own cost. Each figure is the best of ``--repeats`` timed runs; the world is
+fitted once per dataset (its fit time is reported too).
+
+    python benchmarks/sim_speed.py --datasets ml-100k,ml-1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from recloop.data import load_dataset
+from recloop.sim import BatchRecEnv, RecEnv, World
+
+
+def single_env(world: World, steps: int, seed: int) -> float:
+    env = RecEnv(world)
+    slates = np.random.default_rng(seed).integers(0, world.n_items, (steps, env.config.slate_size))
+    env.reset(seed=seed)
+    t0 = time.perf_counter()
+    for a in slates:
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
+def batched(world: World, n: int, steps: int, seed: int) -> float:
+    env = BatchRecEnv(world, n)
+    rng = np.random.default_rng(seed)
+    slates = [rng.integers(0, world.n_items, (n, env.config.slate_size)) for _ in range(steps)]
+    env.reset(seed=seed)
+    t0 = time.perf_counter()
+    for s in slates:
+        env.step(s)
+    return n * steps / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="ml-100k,ml-1m")
+    ap.add_argument("--batch", default="100,1000,4000", help="batch sizes n to time")
+    ap.add_argument("--steps", type=int, default=50, help="batched steps per timing")
+    ap.add_argument("--single-steps", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    print("| dataset | simulator | users per call | user-steps/s | × single env |")
+    print("|---|---|---|---|---|")
+    for name in args.datasets.split(","):
+        t0 = time.perf_counter()
+        world = World.fit(load_dataset(name), progress=False, seed=args.seed)
+        fit_s = time.perf_counter() - t0
+        RecEnv(world)  # fits the leave bias once (cached on the world), outside the timings
+        base = max(single_env(world, args.single_steps, args.seed) for _ in range(args.repeats))
+        print(f"| {name} | RecEnv (Gymnasium, one user) | 1 | {base:,.0f} | 1.0 |")
+        for n in (int(x) for x in args.batch.split(",")):
+            rate = max(batched(world, n, args.steps, args.seed) for _ in range(args.repeats))
+            print(f"| {name} | BatchRecEnv | {n} | {rate:,.0f} | {rate / base:.1f} |")
+        print(f"\n{name}: world fit (EASE, calibration, rating model) {fit_s:.1f} s\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
