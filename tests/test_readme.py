@@ -10,28 +10,28 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_example_runs() -> None:
+def run_blocks(*indices: int, what: str) -> str:
+    """Run the README's python blocks ``indices`` in one namespace; return what they print."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "README has no python example"
+    assert len(blocks) > max(indices), f"README has no {what} example"
     out = io.StringIO()
+    scope: dict = {}
     with contextlib.redirect_stdout(out):
-        exec(compile(blocks[0], "README.md", "exec"), {})
-    text = out.getvalue()
+        for i in indices:
+            exec(compile(blocks[i], "README.md", "exec"), scope)
+    return out.getvalue()
+
+
+def test_readme_python_example_runs() -> None:
+    text = run_blocks(0, what="python")
     ndcg = float(re.search(r"NDCG@10 = ([0-9.]+)", text).group(1))
     assert 0.02 < ndcg < 0.5  # EASE on ML-100K: far above Popularity's ~0.02-0.03
     assert text.count("(") >= 5  # five titles with years
 
 
 def test_readme_deep_model_example_runs(tmp_path, monkeypatch) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 2, "README has no deep-model example"
     monkeypatch.chdir(tmp_path)  # the example writes its checkpoints under ./runs
-    out = io.StringIO()
-    scope: dict = {}
-    with contextlib.redirect_stdout(out):
-        exec(compile(blocks[0], "README.md", "exec"), scope)
-        exec(compile(blocks[1], "README.md", "exec"), scope)
-    text = out.getvalue()
+    text = run_blocks(0, 1, what="deep-model")
     test_ndcg = float(re.search(r"test NDCG@10 = ([0-9.]+)", text).group(1))
     assert test_ndcg > 0.05  # 15 epochs of SASRec: well above Popularity's 0.043
     assert (tmp_path / "runs" / "sasrec-work" / "best.json").exists()
@@ -45,23 +45,13 @@ def test_readme_commands_match_ci() -> None:
 
 
 def test_readme_text_example_runs() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 3, "README has no text-model example"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(blocks[2], "README.md", "exec"), {})
-    text = out.getvalue()
+    text = run_blocks(2, what="text-model")
     assert "item text embeddings: (1682, 384)" in text
     assert float(re.search(r"Toy Story 2\) = ([0-9.]+)", text).group(1)) > 0.6
 
 
 def test_readme_rl_example_runs() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 4, "README has no offline RL example"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(blocks[3], "README.md", "exec"), {})
-    text = out.getvalue()
+    text = run_blocks(3, what="offline RL")
     all_, likes = (float(x) for x in re.search(r"NDCG@10 = ([0-9.]+), likes NDCG@10 = ([0-9.]+)",
                                               text).groups())  # fmt: skip
     # 8 epochs is a short run (the base reaches 0.043 by then, and an RL head trains each of
@@ -71,12 +61,7 @@ def test_readme_rl_example_runs() -> None:
 
 
 def test_readme_simulator_example_runs() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 5, "README has no simulator example"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(blocks[4], "README.md", "exec"), {})
-    text = out.getvalue()
+    text = run_blocks(4, what="simulator")
     assert float(re.search(r"held-out AUC ([0-9.]+)", text).group(1)) > 0.85
     assert float(re.search(r"ECE ([0-9.]+)", text).group(1)) < 0.02
     ctr = float(re.search(r"click rate of random slates: ([0-9.]+)", text).group(1))

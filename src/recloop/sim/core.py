@@ -35,6 +35,7 @@ generator it is given, whatever happens, so a seed fixes whole trajectories.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,6 +44,7 @@ import numpy as np
 from recloop.config import option
 from recloop.errors import ConfigError
 from recloop.models.base import History
+from recloop.progress import progress_bar
 from recloop.rl.reward import Reward
 from recloop.sim.world import World
 
@@ -265,6 +267,40 @@ def _first_occurrence(slates: np.ndarray) -> np.ndarray:
     return ~(same & earlier).any(2)
 
 
+#: A slate policy over a batch: ``(batch, rng) → (B, K)`` slates.
+Policy = Callable[["UserBatch", np.random.Generator], np.ndarray]
+
+
+@dataclass
+class Rollout:
+    """Sessions of one policy: per-item and per-genre click counts, session figures."""
+
+    item_clicks: np.ndarray  # (I,)
+    lengths: np.ndarray  # (S,) steps per session
+    clicks: np.ndarray  # (S,) clicks per session
+    returns: np.ndarray  # (S,) summed reward per session
+
+
+def rollout(world: World, config: SimConfig, policy: Policy, users: np.ndarray, seed: int,
+            progress: bool = False, label: str = "simulating") -> Rollout:  # fmt: skip
+    """Run one session for each of ``users`` (all at once) until every user has left."""
+    batch = UserBatch(world, config, len(users))
+    batch.reset(np.arange(len(users)), users)
+    rng = np.random.default_rng(seed)
+    item_clicks = np.zeros(world.n_items, dtype=np.int64)
+    clicks = np.zeros(len(users), dtype=np.int64)
+    returns = np.zeros(len(users))
+    with progress_bar(config.session_cap, label, progress) as bar:
+        while batch.active.any():
+            res = batch.step(policy(batch, rng), rng)
+            hit = res.clicked >= 0
+            np.add.at(item_clicks, res.clicked[hit], 1)
+            clicks += hit
+            returns += res.reward
+            bar.advance()
+    return Rollout(item_clicks, batch.steps.copy(), clicks, returns)
+
+
 def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int) -> np.ndarray:
     """Lengths of real sessions: each user's chronological events split at gaps > ``gap_s``."""
     starts = np.zeros(len(timestamps), dtype=bool)
@@ -289,16 +325,14 @@ def fit_leave_bias(world: World, config: SimConfig, users: int = 500, seed: int 
     seq = world.dataset.sequences
     real = session_lengths(seq.timestamps, seq.indptr, config.session_gap_s)
     target = float(np.minimum(real, config.session_cap).mean())
-    active = np.flatnonzero(np.diff(world.history.indptr) > 0)
+    active = world.active_users
     pick = np.random.default_rng(seed).choice(active, min(users, len(active)), replace=False)
 
     def mean_length(bias: float) -> float:
-        batch = UserBatch(world, replace(config, leave_bias=bias), len(pick))
-        batch.reset(np.arange(len(pick)), pick)
-        rng = np.random.default_rng(seed)
-        while batch.active.any():
-            batch.step(batch.top_unseen(batch.logits), rng)
-        return float(batch.steps.mean())
+        cfg = replace(config, leave_bias=bias)
+        return float(
+            rollout(world, cfg, lambda b, _: b.top_unseen(b.logits), pick, seed).lengths.mean()
+        )
 
     lo, hi = -12.0, 6.0  # long sessions at lo, short at hi
     for _ in range(14):

@@ -88,7 +88,7 @@ class RecEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._batch = UserBatch(world, self.config, 1)
         self.observation_space = observation_space(world, self.config)  # type: ignore[assignment]
         self.action_space = spaces.MultiDiscrete([world.n_items] * self.config.slate_size)
-        self._users = np.flatnonzero(np.diff(world.history.indptr) > 0)
+        self._users = world.active_users
         self._slot = np.zeros(1, dtype=np.int64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -133,7 +133,7 @@ class BatchRecEnv:
         self.config = make_config(SimConfig, {**(vars(config) if config else {}), **overrides})
         self.batch = UserBatch(world, self.config, n)
         self.n = n
-        self._users = np.flatnonzero(np.diff(world.history.indptr) > 0)
+        self._users = world.active_users
         self.rng = np.random.default_rng()
 
     def reset(self, seed: int | None = None, users: np.ndarray | None = None

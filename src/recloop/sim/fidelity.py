@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from recloop.progress import progress_bar
-from recloop.sim.core import SimConfig, UserBatch, session_lengths
+from recloop.sim.core import Policy, Rollout, SimConfig, UserBatch, rollout, session_lengths
 from recloop.sim.world import World
 
-Policy = Callable[[UserBatch, np.random.Generator], np.ndarray]
 POLICIES = ("random", "popular", "world")
 
 
@@ -44,36 +41,6 @@ def reference_policy(name: str, world: World) -> Policy:
     from recloop.errors import ConfigError
 
     raise ConfigError(f"unknown reference policy {name!r}; choose from {list(POLICIES)}")
-
-
-@dataclass
-class Rollout:
-    """Sessions of one policy: per-item and per-genre click counts, session figures."""
-
-    item_clicks: np.ndarray  # (I,)
-    lengths: np.ndarray  # (S,) steps per session
-    clicks: np.ndarray  # (S,) clicks per session
-    returns: np.ndarray  # (S,) summed reward per session
-
-
-def rollout(world: World, config: SimConfig, policy: Policy, users: np.ndarray, seed: int,
-            progress: bool = False, label: str = "simulating") -> Rollout:  # fmt: skip
-    """Run one session for each of ``users`` (all at once) until every user has left."""
-    batch = UserBatch(world, config, len(users))
-    batch.reset(np.arange(len(users)), users)
-    rng = np.random.default_rng(seed)
-    item_clicks = np.zeros(world.n_items, dtype=np.int64)
-    clicks = np.zeros(len(users), dtype=np.int64)
-    returns = np.zeros(len(users))
-    with progress_bar(config.session_cap, label, progress) as bar:
-        while batch.active.any():
-            res = batch.step(policy(batch, rng), rng)
-            hit = res.clicked >= 0
-            np.add.at(item_clicks, res.clicked[hit], 1)
-            clicks += hit
-            returns += res.reward
-            bar.advance()
-    return Rollout(item_clicks, batch.steps.copy(), clicks, returns)
 
 
 def gini(counts: np.ndarray) -> float:
@@ -151,7 +118,7 @@ def fidelity(world: World, config: SimConfig | None = None, sessions: int = 1000
     """Compare the simulator with the real logs (see the module docstring)."""
     cfg = config or SimConfig()
     rng = np.random.default_rng(seed)
-    active = np.flatnonzero(np.diff(world.history.indptr) > 0)
+    active = world.active_users
     users = rng.choice(active, size=sessions, replace=len(active) < sessions)
     real_counts = world.dataset.item_user_counts().astype(np.float64)
     genres, genre_names = world.dataset.genre_matrix()

@@ -251,6 +251,11 @@ class World:
     def n_items(self) -> int:
         return self.dataset.n_items
 
+    @property
+    def active_users(self) -> np.ndarray:
+        """Indices of the users with a logged history (those a session can start from)."""
+        return np.flatnonzero(np.diff(self.history.indptr) > 0)
+
     def logits(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
         """(B, I) float32 click logits of every item for ``users`` given ``history``."""
         h = history or self.history
