@@ -109,10 +109,16 @@ class LinearBandit:
             z = self.rng.standard_normal((len(taste), len(theta)))
             thetas = theta + self.config.scale * z @ chol.T  # (B, 2d), one draw per slate
             return (thetas[:, :d] + taste * thetas[:, d:]) @ self.phi.T  # (B, I)
-        mean = (theta[:d] + taste * theta[d:]) @ self.phi.T  # (B, I): x · θ for every item
+        mean = self.mean_scores(history)  # (B, I): x · θ̂ for every item
         if kind != "linucb":
             return mean
         return mean + self.config.alpha * np.sqrt(self._quadratic(taste).clip(0))
+
+    def mean_scores(self, history: np.ndarray) -> np.ndarray:
+        """(B, I) the posterior-mean reward ``x · θ̂`` of every item (no exploration)."""
+        taste = self.taste(history)
+        d = self.phi.shape[1]
+        return (self.theta[:d] + taste * self.theta[d:]) @ self.phi.T
 
     def _quadratic(self, taste: np.ndarray, chunk: int = 64) -> np.ndarray:
         """(B, I) ``xᵀ A⁻¹ x`` for every item, without building the (B, I, 2d) features.

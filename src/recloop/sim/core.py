@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -110,7 +110,7 @@ class UserBatch:
         self.leave_bias = (
             fit_leave_bias(world, config) if config.leave_bias is None else config.leave_bias
         )
-        n_items = world.n_items
+        self.n_items = n_items = world.n_items
         if config.slate_size > n_items:
             raise ConfigError(
                 f"slate_size {config.slate_size} exceeds the catalogue of {n_items} items"
@@ -164,11 +164,7 @@ class UserBatch:
 
     def top_unseen(self, scores: np.ndarray) -> np.ndarray:
         """(B, K) the ``K`` best-scored items each slot has not seen, best first."""
-        k = self.config.slate_size
-        s = np.where(self.seen, -np.inf, scores)
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
-        return np.take_along_axis(top, order, 1)
+        return top_unseen(scores, self.seen, self.config.slate_size)
 
     def check_slates(self, slates: np.ndarray) -> np.ndarray:
         """Validate a (B, K) slate array; return it as int64."""
@@ -208,7 +204,7 @@ class UserBatch:
         if not len(act):
             return out
         sl = slates[act]  # (n, K)
-        first = _first_occurrence(sl)  # (n, K) bool
+        first = first_occurrence(sl)  # (n, K) bool
         rep = self.repetition(act, sl)  # (n, K)
         util = self.logits[act[:, None], sl] - np.float32(cfg.boredom) * rep
         clickable = first & ~self.seen[act[:, None], sl]
@@ -259,7 +255,20 @@ class UserBatch:
         self.n_seen[slots] += 1
 
 
-def _first_occurrence(slates: np.ndarray) -> np.ndarray:
+def top_unseen(scores: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """(B, k) the ``k`` best-scored items of each row that are not ``seen``, best first.
+
+    A row with fewer than ``k`` unseen items is filled up with seen ones (shown, never
+    clicked): the simulator always takes a full slate. NaN scores rank last.
+    """
+    s = np.where(seen, -np.inf, np.asarray(scores, dtype=np.float64))
+    s = np.where(np.isnan(s), -np.inf, s)
+    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, 1)
+
+
+def first_occurrence(slates: np.ndarray) -> np.ndarray:
     """(n, K) True where an item appears for the first time in its row."""
     k = slates.shape[1]
     same = slates[:, :, None] == slates[:, None, :]  # (n, K, K)
@@ -267,8 +276,30 @@ def _first_occurrence(slates: np.ndarray) -> np.ndarray:
     return ~(same & earlier).any(2)
 
 
+class Users(Protocol):
+    """A batch of users in sessions, as agents and :func:`run_sessions` see it.
+
+    :class:`UserBatch` (the simulator) and :class:`recloop.sim.replay.ReplayBatch` (the
+    logs) implement it.
+    """
+
+    size: int
+    n_items: int
+    config: SimConfig
+    genres: np.ndarray  # (I, G) item genre indicators
+    history: np.ndarray  # (B, L) item + 1, 0 = padding, oldest first
+    seen: np.ndarray  # (B, I) items the user already has
+    users: np.ndarray  # (B,) user indices
+    active: np.ndarray  # (B,) in a session
+    steps: np.ndarray  # (B,) steps of the current session
+
+    def reset(self, slots: np.ndarray, users: np.ndarray) -> None: ...
+
+    def step(self, slates: np.ndarray, rng: np.random.Generator) -> StepResult: ...
+
+
 #: A slate policy over a batch: ``(batch, rng) → (B, K)`` slates.
-Policy = Callable[["UserBatch", np.random.Generator], np.ndarray]
+Policy = Callable[[Any, np.random.Generator], np.ndarray]
 
 
 @dataclass
@@ -279,6 +310,8 @@ class Rollout:
     lengths: np.ndarray  # (S,) steps per session
     clicks: np.ndarray  # (S,) clicks per session
     returns: np.ndarray  # (S,) summed reward per session
+    shown: np.ndarray  # (I,) how often each item was in a slate
+    diversity: np.ndarray  # (S,) mean intra-slate genre diversity of the session's slates
 
 
 def rollout(world: World, config: SimConfig, policy: Policy, users: np.ndarray, seed: int,
@@ -286,19 +319,45 @@ def rollout(world: World, config: SimConfig, policy: Policy, users: np.ndarray, 
     """Run one session for each of ``users`` (all at once) until every user has left."""
     batch = UserBatch(world, config, len(users))
     batch.reset(np.arange(len(users)), users)
+    return run_sessions(batch, policy, seed, progress, label)
+
+
+def run_sessions(batch: Users, policy: Policy, seed: int, progress: bool = False,
+                 label: str = "simulating") -> Rollout:  # fmt: skip
+    """Step ``batch`` (every slot freshly reset) under ``policy`` until every session ended.
+
+    Diversity is the mean over pairs of a slate's items of ``1 − cos`` of their genre
+    vectors (intra-list diversity), averaged over the session's steps.
+    """
     rng = np.random.default_rng(seed)
-    item_clicks = np.zeros(world.n_items, dtype=np.int64)
-    clicks = np.zeros(len(users), dtype=np.int64)
-    returns = np.zeros(len(users))
-    with progress_bar(config.session_cap, label, progress) as bar:
+    policy_rng = np.random.default_rng([seed, 1])  # the world's draws do not depend on it
+    n = batch.size
+    item_clicks = np.zeros(batch.n_items, dtype=np.int64)
+    shown = np.zeros(batch.n_items, dtype=np.int64)
+    clicks = np.zeros(n, dtype=np.int64)
+    returns = np.zeros(n)
+    div_sum = np.zeros(n)
+    norm = np.linalg.norm(batch.genres, axis=1, keepdims=True)
+    unit = np.divide(batch.genres, norm, out=np.zeros_like(batch.genres), where=norm > 0)
+    k = batch.config.slate_size
+    pairs = max(k * (k - 1), 1)
+    with progress_bar(batch.config.session_cap, label, progress) as bar:
         while batch.active.any():
-            res = batch.step(policy(batch, rng), rng)
+            act = batch.active.copy()
+            slates = policy(batch, policy_rng)
+            res = batch.step(slates, rng)
             hit = res.clicked >= 0
             np.add.at(item_clicks, res.clicked[hit], 1)
+            np.add.at(shown, np.asarray(slates)[act].ravel(), 1)
+            vec = unit[np.asarray(slates)[act]]  # (n, K, G)
+            sim = np.einsum("nkg,njg->n", vec, vec) - np.einsum("nkg,nkg->n", vec, vec)
+            div_sum[act] += 1.0 - sim / pairs
             clicks += hit
             returns += res.reward
             bar.advance()
-    return Rollout(item_clicks, batch.steps.copy(), clicks, returns)
+    lengths = batch.steps.copy()
+    return Rollout(item_clicks, lengths, clicks, returns, shown,
+                   div_sum / np.maximum(lengths, 1))  # fmt: skip
 
 
 def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int) -> np.ndarray:
