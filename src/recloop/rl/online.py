@@ -9,13 +9,31 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError
 from recloop.progress import progress_bar
-from recloop.rl.agents import Agent, Feedback
+from recloop.rl.agents import (
+    AGENTS,
+    Agent,
+    BanditAgent,
+    DeepConfig,
+    DQNAgent,
+    Feedback,
+    GreedyAgent,
+    Guardrail,
+    PopularityAgent,
+    RandomAgent,
+    ReinforceTopK,
+)
 from recloop.sim.core import Rollout, Users, run_sessions
+
+if TYPE_CHECKING:
+    from recloop.models.sequential import SequentialRecommender
 
 
 @dataclass
@@ -126,3 +144,68 @@ def evaluate_agent(agent: Agent, users: Users, start: np.ndarray, seed: int,
         coverage=float((roll.shown > 0).mean()),
         user_steps_per_s=float(lengths.sum() / max(wall, 1e-9)),
     )
+
+
+def item_features(dataset: Dataset, model: SequentialRecommender | None, kind: str = "auto",
+                  dims: int = 32) -> np.ndarray:  # fmt: skip
+    """Item feature vectors for the bandits: ``text``, ``learned`` or ``auto``.
+
+    ``text``: the items' text embeddings (all-MiniLM-L6-v2) reduced to ``dims`` principal
+    components; ``learned``: ``model``'s item embeddings; ``auto``: text when the dataset
+    has item titles, else learned. Each column is standardised, so the ridge penalty treats
+    them alike.
+    """
+    if kind not in ("auto", "text", "learned"):
+        raise ConfigError(f"item features must be auto, text or learned, not {kind!r}")
+    if kind == "auto":
+        kind = (
+            "text" if dataset.item_info is not None and "title" in dataset.item_info else "learned"
+        )
+    if kind == "text":
+        from recloop.models.text import item_text_embeddings
+
+        emb = item_text_embeddings(dataset).astype(np.float64)
+        emb -= emb.mean(0)
+        _, _, vt = np.linalg.svd(emb, full_matrices=False)
+        feats = emb @ vt[:dims].T
+    else:
+        if model is None:
+            raise ConfigError("learned item features need a fitted sequential model")
+        with torch.no_grad():
+            feats = model.encoder.item_weights().double().numpy().copy()
+    return (feats - feats.mean(0)) / np.maximum(feats.std(0), 1e-8)
+
+
+def build_agent(name: str, *, dataset: Dataset, train: Dataset, slate_size: int,
+                history_len: int, model: SequentialRecommender | None = None,
+                guardrail: Guardrail | None = None, deep: DeepConfig | None = None,
+                features: str = "auto", seed: int = 0) -> Agent:  # fmt: skip
+    """One of :data:`~recloop.rl.agents.AGENTS`, configured for ``dataset``.
+
+    ``train`` is the agents' training split (popularity counts); ``model`` the fitted
+    sequential model the greedy baseline ranks with and DQN / REINFORCE start from.
+    """
+    from dataclasses import replace
+
+    if name not in AGENTS:
+        raise ConfigError(f"unknown agent {name!r}; choose from {list(AGENTS)}")
+    genres = dataset.genre_matrix()[0].astype(np.float64)
+    kw: dict[str, Any] = {"genres": genres, "guardrail": guardrail}
+    n = dataset.n_items
+    deep = replace(deep or DeepConfig(), seed=seed)
+    if name == "random":
+        return RandomAgent(slate_size, **kw)
+    if name == "popularity":
+        return PopularityAgent(np.bincount(train.sequences.items, minlength=n), slate_size, **kw)
+    if name in ("greedy", "dqn", "reinforce_topk") and model is None:
+        raise ConfigError(f"the {name} agent needs a fitted sequential model (model=...)")
+    if name == "greedy":
+        return GreedyAgent(model, slate_size, **kw)  # type: ignore[arg-type]
+    if name == "dqn":
+        return DQNAgent(n, slate_size, deep, model=model, history_len=history_len, **kw)
+    if name == "reinforce_topk":
+        return ReinforceTopK(n, slate_size, deep, model=model, **kw)
+    from recloop.rl.bandits import LinearBandit
+
+    bandit = LinearBandit(item_features(dataset, model, features), kind=name, seed=seed)
+    return BanditAgent(bandit, slate_size, **kw)
