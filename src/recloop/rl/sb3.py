@@ -67,7 +67,7 @@ def train_ppo(world: World, config: SimConfig, steps: int, seed: int, n_envs: in
 
     with progress_bar(steps, "training ppo_sb3", progress) as bar:
 
-        class Advance(BaseCallback):  # type: ignore[misc]
+        class Advance(BaseCallback):
             def _on_step(self) -> bool:
                 bar.advance(n_envs)
                 return True
