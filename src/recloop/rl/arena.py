@@ -1,0 +1,198 @@
+"""Agents side by side in the simulator: train each, evaluate all on the same start users.
+
+One *arena* is a dataset, its world (the response model, fitted on all logs), the agents'
+training split (leave-one-out), and a fixed set of evaluation start users kept out of
+training. For each seed, the greedy model (SASRec on the training split) is fitted once;
+every agent (with the exposure guardrail off, and on if asked) then trains online on the
+other users and is evaluated on the evaluation users, the world's randomness fixed by the
+seed. Results are tidy rows plus per-session returns, so each agent is compared with the
+greedy model pairwise (same users, same seed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recloop.data import load_dataset
+from recloop.data.split import leave_one_out
+from recloop.errors import ConfigError
+from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
+from recloop.rl.agents import AGENTS, DeepConfig, Guardrail
+from recloop.rl.online import build_agent, evaluate_agent, train_agent
+from recloop.sim.core import SimConfig, UserBatch
+from recloop.sim.world import World, WorldConfig
+
+#: Every agent and baseline, in table order (``ppo_sb3`` needs the ``rl`` extra).
+METHODS = (*AGENTS, "ppo_sb3")
+METRICS = ("return", "ctr", "session_length", "coverage", "diversity", "train_s",
+           "env_steps_per_s")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ArenaConfig:
+    """What to run: agents, seeds, training budget, evaluation users, the guardrail."""
+
+    agents: tuple[str, ...] = METHODS
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 300  # batch steps of online training per learning agent
+    n_envs: int = 64  # users stepped at once in training
+    eval_users: int = 500
+    ppo_steps: int = 20_000
+    guardrail: tuple[bool, ...] = (False, True)
+    greedy: dict[str, Any] = field(
+        default_factory=lambda: {
+            "max_len": 50,
+            "batch_size": 32,
+            "dropout": 0.5,
+            "patience": 20,
+        }
+    )
+    world: dict[str, Any] = field(default_factory=dict)
+    sim: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.agents if a not in METHODS]
+        if bad:
+            raise ConfigError(f"unknown agent(s) {bad}; choose from {list(METHODS)}")
+        if not self.seeds:
+            raise ConfigError("give at least one seed")
+        for name in ("steps", "n_envs", "eval_users", "ppo_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
+
+
+def run_arena(data: str, config: ArenaConfig, work: Path | None = None,
+              progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, World]:  # fmt: skip
+    """Run every (seed, agent, guardrail) cell; return tidy rows, per-session rows, the world.
+
+    With ``work``, each cell's results are kept in ``work/CELL.json`` and a rerun reuses
+    them (the world and the greedy models are refitted, deterministically, when needed).
+    """
+    from recloop.models.sequential import SASRec
+
+    dataset = load_dataset(data)
+    split = leave_one_out(dataset)
+    world = World.fit(dataset, WorldConfig(**config.world), progress=progress)
+    sim = SimConfig(**config.sim)
+    users = np.random.default_rng(12345).permutation(world.active_users)
+    n_eval = min(config.eval_users, len(users) // 2)
+    ev_users, train_users = np.sort(users[:n_eval]), users[n_eval:]
+    rows: list[dict[str, Any]] = []
+    sessions: list[pd.DataFrame] = []
+    for seed in config.seeds:
+        model = None
+        for name in config.agents:
+            for guard in config.guardrail if name != "ppo_sb3" else (False,):
+                variant = "guardrail" if guard else "plain"
+                cell = f"{data}-{name}-{variant}-s{seed}"
+                path = work / f"{cell}.json" if work is not None else None
+                if path is not None and path.exists():
+                    result = json.loads(path.read_text())
+                else:
+                    if model is None and name in ("greedy", "dqn", "reinforce_topk", "linucb",
+                                                  "thompson", "epsilon_greedy"):  # fmt: skip
+                        model = SASRec(seed=seed, **config.greedy).fit(
+                            split.train, valid=split, progress=progress
+                        )
+                    result = _cell(name, guard, seed, dataset, split.train, world, sim, model,
+                                   train_users, ev_users, config, progress)  # fmt: skip
+                    if path is not None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(json.dumps(result))
+                base = {"benchmark": "online_rl", "dataset": data, "method": name,
+                        "variant": variant, "seed": seed, "split": "sim"}  # fmt: skip
+                rows += [{**base, "metric": m, "value": result["summary"][m]} for m in METRICS]
+                sessions.append(pd.DataFrame({**base, "user": ev_users,
+                                              "return": result["returns"]}))  # fmt: skip
+    return pd.DataFrame(rows), pd.concat(sessions, ignore_index=True), world
+
+
+def _cell(name: str, guard: bool, seed: int, dataset: Any, train: Any, world: World,
+          sim: SimConfig, model: Any, train_users: np.ndarray, ev_users: np.ndarray,
+          config: ArenaConfig, progress: bool) -> dict[str, Any]:  # fmt: skip
+    """Train (if it learns) and evaluate one agent."""
+    if name == "ppo_sb3":
+        from recloop.rl.sb3 import train_ppo
+
+        t0 = time.perf_counter()
+        agent: Any = train_ppo(world, sim, config.ppo_steps, seed, progress=progress)
+        train_s, user_steps = time.perf_counter() - t0, config.ppo_steps
+    else:
+        deep = DeepConfig(explore_updates=max(config.steps // 2, 1))
+        agent = build_agent(name, dataset=dataset, train=train, slate_size=sim.slate_size,
+                            history_len=sim.history_len, model=model,
+                            guardrail=Guardrail() if guard else None, deep=deep, seed=seed)  # fmt: skip
+        train_s, user_steps = 0.0, 0
+        if agent.learns:
+            log = train_agent(agent, UserBatch(world, sim, config.n_envs), train_users,
+                              config.steps, seed, progress)  # fmt: skip
+            train_s, user_steps = log.train_s, log.user_steps
+    ev = evaluate_agent(agent, UserBatch(world, sim, len(ev_users)), ev_users, seed, progress)
+    summary = ev.summary() | {
+        "train_s": train_s,
+        # training throughput (agent + simulator); evaluation's for agents that do not learn
+        "env_steps_per_s": user_steps / train_s if train_s > 0 else ev.user_steps_per_s,
+    }
+    return {"summary": summary, "returns": ev.returns.tolist()}
+
+
+def arena_table(tidy: pd.DataFrame, sessions: pd.DataFrame, reference: str = "greedy") -> str:
+    """Markdown: one row per agent and guardrail setting, return compared with ``reference``.
+
+    Return is the mean per session with a 95% CI over sessions (all seeds); Δ is the mean
+    paired difference against ``reference`` without the guardrail (same users and seeds),
+    with Holm-corrected Wilcoxon p-values. Other columns are means over seeds.
+    """
+    ref = sessions[(sessions["method"] == reference) & (sessions["variant"] == "plain")]
+    order = {m: i for i, m in enumerate(METHODS)}
+    pairs = sessions[["method", "variant"]].drop_duplicates().itertuples(index=False, name=None)
+    keys: list[tuple[str, str]] = sorted(
+        pairs, key=lambda k: (order.get(k[0], 99), k[1] != "plain")
+    )
+    tests: dict[tuple[str, str], Any] = {}
+    if len(ref):
+        ref_v = ref.set_index(["seed", "user"])["return"]
+        for key in keys:
+            if key == (reference, "plain"):
+                continue
+            sub = sessions[(sessions["method"] == key[0]) & (sessions["variant"] == key[1])]
+            a = sub.set_index(["seed", "user"])["return"]
+            both = a.index.intersection(ref_v.index)
+            if len(both):
+                tests[key] = paired_test(a[both].to_numpy(), ref_v[both].to_numpy())
+    adjusted = dict(zip(tests, holm_bonferroni([t.wilcoxon_pvalue for t in tests.values()]),
+                        strict=True)) if tests else {}  # fmt: skip
+    head = ["agent", "guardrail", "return [95% CI]", f"Δ vs {reference} (p)", "ctr",
+            "session length", "coverage", "diversity", "train s", "env steps/s"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for method, variant in keys:
+        sub = sessions[(sessions["method"] == method) & (sessions["variant"] == variant)]
+        ci = mean_ci(sub["return"].to_numpy())
+        t = tidy[(tidy["method"] == method) & (tidy["variant"] == variant)]
+        m = t.groupby("metric")["value"].mean()
+        test = tests.get((method, variant))
+        delta = "—" if test is None else (
+            f"{test.mean_diff:+.3f} ({adjusted[(method, variant)]:.1e}"
+            f"{' *' if adjusted[(method, variant)] < 0.05 else ''})"
+        )  # fmt: skip
+        lines.append("| " + " | ".join([
+            method, "on" if variant == "guardrail" else "off",
+            f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]", delta, f"{m['ctr']:.3f}",
+            f"{m['session_length']:.2f}", f"{m['coverage']:.3f}", f"{m['diversity']:.3f}",
+            f"{m['train_s']:.0f}", f"{m['env_steps_per_s']:,.0f}",
+        ]) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def with_agents(config: ArenaConfig, agents: str | None) -> ArenaConfig:
+    """``config`` with a comma-separated agent list (``None``: unchanged)."""
+    if not agents:
+        return config
+    return replace(config, agents=tuple(a.strip() for a in agents.split(",") if a.strip()))
