@@ -445,6 +445,93 @@ def sim_fidelity(
         typer.echo(f"\nwrote {out / 'fidelity.txt'}, fidelity.json and fidelity.png")
 
 
+@sim_app.command("agents")
+def sim_agents(
+    data: Data = "ml-100k",
+    agents: Annotated[
+        str,
+        typer.Option(
+            "--agents",
+            help="Comma-separated: random, popularity, greedy, "
+            "epsilon_greedy, linucb, thompson, dqn, reinforce_topk, ppo_sb3.",
+        ),
+    ] = "random,popularity,greedy,thompson,reinforce_topk",
+    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0",
+    steps: Annotated[
+        int, typer.Option("--steps", help="Online training: batch steps per learning agent.")
+    ] = 300,
+    n_envs: Annotated[
+        int, typer.Option("--n-envs", help="Users stepped at once in training.")
+    ] = 64,
+    eval_users: Annotated[
+        int, typer.Option("--eval-users", help="Fixed start users kept out of training.")
+    ] = 500,
+    ppo_steps: Annotated[int, typer.Option("--ppo-steps", help="PPO environment steps.")] = 20_000,
+    world: Annotated[
+        str, typer.Option("--world", help="Response model(s), comma-separated: ease, bpr, itemknn.")
+    ] = "ease",
+    guardrail: Annotated[
+        bool,
+        typer.Option(
+            "--guardrail/--no-guardrail", help="Also run every agent with the exposure guardrail."
+        ),
+    ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Simulator option NAME=VALUE (e.g. slate_size=5)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write results.csv, sessions.csv and summary.md here; finished cells are reused.",
+        ),
+    ] = None,
+    columns: Columns = "",
+    quiet: Quiet = False,
+) -> None:
+    """Train online agents in the simulator and compare them with the greedy large model.
+
+    Each agent trains on simulated users, then all are evaluated on the same fixed start
+    users; the table gives the return per session with a paired test against ``greedy``
+    (SASRec on the training split, acting alone), click-through rate, session length,
+    catalogue coverage and diversity.
+    """
+    from dataclasses import replace
+
+    from recloop.data import load_dataset
+    from recloop.errors import ConfigError
+    from recloop.rl.arena import ArenaConfig, arena_table, run_arena, with_agents
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError as err:
+        raise ConfigError(f"--seeds takes comma-separated integers, not {seeds!r}") from err
+    config = replace(
+        with_agents(ArenaConfig(), agents), seeds=seed_list, steps=steps, n_envs=n_envs,
+        eval_users=eval_users, ppo_steps=ppo_steps,
+        guardrail=(False, True) if guardrail else (False,),
+        world={"models": tuple(m.strip() for m in world.split(",") if m.strip())},
+        sim=_params(param),
+    )  # fmt: skip
+    config.__post_init__()
+    cols = _columns(columns)
+    ds = load_dataset(data, **({"columns": cols} if cols else {}))
+    tidy, sessions, w = run_arena(ds, config, out / "cells" if out else None,
+                                  progress=not quiet)  # fmt: skip
+    text = arena_table(tidy, sessions) if "greedy" in config.agents else arena_table(
+        tidy, sessions, reference=config.agents[0])  # fmt: skip
+    typer.echo(f"\n{data}, simulator ({w.describe()}), seeds {list(seed_list)}\n")
+    typer.echo(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        tidy.to_csv(out / "results.csv", index=False)
+        sessions.to_csv(out / "sessions.csv", index=False)
+        (out / "summary.md").write_text(text + "\n")
+        typer.echo(f"\nwrote {out / 'results.csv'}, sessions.csv and summary.md")
+
+
 def main() -> None:
     """Entry point: run the app, printing recloop errors as one line."""
     from recloop.errors import RecloopError

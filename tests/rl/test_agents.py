@@ -236,3 +236,30 @@ def test_random_agent_draws_distinct_unseen_items() -> None:
     slates = RandomAgent(2).act(env, np.random.default_rng(0))  # type: ignore[arg-type]
     assert slates.shape == (5, 2)
     assert (slates != BAIT).all() and (slates[:, 0] != slates[:, 1]).all()
+
+
+def test_greedy_agent_ranks_as_the_fitted_model_and_dqn_starts_from_its_q_head() -> None:
+    """The greedy agent is the model itself; DQN fine-tunes a copy of an offline SQN head."""
+    import torch
+
+    from recloop.models.base import History
+    from recloop.models.sequential import GRU4Rec
+    from recloop.rl.agents import GreedyAgent
+    from recloop.testing import toy_dataset
+
+    ds = toy_dataset()
+    model = GRU4Rec(dim=8, epochs=2, max_len=20, head="sqn", seed=0).fit(ds)
+    h = History.from_dataset(ds)
+    users = np.array([0, 3, 5])
+
+    class Batch:
+        history = np.stack([np.r_[np.zeros(20, np.int64), h.items[h.indptr[u]:h.indptr[u + 1]] + 1][-20:]
+                            for u in users])  # fmt: skip
+        seen = np.zeros((3, ds.n_items), dtype=bool)
+
+    agent = GreedyAgent(model, 3)
+    np.testing.assert_allclose(agent.scores(Batch()), model.score(users), rtol=1e-5, atol=1e-5)  # type: ignore[arg-type]
+    dqn = DQNAgent(ds.n_items, 3, DeepConfig(batch_size=2), model=model, history_len=20)
+    q = model.learner.net(0).q
+    assert torch.equal(dqn.net.q.weight, q.weight)
+    assert dqn.net.q.weight.data_ptr() != q.weight.data_ptr()  # a copy: the model is untouched

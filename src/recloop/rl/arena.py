@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recloop.data import load_dataset
+from recloop.config import make_config
+from recloop.data import Dataset, load_dataset
 from recloop.data.split import leave_one_out
 from recloop.errors import ConfigError
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
@@ -68,19 +69,22 @@ class ArenaConfig:
                 raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
 
 
-def run_arena(data: str, config: ArenaConfig, work: Path | None = None,
+def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None,
               progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, World]:  # fmt: skip
     """Run every (seed, agent, guardrail) cell; return tidy rows, per-session rows, the world.
+
+    ``data`` is a dataset name or path (:func:`recloop.data.load_dataset`) or a ``Dataset``.
 
     With ``work``, each cell's results are kept in ``work/CELL.json`` and a rerun reuses
     them (the world and the greedy models are refitted, deterministically, when needed).
     """
     from recloop.models.sequential import SASRec
 
-    dataset = load_dataset(data)
+    dataset = load_dataset(data) if isinstance(data, str) else data
+    data = dataset.name if not isinstance(data, str) else data
     split = leave_one_out(dataset)
-    world = World.fit(dataset, WorldConfig(**config.world), progress=progress)
-    sim = SimConfig(**config.sim)
+    world = World.fit(dataset, make_config(WorldConfig, config.world), progress=progress)
+    sim = make_config(SimConfig, config.sim)
     users = np.random.default_rng(12345).permutation(world.active_users)
     n_eval = min(config.eval_users, len(users) // 2)
     ev_users, train_users = np.sort(users[:n_eval]), users[n_eval:]
