@@ -349,3 +349,19 @@ def test_stable_baselines3_ppo_trains_on_the_env_unchanged(world: World) -> None
     np.testing.assert_array_equal(runs[0], runs[1])
     assert agent.model.num_timesteps >= 2048
     assert ev.lengths.min() >= 1 and 0 <= ev.ctr.max() <= 1
+
+
+def test_a_bpr_world_keeps_its_logits_when_items_are_clicked() -> None:
+    """BPR scores by fixed user factors: a click changes no logit (the robustness world)."""
+    w = World.fit(_toy(), progress=False, rating_l2=1.0, negatives=5, models=("bpr",))
+    assert w.logit_delta(np.array([0, 1])) is None
+    batch = UserBatch(w, SimConfig(slate_size=3, leave_bias=-3.0), 4)
+    batch.reset(np.arange(4), np.arange(4))
+    before = batch.logits.copy()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        batch.step(batch.top_unseen(batch.logits), rng)
+    np.testing.assert_array_equal(batch.logits, before)
+    ens = World.fit(_toy(), progress=False, rating_l2=1.0, negatives=5, models=("ease", "bpr"))
+    delta = ens.logit_delta(np.array([0]))
+    assert delta is not None and delta.shape == (1, 24)

@@ -268,9 +268,9 @@ class World:
         EASE and ItemKNN score a history linearly (``x_u @ W``), so a new item adds its row of
         ``W``; BPR scores by the user's fixed factors and does not change.
         """
-        rows = [c * _item_rows(m, items) for c, m in zip(self.coef, self.models, strict=True)]
-        rows = [r for r in rows if r is not None]
-        return np.asarray(sum(rows), dtype=np.float32) if rows else None
+        rows = [(c, _item_rows(m, items)) for c, m in zip(self.coef, self.models, strict=True)]
+        linear = [c * r for c, r in rows if r is not None]
+        return np.asarray(sum(linear), dtype=np.float32) if linear else None
 
     def like_prob(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(n,) probability that a user who clicked an item rates it a like."""
