@@ -23,6 +23,13 @@ from recloop.compare import write_results
 from recloop.rl.arena import ArenaConfig, arena_table, run_arena, with_agents
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The greedy SASRec's options: offline_rl's base options per dataset (ML-1M: max_len 50 and
+# the larger-batch schedule that fits 60 epochs on this CPU).
+GREEDY = {
+    "ml-100k": {"max_len": 50, "batch_size": 32, "dropout": 0.5, "patience": 20},
+    "ml-1m": {"max_len": 50, "batch_size": 64, "lr": 3e-3, "bf16": True, "lr_decay": 0.5,
+              "lr_patience": 4, "patience": 10, "epochs": 60},
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     frames, sections = [], []
     for data in args.datasets.split(","):
         work = args.work / data if args.work else None
-        tidy, sessions, world = run_arena(data, config, work, progress=not args.quiet)
+        cfg = replace(config, greedy=GREEDY.get(data, config.greedy))
+        tidy, sessions, world = run_arena(data, cfg, work, progress=not args.quiet)
         tidy["world"] = args.world_models
         frames.append(tidy)
         text = [f"### {data}: {len(config.seeds)} seeds, {config.eval_users} evaluation users, "
