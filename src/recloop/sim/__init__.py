@@ -2,7 +2,9 @@
 
 * :class:`World`: the response model (calibrated clicks, expected ratings), fitted on a dataset;
 * :class:`UserBatch` / :class:`SimConfig`: the users' dynamics, batched;
-* :class:`RecEnv`: a ``gymnasium.Env``; :class:`BatchRecEnv`: many users at once.
+* :class:`RecEnv`: a ``gymnasium.Env``; :class:`BatchRecEnv`: many users at once;
+* :class:`ReplayBatch`: the real sessions replayed behind the same interface (logged-data
+  mode), so an agent trains and is evaluated on logs with the simulator's code.
 
 Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0``;
 ``gymnasium.make("recloop.sim:recloop/MovieLens100K-v0")`` imports it for you.
@@ -10,6 +12,7 @@ Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/Movie
 
 from recloop.sim.core import SimConfig, StepResult, UserBatch
 from recloop.sim.env import ENV_IDS, BatchRecEnv, RecEnv, make_env, register_envs
+from recloop.sim.replay import ReplayBatch
 from recloop.sim.world import RatingModel, World, WorldConfig, expected_calibration_error
 
 register_envs()
@@ -19,6 +22,7 @@ __all__ = [
     "BatchRecEnv",
     "RatingModel",
     "RecEnv",
+    "ReplayBatch",
     "SimConfig",
     "StepResult",
     "UserBatch",
