@@ -263,3 +263,18 @@ def test_greedy_agent_ranks_as_the_fitted_model_and_dqn_starts_from_its_q_head()
     q = model.learner.net(0).q
     assert torch.equal(dqn.net.q.weight, q.weight)
     assert dqn.net.q.weight.data_ptr() != q.weight.data_ptr()  # a copy: the model is untouched
+
+
+def test_the_same_agent_code_runs_on_replayed_logs() -> None:
+    """Popularity on u0's second session [c d e] (a, b known): every next item is in the slate."""
+    ds = _logs()
+    counts = np.bincount(ds.sequences.items, minlength=ds.n_items)  # a 1, b 2, c 2, d 1, e 1
+    replay = ReplayBatch(ds, SimConfig(slate_size=2, history_len=3, session_cap=10), 1)
+    ev = evaluate_agent(PopularityAgent(counts, 2), replay, np.array([0]), seed=0)
+    # c (rating 5: 1.0), then d (rating 2: 0.2), then e (rating 4: 1.0)
+    np.testing.assert_allclose(ev.returns, [2.2], rtol=1e-6)
+    assert ev.lengths.tolist() == [3] and ev.ctr.tolist() == [1.0]
+    agent = BanditAgent(LinearBandit(np.eye(ds.n_items), kind="thompson", seed=0), 2)
+    log = train_agent(agent, ReplayBatch(ds, SimConfig(slate_size=2, history_len=3), 2),
+                      np.array([0]), 6, seed=0)  # fmt: skip
+    assert log.sessions >= 2 and agent.bandit.steps == 6
