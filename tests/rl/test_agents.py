@@ -11,14 +11,12 @@ from recloop.errors import ConfigError, DataError
 from recloop.models.encoders import GRU4RecEncoder
 from recloop.rl.agents import (
     BanditAgent,
-    DeepConfig,
-    DQNAgent,
     Guardrail,
     PopularityAgent,
     RandomAgent,
-    ReinforceTopK,
 )
 from recloop.rl.bandits import KINDS, LinearBandit
+from recloop.rl.deep import DeepConfig, DQNAgent, ReinforceTopK
 from recloop.rl.online import evaluate_agent, train_agent
 from recloop.sim.core import SimConfig, StepResult, top_unseen
 from recloop.sim.replay import ReplayBatch

@@ -6,7 +6,8 @@
 * :mod:`recloop.rl.bandits`: linear contextual bandits (ε-greedy, LinUCB, Thompson sampling)
   over item feature vectors, for the simulator (:mod:`recloop.sim`).
 * :mod:`recloop.rl.agents`: online agents (baselines, bandits, DQN, REINFORCE top-K) and
-  the exposure guardrail; :mod:`recloop.rl.online`: their training and evaluation loops.
+  the exposure guardrail; :mod:`recloop.rl.deep`: DQN and REINFORCE top-K;
+  :mod:`recloop.rl.online`: their training and evaluation loops.
 
 Use them through the sequential models (``SASRec(head="sqn")``, ``recloop train sasrec
 --head sqn``), or directly: every learner has ``learn_batch(batch) -> dict[str, float]``.
@@ -39,14 +40,14 @@ _EXPORTS = {
     "AGENTS": "recloop.rl.agents",
     "Agent": "recloop.rl.agents",
     "BanditAgent": "recloop.rl.agents",
-    "DeepConfig": "recloop.rl.agents",
-    "DQNAgent": "recloop.rl.agents",
+    "DeepConfig": "recloop.rl.deep",
+    "DQNAgent": "recloop.rl.deep",
     "Feedback": "recloop.rl.agents",
     "GreedyAgent": "recloop.rl.agents",
     "Guardrail": "recloop.rl.agents",
     "PopularityAgent": "recloop.rl.agents",
     "RandomAgent": "recloop.rl.agents",
-    "ReinforceTopK": "recloop.rl.agents",
+    "ReinforceTopK": "recloop.rl.deep",
     "Evaluation": "recloop.rl.online",
     "TrainLog": "recloop.rl.online",
     "evaluate_agent": "recloop.rl.online",

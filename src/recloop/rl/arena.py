@@ -25,7 +25,8 @@ from recloop.data import Dataset, load_dataset
 from recloop.data.split import leave_one_out
 from recloop.errors import ConfigError
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
-from recloop.rl.agents import AGENTS, DeepConfig, Guardrail
+from recloop.rl.agents import AGENTS, Guardrail
+from recloop.rl.deep import DeepConfig
 from recloop.rl.online import build_agent, evaluate_agent, train_agent
 from recloop.sim.core import SimConfig, UserBatch
 from recloop.sim.world import World, WorldConfig

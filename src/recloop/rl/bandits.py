@@ -101,24 +101,26 @@ class LinearBandit:
     def scores(self, history: np.ndarray) -> np.ndarray:
         """(B, I) ranking scores (with the exploration of ``linucb``/``thompson``)."""
         taste = self.taste(history)
-        d = self.phi.shape[1]
         kind = self.config.kind
         theta = self.theta
         if kind == "thompson":
             chol = np.linalg.cholesky(self.a_inv + 1e-12 * np.eye(len(theta)))
             z = self.rng.standard_normal((len(taste), len(theta)))
             thetas = theta + self.config.scale * z @ chol.T  # (B, 2d), one draw per slate
-            return (thetas[:, :d] + taste * thetas[:, d:]) @ self.phi.T  # (B, I)
-        mean = self.mean_scores(history)  # (B, I): x · θ̂ for every item
+            return self._linear(taste, thetas)
+        mean = self._linear(taste, theta)  # (B, I): x · θ̂ for every item
         if kind != "linucb":
             return mean
         return mean + self.config.alpha * np.sqrt(self._quadratic(taste).clip(0))
 
     def mean_scores(self, history: np.ndarray) -> np.ndarray:
         """(B, I) the posterior-mean reward ``x · θ̂`` of every item (no exploration)."""
-        taste = self.taste(history)
+        return self._linear(self.taste(history), self.theta)
+
+    def _linear(self, taste: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """(B, I) ``x · θ`` of every item, for one ``θ`` (2d,) or one per user (B, 2d)."""
         d = self.phi.shape[1]
-        return (self.theta[:d] + taste * self.theta[d:]) @ self.phi.T
+        return (theta[..., :d] + taste * theta[..., d:]) @ self.phi.T
 
     def _quadratic(self, taste: np.ndarray, chunk: int = 64) -> np.ndarray:
         """(B, I) ``xᵀ A⁻¹ x`` for every item, without building the (B, I, 2d) features.

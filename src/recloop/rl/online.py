@@ -21,15 +21,13 @@ from recloop.rl.agents import (
     AGENTS,
     Agent,
     BanditAgent,
-    DeepConfig,
-    DQNAgent,
     Feedback,
     GreedyAgent,
     Guardrail,
     PopularityAgent,
     RandomAgent,
-    ReinforceTopK,
 )
+from recloop.rl.deep import DeepConfig, DQNAgent, ReinforceTopK
 from recloop.sim.core import Rollout, Users, run_sessions
 
 if TYPE_CHECKING:
