@@ -14,6 +14,20 @@ from typing import Annotated, Any
 
 import typer
 
+from recloop.cli_options import (
+    ColdFrac,
+    Columns,
+    Data,
+    MinItem,
+    MinUser,
+    Quiet,
+    Seed,
+    Split,
+    parse_columns,
+    parse_params,
+)
+from recloop.cli_sim import sim_app
+
 app = typer.Typer(
     name="recloop",
     help="Large models and reinforcement learning for recommendation, compared side by side.",
@@ -23,72 +37,13 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-sim_app = typer.Typer(help="The user simulator learned from the logs.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
-
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of every stochastic part.")]
-Data = Annotated[
-    str,
-    typer.Option(
-        "--data",
-        "-d",
-        help="Built-in name (ml-100k, ml-1m), MovieLens folder, or CSV/Parquet file.",
-    ),
-]
-Split = Annotated[
-    str,
-    typer.Option(
-        "--split",
-        help="loo (chronological leave-one-out), temporal, or cold (loo with the newest "
-        "--cold-frac of items kept out of training; cold/warm test groups).",
-    ),
-]
-ColdFrac = Annotated[
-    float, typer.Option("--cold-frac", help="cold split: share of items held out as cold.")
-]
-MinUser = Annotated[
-    int, typer.Option("--min-user", help="k-core: drop users with fewer interactions (0: off).")
-]
-Columns = Annotated[
-    str,
-    typer.Option("--columns", help="For CSV/Parquet: user=COL,item=COL,timestamp=COL,rating=COL."),
-]
-MinItem = Annotated[
-    int, typer.Option("--min-item", help="k-core: drop items with fewer interactions (0: off).")
-]
 
 
 def _console() -> Any:
     from rich.console import Console
 
     return Console()
-
-
-def _columns(text: str) -> dict[str, str]:
-    from recloop.errors import ConfigError
-
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or key not in ("user", "item", "timestamp", "rating"):
-            raise ConfigError(
-                f"--columns takes user=COL,item=COL,timestamp=COL,rating=COL, got {part!r}"
-            )
-        out[key] = value
-    return out
-
-
-def _params(items: list[str] | None) -> dict[str, str]:
-    from recloop.errors import ConfigError
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--param takes NAME=VALUE, got {item!r} (e.g. --param l2=200)")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
 
 
 def _model_flags(model: str, args: list[str]) -> dict[str, str]:
@@ -137,7 +92,7 @@ def data_info(
     """Print a dataset's counts and summary statistics."""
     from recloop.data import load_dataset
 
-    cols = _columns(columns)
+    cols = parse_columns(columns)
     stats = load_dataset(name, **({"columns": cols} if cols else {})).stats()
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
@@ -179,7 +134,7 @@ def data_embed(
     from recloop.data import load_dataset
     from recloop.models.text import item_text_embeddings, item_texts
 
-    cols = _columns(columns)
+    cols = parse_columns(columns)
     ds = load_dataset(name, **({"columns": cols} if cols else {}))
     t0 = time.perf_counter()
     emb = item_text_embeddings(ds, text_model, template, progress=not quiet)
@@ -242,9 +197,9 @@ def train(
     """
     from recloop.runs import RunSpec, train_run
 
-    params = {**_params(param), **_model_flags(model, ctx.args)}
+    params = {**parse_params(param), **_model_flags(model, ctx.args)}
     spec = RunSpec(model=model, data=data, seed=seed, split=split, params=params,
-                   min_user=min_user, min_item=min_item, columns=_columns(columns),
+                   min_user=min_user, min_item=min_item, columns=parse_columns(columns),
                    cold_frac=cold_frac)  # fmt: skip
     res = train_run(spec, out, progress=not quiet)
     _print_metrics(res["metrics"], title=f"{model} on {data} (seed {seed})")
@@ -379,7 +334,7 @@ def compare_cmd(
     if not names or not seed_list:
         raise ConfigError("--models and --seeds must name at least one model and one seed")
     base = RunSpec(model=names[0], data=data, split=split, min_user=min_user, min_item=min_item,
-                   columns=_columns(columns), cold_frac=cold_frac)  # fmt: skip
+                   columns=parse_columns(columns), cold_frac=cold_frac)  # fmt: skip
     tidy, per_user = compare(base, names, seed_list, out=out, progress=not quiet)
     table = summary_table(tidy, per_user, baseline=baseline if baseline in names else None)
     text = markdown(table, baseline)
@@ -390,146 +345,6 @@ def compare_cmd(
         tidy.to_csv(out / "results.csv", index=False)
         (out / "summary.md").write_text(text + "\n")
         typer.echo(f"\nwrote {out / 'results.csv'} and {out / 'summary.md'}")
-
-
-@sim_app.command("fidelity")
-def sim_fidelity(
-    data: Data = "ml-100k",
-    world: Annotated[
-        str,
-        typer.Option("--world", help="Response model(s), comma-separated: ease, bpr, itemknn."),
-    ] = "ease",
-    sessions: Annotated[
-        int, typer.Option("--sessions", help="Simulated sessions per reference policy.")
-    ] = 1000,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Simulator option NAME=VALUE (e.g. slate_size=5)."),
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write fidelity.json, .txt and .png here.")
-    ] = None,
-    seed: Seed = 0,
-    columns: Columns = "",
-    quiet: Quiet = False,
-) -> None:
-    """Fit the simulator's response model and report how faithful it is to the real logs.
-
-    The response model's ranking and calibration on held-out interactions, simulated against
-    real item popularity and genre mix under three reference slate policies, and session
-    lengths.
-    """
-    from recloop.config import make_config
-    from recloop.data import load_dataset
-    from recloop.errors import ConfigError
-    from recloop.sim import SimConfig, World
-    from recloop.sim.fidelity import fidelity
-
-    if sessions < 1:
-        raise ConfigError(f"--sessions must be >= 1, not {sessions}")
-    cols = _columns(columns)
-    ds = load_dataset(data, **({"columns": cols} if cols else {}))
-    models = tuple(m.strip() for m in world.split(",") if m.strip())
-    w = World.fit(ds, progress=not quiet, models=models, seed=seed)
-    cfg = make_config(SimConfig, _params(param))
-    report = fidelity(w, cfg, sessions=sessions, seed=seed, progress=not quiet)
-    text = report.text()
-    typer.echo(text)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "fidelity.txt").write_text(text + "\n")
-        payload = {"data": ds.name, "world": report.world, "sim": vars(cfg), "seed": seed,
-                   "figures": report.rows}  # fmt: skip
-        (out / "fidelity.json").write_text(json.dumps(payload, indent=2, default=float))
-        report.plot(out / "fidelity.png")
-        typer.echo(f"\nwrote {out / 'fidelity.txt'}, fidelity.json and fidelity.png")
-
-
-@sim_app.command("agents")
-def sim_agents(
-    data: Data = "ml-100k",
-    agents: Annotated[
-        str,
-        typer.Option(
-            "--agents",
-            help="Comma-separated: random, popularity, greedy, "
-            "epsilon_greedy, linucb, thompson, dqn, reinforce_topk, ppo_sb3.",
-        ),
-    ] = "random,popularity,greedy,thompson,reinforce_topk",
-    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0",
-    steps: Annotated[
-        int, typer.Option("--steps", help="Online training: batch steps per learning agent.")
-    ] = 300,
-    n_envs: Annotated[
-        int, typer.Option("--n-envs", help="Users stepped at once in training.")
-    ] = 64,
-    eval_users: Annotated[
-        int, typer.Option("--eval-users", help="Fixed start users kept out of training.")
-    ] = 500,
-    ppo_steps: Annotated[int, typer.Option("--ppo-steps", help="PPO environment steps.")] = 20_000,
-    world: Annotated[
-        str, typer.Option("--world", help="Response model(s), comma-separated: ease, bpr, itemknn.")
-    ] = "ease",
-    guardrail: Annotated[
-        bool,
-        typer.Option(
-            "--guardrail/--no-guardrail", help="Also run every agent with the exposure guardrail."
-        ),
-    ] = False,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Simulator option NAME=VALUE (e.g. slate_size=5)."),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Write results.csv, sessions.csv and summary.md here; finished cells are reused.",
-        ),
-    ] = None,
-    columns: Columns = "",
-    quiet: Quiet = False,
-) -> None:
-    """Train online agents in the simulator and compare them with the greedy large model.
-
-    Each agent trains on simulated users, then all are evaluated on the same fixed start
-    users; the table gives the return per session with a paired test against ``greedy``
-    (SASRec on the training split, acting alone), click-through rate, session length,
-    catalogue coverage and diversity.
-    """
-    from dataclasses import replace
-
-    from recloop.data import load_dataset
-    from recloop.errors import ConfigError
-    from recloop.rl.arena import ArenaConfig, arena_table, run_arena, with_agents
-
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-    except ValueError as err:
-        raise ConfigError(f"--seeds takes comma-separated integers, not {seeds!r}") from err
-    config = replace(
-        with_agents(ArenaConfig(), agents), seeds=seed_list, steps=steps, n_envs=n_envs,
-        eval_users=eval_users, ppo_steps=ppo_steps,
-        guardrail=(False, True) if guardrail else (False,),
-        world={"models": tuple(m.strip() for m in world.split(",") if m.strip())},
-        sim=_params(param),
-    )  # fmt: skip
-    config.__post_init__()
-    cols = _columns(columns)
-    ds = load_dataset(data, **({"columns": cols} if cols else {}))
-    tidy, sessions, w = run_arena(ds, config, out / "cells" if out else None,
-                                  progress=not quiet)  # fmt: skip
-    text = arena_table(tidy, sessions) if "greedy" in config.agents else arena_table(
-        tidy, sessions, reference=config.agents[0])  # fmt: skip
-    typer.echo(f"\n{data}, simulator ({w.describe()}), seeds {list(seed_list)}\n")
-    typer.echo(text)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        tidy.to_csv(out / "results.csv", index=False)
-        sessions.to_csv(out / "sessions.csv", index=False)
-        (out / "summary.md").write_text(text + "\n")
-        typer.echo(f"\nwrote {out / 'results.csv'}, sessions.csv and summary.md")
 
 
 def main() -> None:
