@@ -101,6 +101,18 @@ def sim_agents(
         list[str] | None,
         typer.Option("--param", "-p", help="Simulator option NAME=VALUE (e.g. slate_size=5)."),
     ] = None,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="Logged-data mode: train on the real sessions before a time cut and replay "
+            "the later ones, instead of the simulator (ppo_sb3 is skipped).",
+        ),
+    ] = False,
+    cut_frac: Annotated[
+        float,
+        typer.Option("--cut-frac", help="--replay: share of the interactions after the cut."),
+    ] = 0.1,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -117,13 +129,14 @@ def sim_agents(
     Each agent trains on simulated users, then all are evaluated on the same fixed start
     users; the table gives the return per session with a paired test against ``greedy``
     (SASRec on the training split, acting alone), click-through rate, session length,
-    catalogue coverage and diversity.
+    catalogue coverage and diversity. With ``--replay`` the same agents train on the real
+    sessions before a time cut and are scored replaying the sessions after it.
     """
     from dataclasses import replace
 
     from recloop.data import load_dataset
     from recloop.errors import ConfigError
-    from recloop.rl.arena import ArenaConfig, arena_table, run_arena, with_agents
+    from recloop.rl.arena import ArenaConfig, arena_table, run_arena, run_replay, with_agents
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
@@ -139,11 +152,17 @@ def sim_agents(
     config.__post_init__()
     cols = parse_columns(columns)
     ds = load_dataset(data, **({"columns": cols} if cols else {}))
-    tidy, sessions, w = run_arena(ds, config, out / "cells" if out else None,
-                                  progress=not quiet)  # fmt: skip
-    text = arena_table(tidy, sessions) if "greedy" in config.agents else arena_table(
-        tidy, sessions, reference=config.agents[0])  # fmt: skip
-    typer.echo(f"\n{data}, simulator ({w.describe()}), seeds {list(seed_list)}\n")
+    cells = out / "cells" if out else None
+    if replay:
+        tidy, sessions = run_replay(ds, config, cut_frac, cells, progress=not quiet)
+        where = f"logged-data mode (the last {cut_frac:.0%} of the interactions replayed)"
+    else:
+        tidy, sessions, w = run_arena(ds, config, cells, progress=not quiet)
+        where = f"simulator ({w.describe()})"
+    ran = tuple(dict.fromkeys(tidy["method"]))
+    text = arena_table(tidy, sessions) if "greedy" in ran else arena_table(
+        tidy, sessions, reference=ran[0])  # fmt: skip
+    typer.echo(f"\n{data}, {where}, seeds {list(seed_list)}\n")
     typer.echo(text)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -263,6 +263,46 @@ def test_greedy_agent_ranks_as_the_fitted_model_and_dqn_starts_from_its_q_head()
     assert dqn.net.q.weight.data_ptr() != q.weight.data_ptr()  # a copy: the model is untouched
 
 
+def test_dqn_from_a_plain_model_starts_from_its_ranking() -> None:
+    """No offline Q head: the tied head scores with the model's item table, so Q's first
+    ranking is the model's; calibration scales the scores to unit spread; the model is
+    untouched by DQN's updates."""
+    import torch
+
+    from recloop.models.base import History
+    from recloop.models.sequential import GRU4Rec
+    from recloop.testing import toy_dataset
+
+    ds = toy_dataset()
+    model = GRU4Rec(dim=8, epochs=2, max_len=20, seed=0).fit(ds)
+    h = History.from_dataset(ds)
+    users = np.arange(6)
+    hist = np.stack([np.r_[np.zeros(20, np.int64), h.items[h.indptr[u]:h.indptr[u + 1]] + 1][-20:]
+                     for u in users])  # fmt: skip
+    dqn = DQNAgent(ds.n_items, 3, DeepConfig(batch_size=4), model=model, history_len=20)
+    assert dqn.net.q is None
+    expect = model.score(users)
+
+    class Batch:
+        history = hist
+        seen = np.zeros((6, ds.n_items), dtype=bool)
+
+    q = dqn.scores(Batch())  # type: ignore[arg-type]
+    # dueling: V(s) + A(s, ·) − mean A keeps each state's ranking of A = s·e (scale 1)
+    np.testing.assert_allclose(q - q.mean(1, keepdims=True),
+                               expect - expect.mean(1, keepdims=True), rtol=1e-4, atol=1e-4)  # fmt: skip
+    dqn.net.calibrate(torch.from_numpy(hist))
+    spread = dqn.net.scale * dqn.net.encoder.logits(dqn.net.encoder.encode(torch.from_numpy(hist)))
+    assert float(spread.detach().std()) == pytest.approx(1.0, rel=1e-4)
+    before = [t.detach().clone() for t in model.encoder.parameters()]
+    logs = ReplayBatch(ds, SimConfig(slate_size=3, history_len=20), 4, min_history=0)
+    train_agent(dqn, logs, np.arange(logs.n_episodes), 12, seed=0)
+    assert dqn.updates > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.encoder.parameters(), strict=True))
+    with pytest.raises(ConfigError, match="q_head"):
+        DeepConfig(q_head="tied")
+
+
 def test_the_same_agent_code_runs_on_replayed_logs() -> None:
     """Popularity on u0's second session [c d e] (a, b known): every next item is in the slate."""
     ds = _logs()
@@ -276,3 +316,30 @@ def test_the_same_agent_code_runs_on_replayed_logs() -> None:
     log = train_agent(agent, ReplayBatch(ds, SimConfig(slate_size=2, history_len=3), 2),
                       np.array([0]), 6, seed=0)  # fmt: skip
     assert log.sessions >= 2 and agent.bandit.steps == 6
+
+
+def test_replay_arena_trains_on_the_past_and_replays_the_later_sessions() -> None:
+    """Hand case. Before the cut (t < 100000): u0 a b, u1 a c, u2 a b d, u3 c, so the past
+    counts are a 3, b 2, c 2, d 1. After it: u0 c (5.0) then d (2.0), u1 b (4.0).
+    Popularity (slates of 2, unseen items first): u0 sees [c d] (c liked: 1.0), then d and a
+    seen filler (d, rated 2: 0.2), return 1.2; u1 sees [b d] (b liked: 1.0), return 1.0."""
+    from recloop.rl.arena import ArenaConfig, run_replay
+
+    rows = [("u0", "a", 0, 4.0), ("u0", "b", 10, 4.0), ("u1", "a", 1, 3.0), ("u1", "c", 11, 4.0),
+            ("u2", "a", 2, 5.0), ("u2", "b", 12, 3.0), ("u2", "d", 22, 4.0), ("u3", "c", 3, 4.0),
+            ("u0", "c", 100_000, 5.0), ("u0", "d", 100_010, 2.0), ("u1", "b", 100_005, 4.0)]  # fmt: skip
+    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"]))
+    cfg = ArenaConfig(agents=("popularity",), guardrail=(False,), sim={"slate_size": 2})
+    tidy, sessions = run_replay(ds, cfg, cut_frac=0.25)
+    # 11 timestamps: the 0.75 quantile ("higher") is the 9th, 100000
+    assert sorted(sessions["return"].round(6).tolist()) == [1.0, 1.2]
+    got = tidy.set_index("metric")["value"]
+    assert got["return"] == pytest.approx(1.1) and got["session_length"] == pytest.approx(1.5)
+    assert (tidy["split"] == "replay").all()
+    with pytest.raises(ConfigError, match="cut_frac"):
+        run_replay(ds, cfg, cut_frac=1.0)
+    # the only rating after the cut is a new user's: nothing to replay
+    lone = rows[:8] + [("u9", "c", 100_000, 5.0)]
+    ds = Dataset.from_frame(pd.DataFrame(lone, columns=["user", "item", "timestamp", "rating"]))
+    with pytest.raises(DataError, match="no user has ratings both before and after the time cut"):
+        run_replay(ds, cfg, cut_frac=0.1)

@@ -23,7 +23,7 @@ import pandas as pd
 from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
 from recloop.data.split import leave_one_out
-from recloop.errors import ConfigError
+from recloop.errors import ConfigError, DataError
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
 from recloop.rl.agents import AGENTS, Guardrail
 from recloop.rl.deep import DeepConfig
@@ -58,6 +58,7 @@ class ArenaConfig:
     )
     world: dict[str, Any] = field(default_factory=dict)
     sim: dict[str, Any] = field(default_factory=dict)
+    deep: dict[str, Any] = field(default_factory=dict)  # DeepConfig options of DQN / REINFORCE
 
     def __post_init__(self) -> None:
         bad = [a for a in self.agents if a not in METHODS]
@@ -130,7 +131,8 @@ def _cell(name: str, guard: bool, seed: int, dataset: Any, train: Any, world: Wo
         agent: Any = train_ppo(world, sim, config.ppo_steps, seed, progress=progress)
         train_s, user_steps = time.perf_counter() - t0, config.ppo_steps
     else:
-        deep = DeepConfig(explore_updates=max(config.steps // 2, 1))
+        deep = make_config(DeepConfig, {"explore_updates": max(config.steps // 2, 1),
+                                         **config.deep})  # fmt: skip
         agent = build_agent(name, dataset=dataset, train=train, slate_size=sim.slate_size,
                             history_len=sim.history_len, model=model,
                             guardrail=Guardrail() if guard else None, deep=deep, seed=seed)  # fmt: skip
@@ -143,6 +145,103 @@ def _cell(name: str, guard: bool, seed: int, dataset: Any, train: Any, world: Wo
     summary = ev.summary() | {
         "train_s": train_s,
         # training throughput (agent + simulator); evaluation's for agents that do not learn
+        "env_steps_per_s": user_steps / train_s if train_s > 0 else ev.user_steps_per_s,
+    }
+    return {"summary": summary, "returns": ev.returns.tolist()}
+
+
+def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
+               work: Path | None = None, progress: bool = False
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Logged-data mode: the same agents trained and evaluated on the real logs, replayed.
+
+    The interactions before a global time cut (the timestamp quantile that leaves
+    ``cut_frac`` of them after it) are the past: the greedy SASRec is fitted on them
+    (leave-one-out early stopping, ``config.greedy``) and the learning agents train on their
+    replayed sessions (:class:`~recloop.sim.replay.ReplayBatch`, ``config.steps`` batch steps
+    of ``config.n_envs``; a user's first session starts from an empty history). Each user's
+    ratings from the cut on (split into sessions at the usual gaps) are then replayed for
+    every agent from the history before them, exploiting: a step scores when the slate holds the next logged item (reward like
+    1.0 / other 0.2), and the log moves on either way. Return per session is therefore a
+    sequential hit measure on real users, with no response model. PPO is skipped: its
+    Gymnasium interface is the simulator's. Returns tidy rows and per-session returns, as
+    :func:`run_arena`, with ``split`` ``replay``.
+    """
+    from recloop.models.sequential import SASRec
+    from recloop.sim.replay import ReplayBatch
+
+    if not 0.0 < cut_frac < 1.0:
+        raise ConfigError(f"cut_frac must be in (0, 1), not {cut_frac}")
+    dataset = load_dataset(data) if isinstance(data, str) else data
+    data = dataset.name if not isinstance(data, str) else data
+    ts = dataset.interactions["timestamp"].to_numpy()
+    cut = int(np.quantile(ts, 1.0 - cut_frac, method="higher"))
+    past = dataset.with_interactions(dataset.interactions[ts < cut].reset_index(drop=True))
+    sim = make_config(SimConfig, config.sim)
+    try:
+        logs = ReplayBatch(dataset, sim, 1, cut=cut)
+    except DataError as err:
+        raise DataError(
+            "no user has ratings both before and after the time cut, so there is nothing to "
+            "replay; change cut_frac (--cut-frac) or use a dataset whose users span the cut"
+        ) from err
+    ev_episodes = np.flatnonzero(dataset.sequences.timestamps[logs.episode_start] >= cut)
+    if not len(ev_episodes):
+        raise DataError(
+            "no session starts after the time cut, so there is nothing to replay; raise "
+            "cut_frac (--cut-frac)"
+        )
+    split = leave_one_out(past, short_users="train")
+    rows: list[dict[str, Any]] = []
+    sessions: list[pd.DataFrame] = []
+    agents = [a for a in config.agents if a != "ppo_sb3"]
+    for seed in config.seeds:
+        model = None
+        for name in agents:
+            for guard in config.guardrail:
+                variant = "guardrail" if guard else "plain"
+                path = work / f"{data}-replay-{name}-{variant}-s{seed}.json" if work else None
+                if path is not None and path.exists():
+                    result = json.loads(path.read_text())
+                else:
+                    if model is None and name not in ("random", "popularity"):
+                        model = SASRec(seed=seed, **config.greedy).fit(
+                            split.train, valid=split, progress=progress
+                        )
+                    result = _replay_cell(name, guard, seed, dataset, past, cut, sim, model,
+                                          ev_episodes, config, progress)  # fmt: skip
+                    if path is not None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(json.dumps(result))
+                base = {"benchmark": "online_rl", "dataset": data, "method": name,
+                        "variant": variant, "seed": seed, "split": "replay"}  # fmt: skip
+                rows += [{**base, "metric": m, "value": result["summary"][m]} for m in METRICS]
+                sessions.append(pd.DataFrame({**base, "user": ev_episodes,
+                                              "return": result["returns"]}))  # fmt: skip
+    return pd.DataFrame(rows), pd.concat(sessions, ignore_index=True)
+
+
+def _replay_cell(name: str, guard: bool, seed: int, dataset: Dataset, past: Dataset,
+                 cut: int, sim: SimConfig, model: Any, ev_episodes: np.ndarray, config: ArenaConfig,
+                 progress: bool) -> dict[str, Any]:  # fmt: skip
+    """Train one agent on the past logs (if it learns), then replay the later sessions."""
+    from recloop.sim.replay import ReplayBatch
+
+    deep = make_config(DeepConfig, {"explore_updates": max(config.steps // 2, 1),
+                                     **config.deep})  # fmt: skip
+    agent = build_agent(name, dataset=dataset, train=past, slate_size=sim.slate_size,
+                        history_len=sim.history_len, model=model,
+                        guardrail=Guardrail() if guard else None, deep=deep, seed=seed)  # fmt: skip
+    train_s, user_steps = 0.0, 0
+    if agent.learns:
+        past_logs = ReplayBatch(past, sim, config.n_envs, min_history=0)
+        log = train_agent(agent, past_logs, np.arange(past_logs.n_episodes), config.steps,
+                          seed, progress)  # fmt: skip
+        train_s, user_steps = log.train_s, log.user_steps
+    logs = ReplayBatch(dataset, sim, len(ev_episodes), cut=cut)
+    ev = evaluate_agent(agent, logs, ev_episodes, seed, progress)
+    summary = ev.summary() | {
+        "train_s": train_s,
         "env_steps_per_s": user_steps / train_s if train_s > 0 else ev.user_steps_per_s,
     }
     return {"summary": summary, "returns": ev.returns.tolist()}

@@ -40,6 +40,11 @@ class DeepConfig:
     epsilon_start: float = option(0.5, "DQN: initial share, decayed linearly")
     explore_updates: int = option(1000, "DQN: updates over which ε decays")
     dueling: bool = option(True, "DQN: dueling value/advantage head")
+    q_head: str = option(
+        "items",
+        "DQN from a model without an offline Q head: 'items' scores states against the "
+        "model's item table (Q starts as its ranking), 'fresh' a new linear layer",
+    )
     clip_ratio: float = option(10.0, "REINFORCE: cap on the importance weight π/β")
     temperature: float = option(1.0, "REINFORCE: softmax temperature of the policy")
     seed: int = option(0, "seed of the networks and sampling")
@@ -56,6 +61,8 @@ class DeepConfig:
         for name in ("epsilon", "epsilon_start"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        if self.q_head not in ("items", "fresh"):
+            raise ConfigError(f"q_head must be 'items' or 'fresh', not {self.q_head!r}")
 
 
 def _encoder_from(model: SequentialRecommender | None, make: Any) -> SequenceEncoder:
@@ -68,18 +75,39 @@ def _encoder_from(model: SequentialRecommender | None, make: Any) -> SequenceEnc
 
 
 class QNet(nn.Module):
-    """Sequence encoder → Q(s, ·) over every item; dueling: ``V(s) + A(s, ·) − mean A``."""
+    """Sequence encoder → Q(s, ·) over every item; dueling: ``V(s) + A(s, ·) − mean A``.
+
+    The item scores ``A`` come from a linear layer (``q``, copied, or fresh), or with
+    ``tied=True`` from the encoder's own item table, ``A(s, a) = α · s·e_a + b_a``: a
+    fitted model's ranking is then the starting Q ranking. ``α`` is set on the first batch
+    (:meth:`calibrate`) so the scores start with unit spread, on the scale of rewards.
+    """
 
     def __init__(self, encoder: SequenceEncoder, n_items: int, dueling: bool,
-                 q: nn.Linear | None = None) -> None:  # fmt: skip
+                 q: nn.Linear | None = None, tied: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.encoder = encoder
-        self.q = copy.deepcopy(q) if q is not None else nn.Linear(encoder.dim, n_items)
+        self.q: nn.Linear | None = None
+        if tied:
+            self.scale = nn.Parameter(torch.ones(()))
+            self.bias = nn.Parameter(torch.zeros(n_items))
+        else:
+            self.q = copy.deepcopy(q) if q is not None else nn.Linear(encoder.dim, n_items)
         self.value = nn.Linear(encoder.dim, 1) if dueling else None
+
+    def calibrate(self, seq: torch.Tensor) -> None:
+        """Tied head: scale the item scores of these states to unit standard deviation."""
+        if self.q is None:
+            with torch.no_grad():
+                std = self.encoder.logits(self.encoder.encode(seq)).std()
+                self.scale.fill_(1.0 / float(std.clamp_min(1e-6)))
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         state = self.encoder.encode(seq)
-        a = self.q(state)
+        if self.q is not None:
+            a = self.q(state)
+        else:  # the tied item-table head
+            a = self.scale * self.encoder.logits(state) + self.bias
         if self.value is None:
             return a
         return self.value(state) + a - a.mean(-1, keepdim=True)
@@ -126,6 +154,11 @@ class DQNAgent(Agent):
     synced every ``target_every`` updates, one update per batch step once the buffer holds
     a batch. Exploration: each slate position is replaced by a random unseen item with
     probability ε, decayed linearly from ``epsilon_start``.
+
+    Started from a fitted ``model``, the network is a copy of its encoder and item table;
+    the Q layer is the model's offline Q head when it has one (SQN, SAC, SA2C, CSA), else
+    (``q_head="items"``) the tied item-table head of :class:`QNet`, so the first slates are
+    the model's own, or (``q_head="fresh"``) a new linear layer.
     """
 
     name = "dqn"
@@ -139,7 +172,9 @@ class DQNAgent(Agent):
         q = None
         if model is not None and model.config.head in ("sqn", "sac", "snqn", "sa2c", "csa"):
             q = model.learner.net(0).q  # an offline Q head, fine-tuned online
-        self.net = QNet(_encoder_from(model, make_encoder), n_items, c.dueling, q)
+        tied = q is None and model is not None and c.q_head == "items"
+        self.net = QNet(_encoder_from(model, make_encoder), n_items, c.dueling, q, tied)
+        self._calibrated = not tied
         self.target = copy.deepcopy(self.net)
         self.target.eval()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=c.lr)
@@ -175,6 +210,11 @@ class DQNAgent(Agent):
             return {}
         idx = self.replay.sample(c.batch_size, self.rng)
         r = self.replay
+        if not self._calibrated:  # the tied head's scale, from the first batch's states
+            self.net.eval()
+            self.net.calibrate(_tokens(r.hist[idx]))
+            self.target.load_state_dict(self.net.state_dict())
+            self._calibrated = True
         slates = torch.from_numpy(r.slates[idx])
         first = torch.from_numpy(first_occurrence(r.slates[idx]))
         reward = torch.from_numpy(

@@ -360,11 +360,15 @@ def run_sessions(batch: Users, policy: Policy, seed: int, progress: bool = False
                    div_sum / np.maximum(lengths, 1))  # fmt: skip
 
 
-def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int) -> np.ndarray:
-    """Lengths of real sessions: each user's chronological events split at gaps > ``gap_s``."""
+def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int,
+                    cut: int | None = None) -> np.ndarray:  # fmt: skip
+    """Lengths of real sessions: each user's chronological events split at gaps > ``gap_s``
+    (and, with ``cut``, at each user's first event at or after that time)."""
     starts = np.zeros(len(timestamps), dtype=bool)
     starts[indptr[:-1][np.diff(indptr) > 0]] = True  # each user's first event
     starts[1:] |= np.diff(timestamps) > gap_s
+    if cut is not None:
+        starts[1:] |= (timestamps[1:] >= cut) & (timestamps[:-1] < cut)
     idx = np.flatnonzero(starts)
     return np.diff(np.r_[idx, len(timestamps)])
 

@@ -13,6 +13,9 @@ everything the user rated before it, and each step reveals the next logged item.
   in replay evaluation (Li et al., WSDM 2011, without the rejection of unmatched steps).
 * ``terminated`` at the session's last logged item, ``truncated`` at ``session_cap``.
 
+With ``cut`` (a Unix time) a session also ends at the cut: each user's ratings from ``cut``
+on start a new episode, so a model fitted on the ratings before it replays only later ones.
+
 ``reset(slots, episodes)`` takes episode indices (``0..n_episodes − 1``), not user indices;
 ``users`` then holds each slot's user. A replayed step is deterministic: the generator
 passed to ``step`` is not used.
@@ -30,14 +33,14 @@ from recloop.sim.core import SimConfig, StepResult, first_occurrence, session_le
 class ReplayBatch:
     """``size`` slots replaying real sessions of ``dataset`` (see the module docstring)."""
 
-    def __init__(self, dataset: Dataset, config: SimConfig, size: int,
-                 min_history: int = 1, like_threshold: float = 4.0) -> None:  # fmt: skip
+    def __init__(self, dataset: Dataset, config: SimConfig, size: int, min_history: int = 1,
+                 like_threshold: float = 4.0, cut: int | None = None) -> None:  # fmt: skip
         if size < 1:
             raise ConfigError(f"a batch needs at least one slot, not {size}")
         seq = dataset.sequences
         self.config, self.size, self.n_items = config, size, dataset.n_items
         self._seq = seq
-        lengths = session_lengths(seq.timestamps, seq.indptr, config.session_gap_s)
+        lengths = session_lengths(seq.timestamps, seq.indptr, config.session_gap_s, cut)
         starts = np.r_[0, np.cumsum(lengths)[:-1]]
         user_of = np.repeat(np.arange(len(seq.indptr) - 1), np.diff(seq.indptr))
         keep = starts - seq.indptr[user_of[starts]] >= min_history  # a history to start from
