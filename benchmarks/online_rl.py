@@ -6,7 +6,9 @@ simulated users for ``--steps`` batch steps of ``--n-envs`` users (PPO for ``--p
 environment steps), then evaluated on ``--eval-users`` fixed start users kept out of
 training, with the exposure guardrail off and on. Tidy rows go to
 ``benchmarks/results/online_rl.csv``, the tables to ``online_rl.md``. A second response model
-(``--world-models bpr``) gives the robustness check.
+(``--world-models bpr``) gives the robustness check. ``--replay`` runs the logged-data mode
+instead: the agents train on the real sessions before a time cut (the last ``--cut-frac`` of
+the interactions after it) and are scored replaying each user's ratings after the cut.
 
     python benchmarks/online_rl.py --datasets ml-100k --seeds 0,1,2 --work /tmp/online_rl
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 from recloop.compare import write_results
-from recloop.rl.arena import ArenaConfig, arena_table, run_arena, with_agents
+from recloop.rl.arena import ArenaConfig, arena_table, run_arena, run_replay, with_agents
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The greedy SASRec's options: offline_rl's base options per dataset (ML-1M: max_len 50 and
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="keep finished cells here")
     ap.add_argument("--name", default="online_rl", help="results file name")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--replay", action="store_true", help="logged-data mode, no simulator")
+    ap.add_argument("--cut-frac", type=float, default=0.1, help="--replay: share after the cut")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.threads:
@@ -65,12 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     for data in args.datasets.split(","):
         work = args.work / data if args.work else None
         cfg = replace(config, greedy=GREEDY.get(data, config.greedy))
-        tidy, sessions, world = run_arena(data, cfg, work, progress=not args.quiet)
-        tidy["world"] = args.world_models
+        if args.replay:
+            tidy, sessions = run_replay(data, cfg, args.cut_frac, work, progress=not args.quiet)
+            tidy["world"] = "replay"
+            text = [f"### {data}: {len(config.seeds)} seeds, logged-data mode (the last "
+                    f"{args.cut_frac:.0%} of the interactions replayed, "
+                    f"{sessions['user'].nunique()} sessions)\n", arena_table(tidy, sessions), ""]  # fmt: skip
+        else:
+            tidy, sessions, world = run_arena(data, cfg, work, progress=not args.quiet)
+            tidy["world"] = args.world_models
+            text = [f"### {data}: {len(config.seeds)} seeds, {config.eval_users} evaluation "
+                    f"users, world `{args.world_models}`\n", arena_table(tidy, sessions), "",
+                    "```", world.describe(), "```", ""]  # fmt: skip
         frames.append(tidy)
-        text = [f"### {data}: {len(config.seeds)} seeds, {config.eval_users} evaluation users, "
-                f"world `{args.world_models}`\n", arena_table(tidy, sessions), "",
-                "```", world.describe(), "```", ""]  # fmt: skip
         sections.append("\n".join(text))
         print(sections[-1], flush=True)
     write_results(RESULTS, args.name, frames, sections)

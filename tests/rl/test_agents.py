@@ -263,6 +263,46 @@ def test_greedy_agent_ranks_as_the_fitted_model_and_dqn_starts_from_its_q_head()
     assert dqn.net.q.weight.data_ptr() != q.weight.data_ptr()  # a copy: the model is untouched
 
 
+class _OneHot(GRU4RecEncoder):
+    """A toy encoder whose state is the one-hot of the latest token, so Q(s, ·) is a column
+    of the Q layer's weights, set by hand."""
+
+    def forward(self, seq):  # type: ignore[no-untyped-def]
+        import torch
+
+        return torch.nn.functional.one_hot(seq, self.n_items + 1).float()
+
+
+@pytest.mark.parametrize(
+    ("target", "expect"),
+    # click: V(s') sums the target net's values of the online net's top-2 unseen items
+    # (items 2 and 3: 0.5 + 0.25); only the clicked item gets r + γ V; shared: every shown
+    # item gets r_i + γ Q_target(s', argmax_online) = r_i + 0.5 · 0.5
+    [("click", [[0.0, 1.375], [0.0, 1.0]]), ("shared", [[0.25, 1.25], [0.0, 1.0]])],
+)
+def test_dqn_targets_by_hand(target: str, expect: list[list[float]]) -> None:
+    """Double Q (online net selects, target net evaluates), the discount, unseen-only
+    selection and no future after the user leaves, on two transitions by hand."""
+    import torch
+
+    from recloop.rl.agents import Feedback
+
+    cfg = DeepConfig(gamma=0.5, batch_size=2, dueling=False, slate_target=target)
+    dqn = DQNAgent(4, 2, cfg, make_encoder=lambda: _OneHot(4, 5), history_len=2)
+    with torch.no_grad():
+        for net, col in ((dqn.net, [0.1, 5.0, 0.9, 0.5]), (dqn.target, [2.0, 9.0, 0.5, 0.25])):
+            net.q.weight.zero_()
+            net.q.bias.zero_()
+            net.q.weight[:, 2] = torch.tensor(col)  # Q(s', ·) after item 1 (token 2)
+    seen = np.zeros((2, 4), dtype=bool)
+    next_seen = np.array([[False, True, False, False]] * 2)  # item 1 seen: 0, 2, 3 remain
+    fb = Feedback(np.array([[0, 1], [0, 1]]), seen, np.array([[0, 1], [0, 1]]), np.array([1, 1]),
+                  np.array([1.0, 1.0], np.float32), np.array([[1, 2], [1, 2]]), next_seen,
+                  np.array([False, True]), np.array([False, False]), np.array([True, True]))  # fmt: skip
+    dqn.replay.add(fb, np.arange(2))
+    np.testing.assert_allclose(dqn.targets(np.arange(2)).numpy(), expect, rtol=1e-6)
+
+
 def test_dqn_from_a_plain_model_starts_from_its_ranking() -> None:
     """No offline Q head: the tied head scores with the model's item table, so Q's first
     ranking is the model's; calibration scales the scores to unit spread; the model is
@@ -279,7 +319,8 @@ def test_dqn_from_a_plain_model_starts_from_its_ranking() -> None:
     users = np.arange(6)
     hist = np.stack([np.r_[np.zeros(20, np.int64), h.items[h.indptr[u]:h.indptr[u + 1]] + 1][-20:]
                      for u in users])  # fmt: skip
-    dqn = DQNAgent(ds.n_items, 3, DeepConfig(batch_size=4), model=model, history_len=20)
+    cfg = DeepConfig(batch_size=4, q_head="items")
+    dqn = DQNAgent(ds.n_items, 3, cfg, model=model, history_len=20)
     assert dqn.net.q is None
     expect = model.score(users)
 
@@ -339,7 +380,7 @@ def test_replay_arena_trains_on_the_past_and_replays_the_later_sessions() -> Non
     with pytest.raises(ConfigError, match="cut_frac"):
         run_replay(ds, cfg, cut_frac=1.0)
     # the only rating after the cut is a new user's: nothing to replay
-    lone = rows[:8] + [("u9", "c", 100_000, 5.0)]
+    lone = [*rows[:8], ("u9", "c", 100_000, 5.0)]
     ds = Dataset.from_frame(pd.DataFrame(lone, columns=["user", "item", "timestamp", "rating"]))
     with pytest.raises(DataError, match="no user has ratings both before and after the time cut"):
         run_replay(ds, cfg, cut_frac=0.1)

@@ -40,8 +40,14 @@ class DeepConfig:
     epsilon_start: float = option(0.5, "DQN: initial share, decayed linearly")
     explore_updates: int = option(1000, "DQN: updates over which ε decays")
     dueling: bool = option(True, "DQN: dueling value/advantage head")
+    slate_target: str = option(
+        "shared",
+        "DQN: 'click' learns each item's share of the slate's value (the clicked item's "
+        "r + γ V(s'), 0 for the others; V(s') the next slate's summed Q); 'shared' gives every "
+        "shown item r_i + γ max Q(s')",
+    )
     q_head: str = option(
-        "items",
+        "fresh",
         "DQN from a model without an offline Q head: 'items' scores states against the "
         "model's item table (Q starts as its ranking), 'fresh' a new linear layer",
     )
@@ -61,6 +67,10 @@ class DeepConfig:
         for name in ("epsilon", "epsilon_start"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        if self.slate_target not in ("click", "shared"):
+            raise ConfigError(
+                f"slate_target must be 'click' or 'shared', not {self.slate_target!r}"
+            )
         if self.q_head not in ("items", "fresh"):
             raise ConfigError(f"q_head must be 'items' or 'fresh', not {self.q_head!r}")
 
@@ -217,17 +227,7 @@ class DQNAgent(Agent):
             self._calibrated = True
         slates = torch.from_numpy(r.slates[idx])
         first = torch.from_numpy(first_occurrence(r.slates[idx]))
-        reward = torch.from_numpy(
-            np.where(r.slates[idx] == r.clicked[idx, None], r.reward[idx, None], 0.0)
-        ).float()
-        with torch.no_grad():
-            self.net.eval()
-            nxt = _tokens(r.next_hist[idx])
-            allowed = torch.from_numpy(~r.seen(idx))
-            best = self.net(nxt).masked_fill(~allowed, -torch.inf).argmax(1, keepdim=True)
-            value = self.target(nxt).gather(1, best).squeeze(1)
-            value = value.masked_fill(torch.from_numpy(r.done[idx]), 0.0)
-            y = reward + c.gamma * value[:, None]  # (N, K)
+        y = self.targets(idx)
         self.net.train()
         q = self.net(_tokens(r.hist[idx])).gather(1, slates)  # (N, K)
         loss = F.smooth_l1_loss(q[first], y[first])
@@ -239,6 +239,31 @@ class DQNAgent(Agent):
         if self.updates % c.target_every == 0:
             self.target.load_state_dict(self.net.state_dict())
         return {"loss": float(loss.detach()), "q": float(q.detach().mean())}
+
+    def targets(self, idx: np.ndarray) -> torch.Tensor:
+        """(N, K) Q targets of the replayed transitions ``idx``, one per slate position."""
+        c, r = self.config, self.replay
+        slates = torch.from_numpy(r.slates[idx])
+        reward = torch.from_numpy(
+            np.where(r.slates[idx] == r.clicked[idx, None], r.reward[idx, None], 0.0)
+        ).float()
+        with torch.no_grad():
+            self.net.eval()
+            nxt = _tokens(r.next_hist[idx])
+            allowed = torch.from_numpy(~r.seen(idx))
+            online = self.net(nxt).masked_fill(~allowed, -torch.inf)
+            if c.slate_target == "click":  # V(s') = the next slate's summed item values
+                best = online.topk(self.k, dim=1).indices
+                value = self.target(nxt).gather(1, best).clamp_min(0.0).sum(1)
+            else:
+                value = self.target(nxt).gather(1, online.argmax(1, keepdim=True)).squeeze(1)
+            value = value.masked_fill(torch.from_numpy(r.done[idx]), 0.0)
+            if c.slate_target == "click":
+                clicked = slates == torch.from_numpy(r.clicked[idx])[:, None]
+                y = clicked * (reward + c.gamma * value[:, None])  # (N, K)
+            else:
+                y = reward + c.gamma * value[:, None]  # (N, K)
+        return y
 
 
 def _marks(slates: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
