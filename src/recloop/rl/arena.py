@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,13 @@ import pandas as pd
 
 from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
-from recloop.data.split import leave_one_out
+from recloop.data.split import Split, leave_one_out
 from recloop.errors import ConfigError, DataError
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
 from recloop.rl.agents import AGENTS, Guardrail
 from recloop.rl.deep import DeepConfig
 from recloop.rl.online import build_agent, evaluate_agent, train_agent
-from recloop.sim.core import SimConfig, UserBatch
+from recloop.sim.core import SimConfig, UserBatch, Users
 from recloop.sim.world import World, WorldConfig
 
 #: Every agent and baseline, in table order (``ppo_sb3`` needs the ``rl`` extra).
@@ -80,8 +81,6 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     With ``work``, each cell's results are kept in ``work/CELL.json`` and a rerun reuses
     them (the world and the greedy models are refitted, deterministically, when needed).
     """
-    from recloop.models.sequential import SASRec
-
     dataset = load_dataset(data) if isinstance(data, str) else data
     data = dataset.name if not isinstance(data, str) else data
     split = leave_one_out(dataset)
@@ -90,64 +89,14 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     users = np.random.default_rng(12345).permutation(world.active_users)
     n_eval = min(config.eval_users, len(users) // 2)
     ev_users, train_users = np.sort(users[:n_eval]), users[n_eval:]
-    rows: list[dict[str, Any]] = []
-    sessions: list[pd.DataFrame] = []
-    for seed in config.seeds:
-        model = None
-        for name in config.agents:
-            for guard in config.guardrail if name != "ppo_sb3" else (False,):
-                variant = "guardrail" if guard else "plain"
-                cell = f"{data}-{name}-{variant}-s{seed}"
-                path = work / f"{cell}.json" if work is not None else None
-                if path is not None and path.exists():
-                    result = json.loads(path.read_text())
-                else:
-                    if model is None and name in ("greedy", "dqn", "reinforce_topk", "linucb",
-                                                  "thompson", "epsilon_greedy"):  # fmt: skip
-                        model = SASRec(seed=seed, **config.greedy).fit(
-                            split.train, valid=split, progress=progress
-                        )
-                    result = _cell(name, guard, seed, dataset, split.train, world, sim, model,
-                                   train_users, ev_users, config, progress)  # fmt: skip
-                    if path is not None:
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        path.write_text(json.dumps(result))
-                base = {"benchmark": "online_rl", "dataset": data, "method": name,
-                        "variant": variant, "seed": seed, "split": "sim"}  # fmt: skip
-                rows += [{**base, "metric": m, "value": result["summary"][m]} for m in METRICS]
-                sessions.append(pd.DataFrame({**base, "user": ev_users,
-                                              "return": result["returns"]}))  # fmt: skip
-    return pd.DataFrame(rows), pd.concat(sessions, ignore_index=True), world
-
-
-def _cell(name: str, guard: bool, seed: int, dataset: Any, train: Any, world: World,
-          sim: SimConfig, model: Any, train_users: np.ndarray, ev_users: np.ndarray,
-          config: ArenaConfig, progress: bool) -> dict[str, Any]:  # fmt: skip
-    """Train (if it learns) and evaluate one agent."""
-    if name == "ppo_sb3":
-        from recloop.rl.sb3 import train_ppo
-
-        t0 = time.perf_counter()
-        agent: Any = train_ppo(world, sim, config.ppo_steps, seed, progress=progress)
-        train_s, user_steps = time.perf_counter() - t0, config.ppo_steps
-    else:
-        deep = make_config(DeepConfig, {"explore_updates": max(config.steps // 2, 1),
-                                         **config.deep})  # fmt: skip
-        agent = build_agent(name, dataset=dataset, train=train, slate_size=sim.slate_size,
-                            history_len=sim.history_len, model=model,
-                            guardrail=Guardrail() if guard else None, deep=deep, seed=seed)  # fmt: skip
-        train_s, user_steps = 0.0, 0
-        if agent.learns:
-            log = train_agent(agent, UserBatch(world, sim, config.n_envs), train_users,
-                              config.steps, seed, progress)  # fmt: skip
-            train_s, user_steps = log.train_s, log.user_steps
-    ev = evaluate_agent(agent, UserBatch(world, sim, len(ev_users)), ev_users, seed, progress)
-    summary = ev.summary() | {
-        "train_s": train_s,
-        # training throughput (agent + simulator); evaluation's for agents that do not learn
-        "env_steps_per_s": user_steps / train_s if train_s > 0 else ev.user_steps_per_s,
-    }
-    return {"summary": summary, "returns": ev.returns.tolist()}
+    stage = _Stage(
+        label="sim", prefix=data, split=split, train=split.train, sim=sim,
+        train_batch=lambda: UserBatch(world, sim, config.n_envs), train_starts=train_users,
+        eval_batch=lambda: UserBatch(world, sim, len(ev_users)), eval_starts=ev_users,
+        world=world,
+    )  # fmt: skip
+    tidy, sessions = _run_grid(stage, data, dataset, config, work, progress)
+    return tidy, sessions, world
 
 
 def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
@@ -161,13 +110,12 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
     replayed sessions (:class:`~recloop.sim.replay.ReplayBatch`, ``config.steps`` batch steps
     of ``config.n_envs``; a user's first session starts from an empty history). Each user's
     ratings from the cut on (split into sessions at the usual gaps) are then replayed for
-    every agent from the history before them, exploiting: a step scores when the slate holds the next logged item (reward like
-    1.0 / other 0.2), and the log moves on either way. Return per session is therefore a
-    sequential hit measure on real users, with no response model. PPO is skipped: its
-    Gymnasium interface is the simulator's. Returns tidy rows and per-session returns, as
-    :func:`run_arena`, with ``split`` ``replay``.
+    every agent from the history before them, exploiting: a step scores when the slate
+    holds the next logged item (reward like 1.0 / other 0.2), and the log moves on either
+    way. Return per session is therefore a sequential hit measure on real users, with no
+    response model. PPO is skipped: its Gymnasium interface is the simulator's. Returns
+    tidy rows and per-session returns, as :func:`run_arena`, with ``split`` ``replay``.
     """
-    from recloop.models.sequential import SASRec
     from recloop.sim.replay import ReplayBatch
 
     if not 0.0 < cut_frac < 1.0:
@@ -191,57 +139,95 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
             "no session starts after the time cut, so there is nothing to replay; raise "
             "cut_frac (--cut-frac)"
         )
-    split = leave_one_out(past, short_users="train")
+
+    def past_logs(size: int = config.n_envs) -> ReplayBatch:
+        return ReplayBatch(past, sim, size, min_history=0)
+
+    stage = _Stage(
+        label="replay", prefix=f"{data}-replay", split=leave_one_out(past, short_users="train"),
+        train=past, sim=sim, train_batch=past_logs,
+        train_starts=np.arange(past_logs(1).n_episodes),
+        eval_batch=lambda: ReplayBatch(dataset, sim, len(ev_episodes), cut=cut),
+        eval_starts=ev_episodes,
+    )  # fmt: skip
+    return _run_grid(stage, data, dataset, config, work, progress)
+
+
+@dataclass
+class _Stage:
+    """Where agents train and are evaluated: the simulator, or the replayed logs."""
+
+    label: str  # the tidy rows' ``split``
+    prefix: str  # of the cell names
+    split: Split  # the greedy model's fit (train) and early stopping (valid)
+    train: Dataset  # what the agents know beforehand (popularity counts)
+    sim: SimConfig
+    train_batch: Callable[[], Users]
+    train_starts: np.ndarray  # users (simulator) or episodes (logs) training starts from
+    eval_batch: Callable[[], Users]
+    eval_starts: np.ndarray
+    world: World | None = None  # PPO trains in the simulator only
+
+
+def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
+              work: Path | None, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Every (seed, agent, guardrail) cell of ``stage``, reusing the ones kept in ``work``."""
+    from recloop.models.sequential import SASRec
+
     rows: list[dict[str, Any]] = []
     sessions: list[pd.DataFrame] = []
-    agents = [a for a in config.agents if a != "ppo_sb3"]
+    agents = [a for a in config.agents if a != "ppo_sb3" or stage.world is not None]
     for seed in config.seeds:
         model = None
         for name in agents:
-            for guard in config.guardrail:
+            for guard in config.guardrail if name != "ppo_sb3" else (False,):
                 variant = "guardrail" if guard else "plain"
-                path = work / f"{data}-replay-{name}-{variant}-s{seed}.json" if work else None
+                path = work / f"{stage.prefix}-{name}-{variant}-s{seed}.json" if work else None
                 if path is not None and path.exists():
                     result = json.loads(path.read_text())
                 else:
-                    if model is None and name not in ("random", "popularity"):
+                    if model is None and name not in ("random", "popularity", "ppo_sb3"):
                         model = SASRec(seed=seed, **config.greedy).fit(
-                            split.train, valid=split, progress=progress
+                            stage.split.train, valid=stage.split, progress=progress
                         )
-                    result = _replay_cell(name, guard, seed, dataset, past, cut, sim, model,
-                                          ev_episodes, config, progress)  # fmt: skip
+                    result = _cell(stage, name, guard, seed, dataset, model, config, progress)
                     if path is not None:
                         path.parent.mkdir(parents=True, exist_ok=True)
                         path.write_text(json.dumps(result))
                 base = {"benchmark": "online_rl", "dataset": data, "method": name,
-                        "variant": variant, "seed": seed, "split": "replay"}  # fmt: skip
+                        "variant": variant, "seed": seed, "split": stage.label}  # fmt: skip
                 rows += [{**base, "metric": m, "value": result["summary"][m]} for m in METRICS]
-                sessions.append(pd.DataFrame({**base, "user": ev_episodes,
+                sessions.append(pd.DataFrame({**base, "user": stage.eval_starts,
                                               "return": result["returns"]}))  # fmt: skip
     return pd.DataFrame(rows), pd.concat(sessions, ignore_index=True)
 
 
-def _replay_cell(name: str, guard: bool, seed: int, dataset: Dataset, past: Dataset,
-                 cut: int, sim: SimConfig, model: Any, ev_episodes: np.ndarray, config: ArenaConfig,
-                 progress: bool) -> dict[str, Any]:  # fmt: skip
-    """Train one agent on the past logs (if it learns), then replay the later sessions."""
-    from recloop.sim.replay import ReplayBatch
+def _cell(stage: _Stage, name: str, guard: bool, seed: int, dataset: Dataset, model: Any,
+          config: ArenaConfig, progress: bool) -> dict[str, Any]:  # fmt: skip
+    """Train one agent (if it learns), then evaluate it on the stage's start states."""
+    sim = stage.sim
+    if name == "ppo_sb3":
+        from recloop.rl.sb3 import train_ppo
 
-    deep = make_config(DeepConfig, {"explore_updates": max(config.steps // 2, 1),
-                                     **config.deep})  # fmt: skip
-    agent = build_agent(name, dataset=dataset, train=past, slate_size=sim.slate_size,
-                        history_len=sim.history_len, model=model,
-                        guardrail=Guardrail() if guard else None, deep=deep, seed=seed)  # fmt: skip
-    train_s, user_steps = 0.0, 0
-    if agent.learns:
-        past_logs = ReplayBatch(past, sim, config.n_envs, min_history=0)
-        log = train_agent(agent, past_logs, np.arange(past_logs.n_episodes), config.steps,
-                          seed, progress)  # fmt: skip
-        train_s, user_steps = log.train_s, log.user_steps
-    logs = ReplayBatch(dataset, sim, len(ev_episodes), cut=cut)
-    ev = evaluate_agent(agent, logs, ev_episodes, seed, progress)
+        assert stage.world is not None
+        t0 = time.perf_counter()
+        agent: Any = train_ppo(stage.world, sim, config.ppo_steps, seed, progress=progress)
+        train_s, user_steps = time.perf_counter() - t0, config.ppo_steps
+    else:
+        deep = make_config(DeepConfig, {"explore_updates": max(config.steps // 2, 1),
+                                         **config.deep})  # fmt: skip
+        agent = build_agent(name, dataset=dataset, train=stage.train, slate_size=sim.slate_size,
+                            history_len=sim.history_len, model=model,
+                            guardrail=Guardrail() if guard else None, deep=deep, seed=seed)  # fmt: skip
+        train_s, user_steps = 0.0, 0
+        if agent.learns:
+            log = train_agent(agent, stage.train_batch(), stage.train_starts, config.steps, seed,
+                              progress)  # fmt: skip
+            train_s, user_steps = log.train_s, log.user_steps
+    ev = evaluate_agent(agent, stage.eval_batch(), stage.eval_starts, seed, progress)
     summary = ev.summary() | {
         "train_s": train_s,
+        # training throughput (agent + environment); evaluation's for agents that do not learn
         "env_steps_per_s": user_steps / train_s if train_s > 0 else ev.user_steps_per_s,
     }
     return {"summary": summary, "returns": ev.returns.tolist()}
