@@ -349,10 +349,15 @@ def test_the_same_agent_code_runs_on_replayed_logs() -> None:
     ds = _logs()
     counts = np.bincount(ds.sequences.items, minlength=ds.n_items)  # a 1, b 2, c 2, d 1, e 1
     replay = ReplayBatch(ds, SimConfig(slate_size=2, history_len=3, session_cap=10), 1)
+    genre = {"a": [1, 0], "b": [1, 0], "c": [1, 0], "d": [0, 1], "e": [1, 1]}
+    replay.genres = np.array([genre[str(x)] for x in ds.items.ids(np.arange(ds.n_items))],
+                             dtype=np.float32)  # fmt: skip
     ev = evaluate_agent(PopularityAgent(counts, 2), replay, np.array([0]), seed=0)
     # c (rating 5: 1.0), then d (rating 2: 0.2), then e (rating 4: 1.0)
     np.testing.assert_allclose(ev.returns, [2.2], rtol=1e-6)
     assert ev.lengths.tolist() == [3] and ev.ctr.tolist() == [1.0]
+    # slates [c d], [d e], [e, a seen a/b/c]: genre distances 1, 1 − 1/√2, 1 − 1/√2
+    np.testing.assert_allclose(ev.diversity, [(1 + 2 * (1 - 2**-0.5)) / 3], rtol=1e-9)
     agent = BanditAgent(LinearBandit(np.eye(ds.n_items), kind="thompson", seed=0), 2)
     log = train_agent(agent, ReplayBatch(ds, SimConfig(slate_size=2, history_len=3), 2),
                       np.array([0]), 6, seed=0)  # fmt: skip

@@ -36,6 +36,13 @@ def catalogue_coverage(topk_items: ArrayLike, n_items: int) -> float:
     return float(np.unique(items[items >= 0]).size / n_items)
 
 
+def unit_rows(x: ArrayLike) -> NDArray[np.float64]:
+    """Each row scaled to unit length (an all-zero row stays zero), as float64."""
+    a = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
+
+
 def intra_list_diversity(
     topk_items: ArrayLike, item_features: ArrayLike | sp.spmatrix | sp.sparray
 ) -> NDArray[np.float64]:
@@ -64,8 +71,7 @@ def intra_list_diversity(
         raise DataError(f"item_features must be a 2-D (items, features) array, got {feats.shape}")
     feats = feats.astype(np.float64)
     _check_items_in_range(items, feats.shape[0], "topk_items")
-    norms = np.linalg.norm(feats, axis=1, keepdims=True)
-    unit = np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
+    unit = unit_rows(feats)
 
     n_users, k = items.shape
     out = np.full(n_users, np.nan, dtype=np.float64)

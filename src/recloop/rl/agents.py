@@ -43,6 +43,7 @@ import torch
 
 from recloop.config import option
 from recloop.errors import ConfigError
+from recloop.eval.beyond import unit_rows
 from recloop.sim.core import Users, top_unseen
 
 if TYPE_CHECKING:
@@ -94,10 +95,8 @@ class _Exposure:
 
     def __init__(self, rail: Guardrail, genres: np.ndarray) -> None:
         self.rail = rail
-        g = np.asarray(genres, dtype=np.float64)
-        norm = np.linalg.norm(g, axis=1, keepdims=True)
-        self.unit = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
-        self.counts = np.zeros(len(g))
+        self.unit = unit_rows(genres)
+        self.counts = np.zeros(len(self.unit))
 
     def select(self, scores: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
         rail = self.rail
@@ -232,11 +231,7 @@ class BanditAgent(Agent):
     def act(self, users: Users, rng: np.random.Generator, explore: bool = False) -> np.ndarray:
         if not explore:
             return self.slate(self.scores(users), users)
-        s = self.bandit.scores(users.history)
-        if self.bandit.config.kind == "epsilon_greedy":
-            random = self.bandit.rng.random(len(s)) < self.bandit.config.epsilon
-            s = np.where(random[:, None], self.bandit.rng.random(s.shape), s)
-        return self.slate(s, users)
+        return self.slate(self.bandit.scores(users.history), users)
 
     def learn(self, feedback: Feedback) -> dict[str, float]:
         from recloop.rl.bandits import BanditBatch

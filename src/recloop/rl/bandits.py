@@ -99,7 +99,9 @@ class LinearBandit:
         return np.concatenate([p, p * taste[:, None, :]], -1)
 
     def scores(self, history: np.ndarray) -> np.ndarray:
-        """(B, I) ranking scores (with the exploration of ``linucb``/``thompson``)."""
+        """(B, I) ranking scores with the kind's exploration: a random score row with
+        probability ε (``epsilon_greedy``), the upper bound (``linucb``) or a posterior draw
+        (``thompson``)."""
         taste = self.taste(history)
         kind = self.config.kind
         theta = self.theta
@@ -109,8 +111,9 @@ class LinearBandit:
             thetas = theta + self.config.scale * z @ chol.T  # (B, 2d), one draw per slate
             return self._linear(taste, thetas)
         mean = self._linear(taste, theta)  # (B, I): x · θ̂ for every item
-        if kind != "linucb":
-            return mean
+        if kind == "epsilon_greedy":
+            explore = self.rng.random(len(mean)) < self.config.epsilon
+            return np.where(explore[:, None], self.rng.random(mean.shape), mean)
         return mean + self.config.alpha * np.sqrt(self._quadratic(taste).clip(0))
 
     def mean_scores(self, history: np.ndarray) -> np.ndarray:
@@ -144,13 +147,8 @@ class LinearBandit:
         """(B, k) slates for users with the observed ``history`` (B, L)."""
         history = np.asarray(history, dtype=np.int64)
         s = self.scores(history)
-        b = len(s)
         r, c = np.nonzero(history > 0)
         s[r, history[r, c] - 1] = -np.inf  # never recommend what the user already has
-        if self.config.kind == "epsilon_greedy":
-            explore = self.rng.random(b) < self.config.epsilon
-            noise = self.rng.random(s.shape)
-            s = np.where(explore[:, None] & np.isfinite(s), noise, s)
         top = np.argpartition(-s, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
         return np.take_along_axis(top, order, 1)

@@ -43,6 +43,7 @@ import numpy as np
 
 from recloop.config import option
 from recloop.errors import ConfigError
+from recloop.eval.beyond import intra_list_diversity
 from recloop.models.base import History
 from recloop.progress import progress_bar
 from recloop.rl.reward import Reward
@@ -326,8 +327,8 @@ def run_sessions(batch: Users, policy: Policy, seed: int, progress: bool = False
                  label: str = "simulating") -> Rollout:  # fmt: skip
     """Step ``batch`` (every slot freshly reset) under ``policy`` until every session ended.
 
-    Diversity is the mean over pairs of a slate's items of ``1 − cos`` of their genre
-    vectors (intra-list diversity), averaged over the session's steps.
+    Diversity is :func:`recloop.eval.beyond.intra_list_diversity` of each slate over the
+    items' genre vectors, averaged over the session's steps (NaN for slates of one item).
     """
     rng = np.random.default_rng(seed)
     policy_rng = np.random.default_rng([seed, 1])  # the world's draws do not depend on it
@@ -337,10 +338,8 @@ def run_sessions(batch: Users, policy: Policy, seed: int, progress: bool = False
     clicks = np.zeros(n, dtype=np.int64)
     returns = np.zeros(n)
     div_sum = np.zeros(n)
-    norm = np.linalg.norm(batch.genres, axis=1, keepdims=True)
-    unit = np.divide(batch.genres, norm, out=np.zeros_like(batch.genres), where=norm > 0)
+    genres = batch.genres.astype(np.float64)
     k = batch.config.slate_size
-    pairs = max(k * (k - 1), 1)
     with progress_bar(batch.config.session_cap, label, progress) as bar:
         while batch.active.any():
             act = batch.active.copy()
@@ -349,15 +348,14 @@ def run_sessions(batch: Users, policy: Policy, seed: int, progress: bool = False
             hit = res.clicked >= 0
             np.add.at(item_clicks, res.clicked[hit], 1)
             np.add.at(shown, np.asarray(slates)[act].ravel(), 1)
-            vec = unit[np.asarray(slates)[act]]  # (n, K, G)
-            sim = np.einsum("nkg,njg->n", vec, vec) - np.einsum("nkg,nkg->n", vec, vec)
-            div_sum[act] += 1.0 - sim / pairs
+            if k > 1:
+                div_sum[act] += intra_list_diversity(np.asarray(slates)[act], genres)
             clicks += hit
             returns += res.reward
             bar.advance()
     lengths = batch.steps.copy()
-    return Rollout(item_clicks, lengths, clicks, returns, shown,
-                   div_sum / np.maximum(lengths, 1))  # fmt: skip
+    diversity = div_sum / np.maximum(lengths, 1) if k > 1 else np.full(n, np.nan)
+    return Rollout(item_clicks, lengths, clicks, returns, shown, diversity)
 
 
 def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int,
