@@ -296,6 +296,10 @@ def test_session_lengths_and_gini_by_hand() -> None:
     np.testing.assert_array_equal(
         session_lengths(stamps, np.array([0, 4, 4, 6]), 9), [1, 1, 2, 1, 1]
     )
+    # a cut at 5001 also splits user 0's [5000 5001] (within the gap); user 1 is split anyway
+    np.testing.assert_array_equal(
+        session_lengths(stamps, np.array([0, 4, 6]), 1800, cut=5001), [2, 1, 1, 1, 1]
+    )
     assert gini(np.array([0, 0, 0, 1])) == pytest.approx(0.75)
     assert gini(np.array([2, 2, 2])) == 0.0
     assert gini(np.zeros(3)) == 0.0
