@@ -1,0 +1,257 @@
+"""Stochastic policies that report the exact probability of what they show.
+
+Off-policy estimates need the logging policy's probability of every logged action. Any
+recloop model, agent or bandit gives a ``(B, I)`` score matrix (``Recommender.score``,
+``Agent.scores``); an :class:`Exploration` turns scores into a distribution over items or
+over ordered slates, samples from it, and returns the probability of each draw:
+
+- ``greedy``: the top items (ties go to the lower item index); probability 1.
+- ``epsilon``: with probability ``1 − ε`` the greedy slate, otherwise an ordered slate drawn
+  uniformly from the allowed items. Exact slate probability and exact slot marginals.
+- ``softmax``: a Plackett–Luce slate: items drawn one by one without replacement with
+  probability ``∝ exp(score / temperature)`` among those left. The slate probability is exact,
+  ``Π_k p(a_k) / (1 − Σ_{j<k} p(a_j))``; the slot marginals are exact for the first slot and
+  estimated by Monte Carlo (:func:`slot_marginals`) for the others.
+
+For one item (``k = 1``), :func:`action_distribution` gives the full exact distribution that
+:mod:`recloop.ope.estimators` takes as ``target_dist``.
+
+These are the propensities that the serving layer logs with every recommendation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from recloop.errors import ConfigError, DataError
+
+__all__ = [
+    "KINDS",
+    "Exploration",
+    "SlateDraw",
+    "action_distribution",
+    "sample_slates",
+    "slate_probability",
+    "slot_marginals",
+]
+
+KINDS = ("greedy", "epsilon", "softmax")
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """How a policy turns scores into a random choice (see the module docstring)."""
+
+    kind: str = "softmax"
+    epsilon: float = 0.1
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown exploration {self.kind!r}; choose one of {KINDS}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ConfigError(f"epsilon must lie in [0, 1], got {self.epsilon}")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}")
+
+
+class SlateDraw(NamedTuple):
+    """Sampled slates and their probabilities under the policy that drew them."""
+
+    slates: I64  # (B, K) item indices, best slot first
+    prob: F64  # (B,) exact probability of the whole ordered slate
+    slot_prob: F64  # (B, K) probability of each item at its slot (see ``slot_exact``)
+    slot_exact: bool  # False when slot_prob beyond the first slot is a Monte-Carlo estimate
+
+
+def _inputs(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> tuple[F64, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] == 0:
+        raise DataError(f"scores must have shape (users, items), got {s.shape}")
+    if np.isnan(s).any():
+        raise DataError("scores contain NaN; the model produced invalid scores")
+    mask = np.ones(s.shape, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
+    if mask.shape != s.shape:
+        raise DataError(f"allowed must have the shape of scores {s.shape}, got {mask.shape}")
+    m = mask.sum(axis=1)
+    if k < 1 or (m < k).any():
+        raise DataError(
+            f"a slate of {k} items needs at least {k} allowed items per user, but one user has "
+            f"{int(m.min())}; lower k or allow more items"
+        )
+    return s, mask
+
+
+def _greedy(s: F64, mask: np.ndarray, k: int) -> I64:
+    masked = np.where(mask, s, -np.inf)
+    # stable sort of the negated scores: ties go to the lower item index
+    return np.argsort(-masked, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+
+def _softmax(s: F64, mask: np.ndarray, temperature: float) -> F64:
+    z = np.where(mask, s / temperature, -np.inf)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.where(mask, np.exp(z), 0.0)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def action_distribution(
+    scores: np.ndarray, exploration: Exploration, allowed: np.ndarray | None = None
+) -> F64:
+    """(B, I) the exact probability of each item being the one item shown (``k = 1``)."""
+    s, mask = _inputs(scores, allowed, 1)
+    if exploration.kind == "softmax":
+        return _softmax(s, mask, exploration.temperature)
+    rows = np.arange(s.shape[0])
+    greedy = np.zeros(s.shape)
+    greedy[rows, _greedy(s, mask, 1)[:, 0]] = 1.0
+    if exploration.kind == "greedy":
+        return greedy
+    eps = exploration.epsilon
+    uniform = mask / mask.sum(axis=1, keepdims=True)
+    return (1.0 - eps) * greedy + eps * uniform
+
+
+def _falling(m: np.ndarray, k: int) -> F64:
+    """``m (m − 1) ⋯ (m − k + 1)``: the number of ordered slates of ``k`` from ``m`` items."""
+    out = np.ones(m.shape)
+    for j in range(k):
+        out *= m - j
+    return out
+
+
+def slate_probability(
+    slates: np.ndarray,
+    scores: np.ndarray,
+    exploration: Exploration,
+    allowed: np.ndarray | None = None,
+) -> F64:
+    """(B,) the exact probability that the policy shows each row's ordered slate."""
+    sl = np.asarray(slates, dtype=np.int64)
+    k = sl.shape[1]
+    s, mask = _inputs(scores, allowed, k)
+    if sl.shape[0] != s.shape[0]:
+        raise DataError(f"slates has {sl.shape[0]} rows but scores has {s.shape[0]}")
+    rows = np.arange(s.shape[0])
+    if exploration.kind == "softmax":
+        p = _softmax(s, mask, exploration.temperature)
+        chosen = p[rows[:, None], sl]  # (B, K)
+        used = np.cumsum(chosen, axis=1) - chosen  # mass of the earlier slots
+        prob = np.prod(chosen / np.clip(1.0 - used, 1e-300, None), axis=1)
+        # a repeated item or one outside the allowed set has probability 0
+        valid = mask[rows[:, None], sl].all(axis=1) & _distinct(sl)
+        return np.where(valid, prob, 0.0)
+    greedy = (sl == _greedy(s, mask, k)).all(axis=1).astype(np.float64)
+    if exploration.kind == "greedy":
+        return greedy
+    eps = exploration.epsilon
+    valid = mask[rows[:, None], sl].all(axis=1) & _distinct(sl)
+    uniform = np.where(valid, 1.0 / _falling(mask.sum(axis=1), k), 0.0)
+    return (1.0 - eps) * greedy + eps * uniform
+
+
+def _distinct(sl: I64) -> np.ndarray:
+    srt = np.sort(sl, axis=1)
+    return ~(srt[:, 1:] == srt[:, :-1]).any(axis=1)
+
+
+def _gumbel_top(p: F64, k: int, rng: np.random.Generator) -> I64:
+    """Plackett–Luce samples by the Gumbel-top-k trick: top-k of ``log p + Gumbel``."""
+    with np.errstate(divide="ignore"):
+        keys = np.log(p) + rng.gumbel(size=p.shape)
+    return np.argsort(-keys, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+
+def slot_marginals(
+    scores: np.ndarray,
+    exploration: Exploration,
+    k: int,
+    allowed: np.ndarray | None = None,
+    *,
+    n_sim: int = 10_000,
+    seed: int = 0,
+) -> tuple[F64, bool]:
+    """(B, I, K) probability that item ``i`` is in slot ``k``, and whether it is exact.
+
+    Exact for ``greedy`` and ``epsilon`` (``(1 − ε)·[i is the greedy item k] + ε / m``) and for
+    ``softmax`` with ``k = 1``; a Monte-Carlo estimate over ``n_sim`` slates per user for
+    ``softmax`` with ``k > 1`` (the first slot is still exact). Users with identical
+    distributions share one simulation.
+    """
+    s, mask = _inputs(scores, allowed, k)
+    b, n_items = s.shape
+    rows = np.arange(b)
+    out = np.zeros((b, n_items, k))
+    if exploration.kind in ("greedy", "epsilon"):
+        eps = 0.0 if exploration.kind == "greedy" else exploration.epsilon
+        top = _greedy(s, mask, k)
+        for j in range(k):
+            out[rows, top[:, j], j] += 1.0 - eps
+        out += (eps * mask / mask.sum(axis=1, keepdims=True))[:, :, None]
+        return out, True
+    p = _softmax(s, mask, exploration.temperature)
+    out[:, :, 0] = p
+    if k == 1:
+        return out, True
+    if n_sim < 1:
+        raise ConfigError(f"n_sim must be positive, got {n_sim}")
+    rng = np.random.default_rng(seed)
+    # users with the same distribution share one simulation (contexts repeat in logs)
+    unique, inverse = np.unique(p, axis=0, return_inverse=True)
+    counts = np.zeros((len(unique), n_items, k))
+    for r, row in enumerate(unique):
+        draws = _gumbel_top(np.broadcast_to(row, (n_sim, n_items)), k, rng)
+        for j in range(1, k):
+            counts[r, :, j] = np.bincount(draws[:, j], minlength=n_items)
+    out[:, :, 1:] = counts[inverse.reshape(-1), :, 1:] / n_sim
+    return out, False
+
+
+def sample_slates(
+    scores: np.ndarray,
+    exploration: Exploration,
+    k: int,
+    rng: np.random.Generator,
+    allowed: np.ndarray | None = None,
+    *,
+    n_sim: int = 10_000,
+) -> SlateDraw:
+    """Draw one ordered slate of ``k`` allowed items per user, with its probabilities.
+
+    ``slot_prob`` is exact unless ``exploration`` is ``softmax`` with ``k > 1``; then the slots
+    after the first are Monte-Carlo estimates over ``n_sim`` draws (``slot_exact`` is False).
+    """
+    s, mask = _inputs(scores, allowed, k)
+    b = s.shape[0]
+    rows = np.arange(b)
+    if exploration.kind == "softmax":
+        slates = _gumbel_top(_softmax(s, mask, exploration.temperature), k, rng)
+    else:
+        slates = _greedy(s, mask, k)
+        if exploration.kind == "epsilon":
+            explore = rng.random(b) < exploration.epsilon
+            keys = np.where(mask, rng.random(s.shape), -1.0)  # uniform ordered slates
+            random = np.argsort(-keys, axis=1, kind="stable")[:, :k]
+            slates = np.where(explore[:, None], random, slates)
+    prob = slate_probability(slates, s, exploration, mask)
+    cols = np.arange(k)[None, :]
+    if exploration.kind == "softmax":
+        p = _softmax(s, mask, exploration.temperature)
+        slot_prob = np.empty((b, k))
+        slot_prob[:, 0] = p[rows, slates[:, 0]]
+        exact = k == 1
+        if not exact:
+            seed = int(rng.integers(2**32))
+            marg, _ = slot_marginals(s, exploration, k, mask, n_sim=n_sim, seed=seed)
+            slot_prob[:, 1:] = marg[rows[:, None], slates, cols][:, 1:]
+        return SlateDraw(slates, prob, slot_prob, exact)
+    eps = 0.0 if exploration.kind == "greedy" else exploration.epsilon
+    greedy = _greedy(s, mask, k)
+    slot_prob = (1.0 - eps) * (slates == greedy) + eps / mask.sum(axis=1, keepdims=True)
+    return SlateDraw(slates, prob, slot_prob, True)

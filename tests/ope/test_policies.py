@@ -1,0 +1,87 @@
+"""Logging policies: the probabilities they report match Monte-Carlo frequencies."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from recloop.errors import ConfigError, DataError
+from recloop.ope.policies import (
+    Exploration,
+    action_distribution,
+    sample_slates,
+    slate_probability,
+    slot_marginals,
+)
+
+SCORES = np.array([[2.0, 1.0, 0.5, 0.0, -1.0]])
+ALLOWED = np.array([[True, True, True, True, False]])  # item 4 is never shown
+
+
+def test_action_distribution_by_hand() -> None:
+    p = action_distribution(SCORES, Exploration("softmax", temperature=0.5), ALLOWED)
+    e = np.exp(np.array([2.0, 1.0, 0.5, 0.0]) / 0.5)
+    assert p[0, :4] == pytest.approx(e / e.sum()) and p[0, 4] == 0.0
+    p = action_distribution(SCORES, Exploration("epsilon", epsilon=0.2), ALLOWED)
+    assert p[0] == pytest.approx([0.8 + 0.05, 0.05, 0.05, 0.05, 0.0])
+    # ties go to the lower index
+    p = action_distribution(np.array([[1.0, 3.0, 3.0]]), Exploration("greedy"))
+    assert p[0].tolist() == [0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("kind", ["softmax", "epsilon"])
+def test_slate_probabilities_match_frequencies(kind: str) -> None:
+    exploration = Exploration(kind, epsilon=0.3, temperature=0.7)
+    k, n = 2, 60_000
+    rng = np.random.default_rng(0)
+    scores = np.repeat(SCORES, n, axis=0)
+    allowed = np.repeat(ALLOWED, n, axis=0)
+    draw = sample_slates(scores, exploration, k, rng, allowed, n_sim=20_000)
+    assert not np.isin(draw.slates, [4]).any()
+    freq = Counter(map(tuple, draw.slates.tolist()))
+    total = 0.0
+    for slate in itertools.permutations(range(4), k):
+        p = slate_probability(np.array([slate]), SCORES, exploration, ALLOWED)[0]
+        total += p
+        se = np.sqrt(p * (1 - p) / n)
+        assert freq.get(slate, 0) / n == pytest.approx(p, abs=4 * se + 1e-9), slate
+        rows = np.flatnonzero((draw.slates == slate).all(axis=1))
+        if len(rows):
+            assert draw.prob[rows] == pytest.approx(p)  # the draw reports the same probability
+    assert total == pytest.approx(1.0)
+    # slot marginals: reported per draw, and as a table, both match the frequencies
+    marg, exact = slot_marginals(SCORES, exploration, k, ALLOWED, n_sim=200_000, seed=1)
+    assert exact == (kind == "epsilon")
+    for j in range(k):
+        counts = np.bincount(draw.slates[:, j], minlength=5) / n
+        assert counts == pytest.approx(marg[0, :, j], abs=0.01)
+        assert draw.slot_prob[:, j] == pytest.approx(marg[0, draw.slates[:, j], j], abs=0.01)
+    assert marg.sum(axis=1) == pytest.approx(np.ones((1, k)))
+
+
+def test_greedy_slates_and_invalid_slates() -> None:
+    draw = sample_slates(SCORES, Exploration("greedy"), 3, np.random.default_rng(0), ALLOWED)
+    assert draw.slates.tolist() == [[0, 1, 2]] and draw.prob.tolist() == [1.0]
+    soft = Exploration("softmax")
+    # a repeated item or a disallowed item has probability 0
+    assert slate_probability(np.array([[0, 0]]), SCORES, soft, ALLOWED)[0] == 0.0
+    assert slate_probability(np.array([[0, 4]]), SCORES, soft, ALLOWED)[0] == 0.0
+    eps = Exploration("epsilon", epsilon=0.5)
+    # a non-greedy valid slate: 0.5 / (4 · 3)
+    assert slate_probability(np.array([[3, 2]]), SCORES, eps, ALLOWED)[0] == pytest.approx(0.5 / 12)
+
+
+def test_bad_exploration_and_inputs() -> None:
+    with pytest.raises(ConfigError, match="unknown exploration 'boltzmann'"):
+        Exploration("boltzmann")
+    with pytest.raises(ConfigError, match="epsilon must lie in \\[0, 1\\]"):
+        Exploration("epsilon", epsilon=1.5)
+    with pytest.raises(ConfigError, match="temperature must be positive"):
+        Exploration("softmax", temperature=0)
+    with pytest.raises(DataError, match="needs at least 5 allowed items"):
+        sample_slates(SCORES, Exploration(), 5, np.random.default_rng(0), ALLOWED)
+    with pytest.raises(DataError, match="scores contain NaN"):
+        action_distribution(np.array([[np.nan, 1.0]]), Exploration())
