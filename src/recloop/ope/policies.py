@@ -235,7 +235,7 @@ def sample_slates(
     else:
         slates = _greedy(s, mask, k)
         if exploration.kind == "epsilon":
-            explore = rng.random(b) < exploration.epsilon
+            explore = np.asarray(rng.random(b) < exploration.epsilon)
             keys = np.where(mask, rng.random(s.shape), -1.0)  # uniform ordered slates
             random = np.argsort(-keys, axis=1, kind="stable")[:, :k]
             slates = np.where(explore[:, None], random, slates)
