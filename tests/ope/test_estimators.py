@@ -72,7 +72,10 @@ def test_slate_estimators_by_hand() -> None:
     pscore = np.array([[0.5, 0.5], [0.25, 0.5]])
     target = np.array([[1.0, 0.25], [0.5, 0.5]])
     # w = [[2, 0.5], [2, 1]]: IIPS terms 2·1 + 0.5·0 = 2 and 2·0 + 1·1 = 1
-    assert slate_independent_ips(rewards, pscore, target).value == pytest.approx(1.5)
+    iips = slate_independent_ips(rewards, pscore, target)
+    assert iips.value == pytest.approx(1.5)
+    assert iips.ess == pytest.approx(5.5**2 / (4 + 0.25 + 4 + 1) / 2)  # slot weights, per round
+    assert iips.max_weight == pytest.approx(2.0)
     # PI: (Σ w − K + 1) · Σ r = 1.5 · 1 and 2 · 1
     assert pseudo_inverse(rewards, pscore, target).value == pytest.approx(1.75)
 

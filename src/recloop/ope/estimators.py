@@ -38,7 +38,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -475,13 +475,16 @@ def slate_independent_ips(
 
     ``pscore[i, k]`` and ``target[i, k]`` are the logging and target policies' marginal
     probabilities of putting the logged item ``a_ik`` at slot ``k``; ``w_ik`` is their ratio.
+    The effective sample size is that of all slot weights divided by ``K``.
     Unbiased when the reward at a slot depends only on the item at that slot (no interaction
     between slots). The value is the expected total reward of a slate.
     """
     r, p, t = _slate(rewards, pscore, target)
     w = t / p
     terms = np.sum(w * r, axis=1)
-    return _mean_estimate("iips", terms, w.ravel(), confidence, ci, n_boot, seed)
+    est = _mean_estimate("iips", terms, w.ravel(), confidence, ci, n_boot, seed)
+    # the slot weights' ESS counts slots; report it in rounds, as the other estimators do
+    return replace(est, ess=est.ess / r.shape[1])
 
 
 def pseudo_inverse(

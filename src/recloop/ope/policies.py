@@ -34,6 +34,7 @@ __all__ = [
     "Exploration",
     "SlateDraw",
     "action_distribution",
+    "draw_slates",
     "sample_slates",
     "slate_probability",
     "slot_marginals",
@@ -213,6 +214,26 @@ def slot_marginals(
     return out, False
 
 
+def draw_slates(
+    scores: np.ndarray,
+    exploration: Exploration,
+    k: int,
+    rng: np.random.Generator,
+    allowed: np.ndarray | None = None,
+) -> I64:
+    """(B, k) one ordered slate per user, without probabilities (see :func:`sample_slates`)."""
+    s, mask = _inputs(scores, allowed, k)
+    if exploration.kind == "softmax":
+        return _gumbel_top(_softmax(s, mask, exploration.temperature), k, rng)
+    slates = _greedy(s, mask, k)
+    if exploration.kind == "epsilon":
+        explore = np.asarray(rng.random(s.shape[0]) < exploration.epsilon)
+        keys = np.where(mask, rng.random(s.shape), -1.0)  # uniform ordered slates
+        random = np.argsort(-keys, axis=1, kind="stable")[:, :k]
+        slates = np.where(explore[:, None], random, slates)
+    return slates.astype(np.int64)
+
+
 def sample_slates(
     scores: np.ndarray,
     exploration: Exploration,
@@ -230,15 +251,7 @@ def sample_slates(
     s, mask = _inputs(scores, allowed, k)
     b = s.shape[0]
     rows = np.arange(b)
-    if exploration.kind == "softmax":
-        slates = _gumbel_top(_softmax(s, mask, exploration.temperature), k, rng)
-    else:
-        slates = _greedy(s, mask, k)
-        if exploration.kind == "epsilon":
-            explore = np.asarray(rng.random(b) < exploration.epsilon)
-            keys = np.where(mask, rng.random(s.shape), -1.0)  # uniform ordered slates
-            random = np.argsort(-keys, axis=1, kind="stable")[:, :k]
-            slates = np.where(explore[:, None], random, slates)
+    slates = draw_slates(s, exploration, k, rng, mask)
     prob = slate_probability(slates, s, exploration, mask)
     cols = np.arange(k)[None, :]
     if exploration.kind == "softmax":

@@ -1,0 +1,144 @@
+"""Estimate a trained recloop policy's value from a file of logged recommendations.
+
+The log file (CSV, TSV or Parquet) has one row per shown item with these columns:
+
+========== ==========================================================================
+column     meaning
+========== ==========================================================================
+user       the user's external id, as in the run's training data
+item       the shown item's external id
+reward     the observed reward (e.g. 1 for a click, 0 otherwise)
+propensity the logging policy's probability of showing this item, in (0, 1]
+position   optional: the slot (0, 1, ...); each slot is then its own round, and the
+           reward model is fitted per slot
+========== ==========================================================================
+
+The target policy is the run's model with an exploration rule (:mod:`recloop.ope.policies`)
+over all items or, with ``exclude_seen``, over the items the user has not interacted with in
+the run's training data. DM, DR and Switch-DR use a cross-fitted per-(slot, item) reward rate
+(:mod:`recloop.ope.regression`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recloop.errors import DataError, UnknownIdError
+from recloop.ope.estimators import (
+    Estimate,
+    clipped_ips,
+    direct_method,
+    doubly_robust,
+    ips,
+    snips,
+    switch_dr,
+)
+from recloop.ope.policies import Exploration, action_distribution
+from recloop.ope.regression import cross_fitted_rates
+
+__all__ = ["LOG_COLUMNS", "estimate_run", "read_logs"]
+
+LOG_COLUMNS = ("user", "item", "reward", "propensity")
+METHODS = ("ips", "cips", "snips", "dm", "dr", "switch_dr")
+
+
+def read_logs(path: str | Path) -> pd.DataFrame:
+    """Read and check a log file (see the module docstring for its columns)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"log file {p} does not exist")
+    if p.stat().st_size == 0:
+        raise DataError(f"log file {p} is empty")
+    try:
+        if p.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(p)
+        else:
+            sep = "\t" if p.suffix.lower() == ".tsv" else ","
+            frame = pd.read_csv(p, sep=sep, dtype={"user": str, "item": str})
+    except Exception as e:  # pandas and pyarrow raise many types for a bad file
+        raise DataError(f"{p} is not a readable log file ({type(e).__name__}: {e})") from e
+    missing = [c for c in LOG_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{p} lacks column(s) {missing}; a log needs {list(LOG_COLUMNS)} (and optionally "
+            f"position), one row per shown item"
+        )
+    if frame.empty:
+        raise DataError(f"{p} has a header but no rows")
+    for col in ("reward", "propensity") + (("position",) if "position" in frame else ()):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{p}: column {col!r} has a missing or non-numeric value at row {row} "
+                f"({frame[col].iloc[row]!r}); fix or drop that row"
+            )
+        frame[col] = values
+    if "position" in frame and ((frame["position"] < 0) | (frame["position"] % 1 != 0)).any():
+        raise DataError(f"{p}: position must be a non-negative integer slot (0, 1, ...)")
+    return frame.reset_index(drop=True)
+
+
+def _indices(vocab: Any, ids: pd.Series, kind: str) -> np.ndarray:
+    try:
+        return np.asarray(vocab.index(ids.to_numpy()), dtype=np.int64)
+    except UnknownIdError as e:
+        raise UnknownIdError(
+            f"the log has {kind} ids the run does not know ({e}); drop those rows, or train the "
+            f"run on data that includes them"
+        ) from e
+
+
+def estimate_run(
+    run_dir: str | Path,
+    logs: pd.DataFrame,
+    exploration: Exploration,
+    *,
+    exclude_seen: bool = False,
+    clip: float = 10.0,
+    tau: float = 10.0,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list[Estimate]:
+    """Every estimator's value of the run's policy on ``logs`` (from :func:`read_logs`)."""
+    from recloop.data.vocab import Vocabulary
+    from recloop.models import Recommender
+    from recloop.runs import read_run
+
+    run = read_run(run_dir)
+    users = _indices(Vocabulary(run["vocab"]["users"], name="user"), logs["user"], "user")
+    items = _indices(Vocabulary(run["vocab"]["items"], name="item"), logs["item"], "item")
+    model = Recommender.load(Path(run_dir) / "model")
+    uniq, inverse = np.unique(users, return_inverse=True)
+    scores = model.score(uniq)
+    allowed = None
+    if exclude_seen:
+        history = model.history_
+        if history is None:  # pragma: no cover - a saved run is always fitted
+            raise DataError(f"the model in {run_dir} holds no training history")
+        allowed = ~history.rows(uniq).toarray().astype(bool)
+        if (allowed.sum(axis=1) == 0).any():
+            raise DataError("a logged user has seen every item; exclude_seen leaves nothing")
+    dist = action_distribution(scores, exploration, allowed)[inverse]
+    positions = (
+        logs["position"].to_numpy(np.int64) if "position" in logs else np.zeros(len(logs), np.int64)
+    )
+    rewards = logs["reward"].to_numpy(np.float64)
+    pscore = logs["propensity"].to_numpy(np.float64)
+    n_items = scores.shape[1]
+    q_hat = cross_fitted_rates(positions, items, rewards, int(positions.max()) + 1, n_items,
+                               seed=seed)  # fmt: skip
+    c = confidence
+    return [
+        ips(items, rewards, pscore, dist, confidence=c),
+        clipped_ips(items, rewards, pscore, dist, clip=clip, confidence=c),
+        snips(items, rewards, pscore, dist, confidence=c),
+        direct_method(dist, q_hat, confidence=c),
+        doubly_robust(items, rewards, pscore, dist, q_hat, confidence=c),
+        switch_dr(items, rewards, pscore, dist, q_hat, tau=tau, confidence=c),
+    ]
