@@ -67,3 +67,13 @@ def test_readme_simulator_example_runs() -> None:
     ctr = float(re.search(r"click rate of random slates: ([0-9.]+)", text).group(1))
     assert 0.0 < ctr < 0.3  # random slates are rarely clicked
     assert "one session of random slates: return" in text
+
+
+def test_readme_ope_example_runs() -> None:
+    text = run_blocks(5, what="off-policy evaluation")
+    values = dict(re.findall(r"(ips|snips): ([0-9.]+) \[", text))
+    truth = float(re.search(r"own click rate: ([0-9.]+)", text).group(1))
+    assert set(values) == {"ips", "snips"}
+    for v in values.values():  # the click rate of a fashion widget: well under 1%
+        assert 0.001 < float(v) < 0.02
+    assert 0.001 < truth < 0.02

@@ -399,8 +399,14 @@ def ope_cmd(
                    f"{e.max_weight:.2f} |")  # fmt: skip
     typer.echo(f"logged (behaviour) mean reward: {frame['reward'].mean():.5f}")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame([dataclasses.asdict(e) for e in estimates]).to_csv(out, index=False)
+        from recloop.errors import ConfigError
+
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame([dataclasses.asdict(e) for e in estimates]).to_csv(out, index=False)
+        except OSError as e:
+            raise ConfigError(f"cannot write --out {out} ({e.strerror or e}); give a file path "
+                              "in a writable folder") from e  # fmt: skip
         typer.echo(f"wrote {out}")
 
 

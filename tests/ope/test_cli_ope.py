@@ -92,3 +92,21 @@ def test_bad_logs_get_one_line_errors(pop_run, logs, tmp_path) -> None:
     proc = run("ope", "--logs", str(path), "--policy", str(pop_run), "--exploration", "ucb",
                ok=False)  # fmt: skip
     assert proc.returncode == 2 and "unknown exploration 'ucb'" in proc.stderr
+
+
+def test_short_logs_positions_and_unwritable_out(pop_run, logs, tmp_path) -> None:
+    path, frame, _ = logs
+    short = tmp_path / "short.csv"
+    frame.head(2).to_csv(short, index=False)
+    proc = run("ope", "--logs", str(short), "--policy", str(pop_run), ok=False)
+    assert proc.returncode == 2 and "the log has 2 rows" in proc.stderr
+    # slots with large labels are numbered as they occur, not allocated up to the label
+    slotted = tmp_path / "slots.csv"
+    frame.assign(position=np.where(np.arange(len(frame)) % 2, 10**9, 7)).to_csv(
+        slotted, index=False
+    )
+    proc = run("ope", "--logs", str(slotted), "--policy", str(pop_run), "--exploration", "greedy")
+    assert "| dr |" in proc.stdout
+    proc = run("ope", "--logs", str(path), "--policy", str(pop_run), "--out", str(tmp_path),
+               ok=False)  # fmt: skip
+    assert proc.returncode == 2 and "cannot write --out" in proc.stderr

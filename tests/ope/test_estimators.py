@@ -280,5 +280,11 @@ def test_bad_options_and_models() -> None:
         slate_independent_ips(np.ones((1, 2)), np.array([[0.5, 0.0]]), np.ones((1, 2)))
     with pytest.raises(ConfigError, match="logging='uniform' needs target_anywhere"):
         pseudo_inverse(np.ones((1, 2)), np.full((1, 2), 0.5), np.ones((1, 2)), logging="uniform")
+    with pytest.raises(DataError, match="every slot marginal is 1 / n_items"):
+        pseudo_inverse(np.ones((1, 2)), np.full((1, 2), 0.5), np.full((1, 2), 0.5),
+                       logging="uniform", target_anywhere=np.ones((1, 2)), n_items=4)  # fmt: skip
+    with pytest.raises(DataError, match="target_anywhere must be at least"):
+        pseudo_inverse(np.ones((1, 2)), np.full((1, 2), 0.25), np.full((1, 2), 0.5),
+                       logging="uniform", target_anywhere=np.full((1, 2), 0.1), n_items=4)  # fmt: skip
     with pytest.raises(DataError, match="relative error is undefined"):
         ips(A, R, P, PI).relative_error(0.0)

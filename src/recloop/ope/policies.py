@@ -10,8 +10,8 @@ over ordered slates, samples from it, and returns the probability of each draw:
   uniformly from the allowed items. Exact slate probability and exact slot marginals.
 - ``softmax``: a Plackett–Luce slate: items drawn one by one without replacement with
   probability ``∝ exp(score / temperature)`` among those left. The slate probability is exact,
-  ``Π_k p(a_k) / (1 − Σ_{j<k} p(a_j))``; the slot marginals are exact for the first slot and
-  estimated by Monte Carlo (:func:`slot_marginals`) for the others.
+  ``Π_k p(a_k) / (1 − Σ_{j<k} p(a_j))`` (computed in log space); the slot marginals are exact
+  for the first two slots and estimated by Monte Carlo (:func:`slot_marginals`) after that.
 
 For one item (``k = 1``), :func:`action_distribution` gives the full exact distribution that
 :mod:`recloop.ope.estimators` takes as ``target_dist``.
@@ -68,7 +68,7 @@ class SlateDraw(NamedTuple):
     slates: I64  # (B, K) item indices, best slot first
     prob: F64  # (B,) exact probability of the whole ordered slate
     slot_prob: F64  # (B, K) probability of each item at its slot (see ``slot_exact``)
-    slot_exact: bool  # False when slot_prob beyond the first slot is a Monte-Carlo estimate
+    slot_exact: bool  # False when slot_prob from the third slot on is a Monte-Carlo estimate
 
 
 def _inputs(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> tuple[F64, np.ndarray]:
@@ -80,6 +80,11 @@ def _inputs(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> tuple[F64
     mask = np.ones(s.shape, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
     if mask.shape != s.shape:
         raise DataError(f"allowed must have the shape of scores {s.shape}, got {mask.shape}")
+    if not np.isfinite(s[mask]).all():
+        raise DataError(
+            "scores of allowed items must be finite; mark items a policy may not show with "
+            "`allowed` instead of an infinite score"
+        )
     m = mask.sum(axis=1)
     if k < 1 or (m < k).any():
         raise DataError(
@@ -93,6 +98,11 @@ def _greedy(s: F64, mask: np.ndarray, k: int) -> I64:
     masked = np.where(mask, s, -np.inf)
     # stable sort of the negated scores: ties go to the lower item index
     return np.argsort(-masked, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+
+def _logits(s: F64, mask: np.ndarray, temperature: float) -> F64:
+    """Softmax logits ``s / T``, with ``-inf`` for items the policy may not show."""
+    return np.where(mask, s / temperature, -np.inf)
 
 
 def _softmax(s: F64, mask: np.ndarray, temperature: float) -> F64:
@@ -140,19 +150,25 @@ def slate_probability(
     if sl.shape[0] != s.shape[0]:
         raise DataError(f"slates has {sl.shape[0]} rows but scores has {s.shape[0]}")
     rows = np.arange(s.shape[0])
+    valid = mask[rows[:, None], sl].all(axis=1) & _distinct(sl)
     if exploration.kind == "softmax":
-        p = _softmax(s, mask, exploration.temperature)
-        chosen = p[rows[:, None], sl]  # (B, K)
-        used = np.cumsum(chosen, axis=1) - chosen  # mass of the earlier slots
-        prob = np.prod(chosen / np.clip(1.0 - used, 1e-300, None), axis=1)
+        # log-space: each slot's choice among the items still left (no 1 − Σ p subtraction,
+        # which rounds to 0 when an earlier item was near-certain)
+        z = _logits(s, mask, exploration.temperature)
+        left = mask.copy()
+        logp = np.zeros(s.shape[0])
+        for j in range(k):
+            zl = np.where(left, z, -np.inf)
+            top = zl.max(axis=1, keepdims=True)
+            lse = top[:, 0] + np.log(np.exp(zl - top).sum(axis=1))
+            logp += z[rows, sl[:, j]] - lse
+            left[rows, sl[:, j]] = False
         # a repeated item or one outside the allowed set has probability 0
-        valid = mask[rows[:, None], sl].all(axis=1) & _distinct(sl)
-        return np.where(valid, prob, 0.0)
+        return np.where(valid, np.exp(logp), 0.0)
     greedy = (sl == _greedy(s, mask, k)).all(axis=1).astype(np.float64)
     if exploration.kind == "greedy":
         return greedy
     eps = exploration.epsilon
-    valid = mask[rows[:, None], sl].all(axis=1) & _distinct(sl)
     uniform = np.where(valid, 1.0 / _falling(mask.sum(axis=1), k), 0.0)
     return (1.0 - eps) * greedy + eps * uniform
 
@@ -162,10 +178,13 @@ def _distinct(sl: I64) -> np.ndarray:
     return ~(srt[:, 1:] == srt[:, :-1]).any(axis=1)
 
 
-def _gumbel_top(p: F64, k: int, rng: np.random.Generator) -> I64:
-    """Plackett–Luce samples by the Gumbel-top-k trick: top-k of ``log p + Gumbel``."""
-    with np.errstate(divide="ignore"):
-        keys = np.log(p) + rng.gumbel(size=p.shape)
+def _gumbel_top(z: F64, k: int, rng: np.random.Generator) -> I64:
+    """Plackett–Luce samples by the Gumbel-top-k trick: top-k of ``logits + Gumbel``.
+
+    ``z`` are the masked logits (:func:`_logits`): allowed items are finite, so with at least
+    ``k`` of them no item outside the allowed set is ever drawn.
+    """
+    keys = z + rng.gumbel(size=z.shape)
     return np.argsort(-keys, axis=1, kind="stable")[:, :k].astype(np.int64)
 
 
@@ -180,10 +199,11 @@ def slot_marginals(
 ) -> tuple[F64, bool]:
     """(B, I, K) probability that item ``i`` is in slot ``k``, and whether it is exact.
 
-    Exact for ``greedy`` and ``epsilon`` (``(1 − ε)·[i is the greedy item k] + ε / m``) and for
-    ``softmax`` with ``k = 1``; a Monte-Carlo estimate over ``n_sim`` slates per user for
-    ``softmax`` with ``k > 1`` (the first slot is still exact). Users with identical
-    distributions share one simulation.
+    Exact for ``greedy`` and ``epsilon`` (``(1 − ε)·[i is the greedy item k] + ε / m``). For
+    ``softmax``, the first two slots are exact and slots 3 onwards are Monte-Carlo estimates
+    over ``n_sim`` slates per user (users with identical distributions share one
+    simulation). A Monte-Carlo marginal can be 0 for a rare item and ``1 / p̂`` is biased
+    upwards, so log the exact slate probability where the estimator allows it.
     """
     s, mask = _inputs(scores, allowed, k)
     b, n_items = s.shape
@@ -196,21 +216,32 @@ def slot_marginals(
             out[rows, top[:, j], j] += 1.0 - eps
         out += (eps * mask / mask.sum(axis=1, keepdims=True))[:, :, None]
         return out, True
-    p = _softmax(s, mask, exploration.temperature)
-    out[:, :, 0] = p
+    z = _logits(s, mask, exploration.temperature)
+    e = np.exp(z - z.max(axis=1, keepdims=True))  # 0 for items not allowed; the top item is 1
+    total = e.sum(axis=1, keepdims=True)
+    out[:, :, 0] = e / total
     if k == 1:
+        return out, True
+    # Slot 2 exactly: P(a second) = Σ_{b≠a} p_b · p_a / (1 − p_b). The mass left after b,
+    # Σ_{c≠b} e_c, is summed directly for the top item (total − 1 would round away a tail).
+    rest = total - e
+    top = e.argmax(axis=1)
+    rest[rows, top] = np.where(np.arange(n_items)[None, :] == top[:, None], 0.0, e).sum(axis=1)
+    ratio = np.where(mask, e / np.where(rest > 0, rest, np.inf), 0.0)  # p_b / (1 − p_b)
+    out[:, :, 1] = e / total * (ratio.sum(axis=1, keepdims=True) - ratio)
+    if k == 2:
         return out, True
     if n_sim < 1:
         raise ConfigError(f"n_sim must be positive, got {n_sim}")
     rng = np.random.default_rng(seed)
     # users with the same distribution share one simulation (contexts repeat in logs)
-    unique, inverse = np.unique(p, axis=0, return_inverse=True)
+    unique, inverse = np.unique(z, axis=0, return_inverse=True)
     counts = np.zeros((len(unique), n_items, k))
     for r, row in enumerate(unique):
         draws = _gumbel_top(np.broadcast_to(row, (n_sim, n_items)), k, rng)
-        for j in range(1, k):
+        for j in range(2, k):
             counts[r, :, j] = np.bincount(draws[:, j], minlength=n_items)
-    out[:, :, 1:] = counts[inverse.reshape(-1), :, 1:] / n_sim
+    out[:, :, 2:] = counts[inverse.reshape(-1), :, 2:] / n_sim
     return out, False
 
 
@@ -224,7 +255,7 @@ def draw_slates(
     """(B, k) one ordered slate per user, without probabilities (see :func:`sample_slates`)."""
     s, mask = _inputs(scores, allowed, k)
     if exploration.kind == "softmax":
-        return _gumbel_top(_softmax(s, mask, exploration.temperature), k, rng)
+        return _gumbel_top(_logits(s, mask, exploration.temperature), k, rng)
     slates = _greedy(s, mask, k)
     if exploration.kind == "epsilon":
         explore = np.asarray(rng.random(s.shape[0]) < exploration.epsilon)
@@ -245,8 +276,8 @@ def sample_slates(
 ) -> SlateDraw:
     """Draw one ordered slate of ``k`` allowed items per user, with its probabilities.
 
-    ``slot_prob`` is exact unless ``exploration`` is ``softmax`` with ``k > 1``; then the slots
-    after the first are Monte-Carlo estimates over ``n_sim`` draws (``slot_exact`` is False).
+    ``slot_prob`` is exact unless ``exploration`` is ``softmax`` with ``k > 2``; then slots 3
+    onwards are Monte-Carlo estimates over ``n_sim`` draws (``slot_exact`` is False).
     """
     s, mask = _inputs(scores, allowed, k)
     b = s.shape[0]
@@ -255,15 +286,9 @@ def sample_slates(
     prob = slate_probability(slates, s, exploration, mask)
     cols = np.arange(k)[None, :]
     if exploration.kind == "softmax":
-        p = _softmax(s, mask, exploration.temperature)
-        slot_prob = np.empty((b, k))
-        slot_prob[:, 0] = p[rows, slates[:, 0]]
-        exact = k == 1
-        if not exact:
-            seed = int(rng.integers(2**32))
-            marg, _ = slot_marginals(s, exploration, k, mask, n_sim=n_sim, seed=seed)
-            slot_prob[:, 1:] = marg[rows[:, None], slates, cols][:, 1:]
-        return SlateDraw(slates, prob, slot_prob, exact)
+        seed = int(rng.integers(2**32))
+        marg, exact = slot_marginals(s, exploration, k, mask, n_sim=n_sim, seed=seed)
+        return SlateDraw(slates, prob, marg[rows[:, None], slates, cols], exact)
     eps = 0.0 if exploration.kind == "greedy" else exploration.epsilon
     greedy = _greedy(s, mask, k)
     slot_prob = (1.0 - eps) * (slates == greedy) + eps / mask.sum(axis=1, keepdims=True)

@@ -50,6 +50,7 @@ def cross_fitted_rates(
     n_folds: int = 3,
     strength: float = 10.0,
     seed: int = 0,
+    origin: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
     """Predicted reward of every action in every round, each round predicted out of fold.
 
@@ -57,6 +58,10 @@ def cross_fitted_rates(
     The rounds are split at random into ``n_folds`` folds; the rounds of one fold are predicted
     by :func:`smoothed_rates` fitted on the others. Returns ``q_hat`` of shape
     ``(n_rounds, n_actions)``, ready for :func:`recloop.ope.direct_method` and friends.
+
+    ``origin`` gives each round's row in an original log when the rounds are a resample with
+    repeats (a bootstrap): copies of one logged round then share a fold, so no round is
+    predicted by a model that saw a copy of it.
     """
     g = np.asarray(groups, dtype=np.int64)
     a = np.asarray(actions, dtype=np.int64)
@@ -69,7 +74,13 @@ def cross_fitted_rates(
         raise ConfigError(f"n_folds must be between 2 and the number of rounds, got {n_folds}")
     if strength <= 0:
         raise ConfigError(f"strength must be positive, got {strength}")
-    fold = np.random.default_rng(seed).permutation(g.size) % n_folds
+    if origin is None:
+        fold = np.random.default_rng(seed).permutation(g.size) % n_folds
+    else:
+        o = np.asarray(origin, dtype=np.int64)
+        if o.shape != g.shape or o.min() < 0:
+            raise DataError("origin must give a non-negative original row for every round")
+        fold = np.random.default_rng(seed).permutation(int(o.max()) + 1)[o] % n_folds
     q_hat = np.empty((g.size, n_actions))
     for f in range(n_folds):
         train = fold != f

@@ -25,7 +25,7 @@ Targets (on the same candidates): ``uniform``; ``popularity`` (greedy by popular
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -179,7 +179,7 @@ def exact_values(setup: SimSetup, chunk: int = 10_000) -> np.ndarray:
     n_users, c = setup.cand.shape
     rows = np.repeat(np.arange(n_users), c)
     slates = np.tile(np.arange(c), n_users)[:, None]
-    one = SimConfig(slate_size=1, leave_bias=0.0)
+    one = replace(setup.sim, slate_size=1)
     single = SimSetup(setup.world, one, setup.users, setup.cand, setup.behavior, setup.targets)
     _, click_prob = _step(single, rows, slates, np.random.default_rng(0), chunk)
     items = setup.cand.ravel()
