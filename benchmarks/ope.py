@@ -31,42 +31,11 @@ import pandas as pd
 
 from recloop.compare import write_results
 from recloop.data import load_dataset
-from recloop.ope.obd import CAMPAIGNS, bts_from_random
-from recloop.ope.simcheck import SimCheckConfig, sim_check
+from recloop.ope.obd import CAMPAIGNS, bts_from_random, obd_rows
+from recloop.ope.simcheck import SimCheckConfig, sim_check, sim_rows
 from recloop.sim.world import World
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SIM_METRICS = ("rel_error", "ci_coverage", "ess", "value", "truth", "truth_mc")
-OBD_METRICS = ("rel_error", "ci_coverage", "ess", "max_weight", "value", "truth")
-
-
-def _sim_rows(summary: pd.DataFrame, dataset: str, seed: int) -> pd.DataFrame:
-    rows = []
-    for r in summary.itertuples(index=False):
-        base = {"benchmark": "ope", "dataset": dataset, "method": r.method,
-                "variant": str(r.log_size), "seed": seed, "split": r.target, "n": r.reps}  # fmt: skip
-        for m in SIM_METRICS:
-            row = {**base, "metric": m, "value": getattr(r, m)}
-            if m == "value":  # the spread of the estimates over repetitions
-                row |= {"ci_low": r.value - r.value_sd, "ci_high": r.value + r.value_sd}
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _obd_rows(frame: pd.DataFrame, campaign: str, n_runs: int, seed: int) -> pd.DataFrame:
-    rows = []
-    for r in frame.itertuples(index=False):
-        variant = str(r.n) if r.variant == "full" else f"{r.n}-boot{n_runs}"
-        base = {"benchmark": "ope", "dataset": f"obd-{campaign}", "method": r.method,
-                "variant": variant, "seed": seed, "split": "bts", "n": r.n}  # fmt: skip
-        for m in OBD_METRICS:
-            row = {**base, "metric": m, "value": getattr(r, m)}
-            if m == "value":
-                row |= {"ci_low": r.ci_low, "ci_high": r.ci_high}
-            if m == "truth":
-                row |= {"ci_low": r.truth_low, "ci_high": r.truth_high}
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def _sim_table(summary: pd.DataFrame, title: str) -> str:
@@ -159,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         summary, _ = sim_check(dataset, cfg, world, progress=not args.quiet)
         title = (f"### {name}: relative error (95% CI coverage) over {args.reps} logs per size "
                  f"({time.perf_counter() - t:.0f} s)")  # fmt: skip
-        frames.append(_sim_rows(summary, name, args.seed))
+        frames.append(sim_rows(summary, name, args.seed))
         sections.append(_sim_table(summary, title))
         panels.append((name, summary))
         print(sections[-1], flush=True)
@@ -168,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         obd[f"obd-{campaign}"] = frame = bts_from_random(
             campaign, n_runs=args.obd_runs, seed=args.seed
         )
-        frames.append(_obd_rows(frame, campaign, args.obd_runs, args.seed))
+        frames.append(obd_rows(frame, campaign, args.obd_runs, args.seed))
     sections.append(_obd_table(obd, args.obd_runs))
     print(sections[-1], flush=True)
     sections.append(f"Total {time.perf_counter() - t0:.0f} s.\n")

@@ -10,14 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 
-def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "recloop", *args], capture_output=True, text=True, timeout=300
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+run = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -347,6 +347,41 @@ def compare_cmd(
         typer.echo(f"\nwrote {out / 'results.csv'} and {out / 'summary.md'}")
 
 
+@app.command("bench")
+def bench_cmd(
+    grid: Annotated[
+        Path, typer.Argument(help="A grid file (TOML), e.g. benchmarks/grids/quick.toml.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the cells and results.")],
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Cells run at once (default: the grid's).")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Run cells as Ray tasks: local, auto or ray://HOST:PORT (extra `distributed`).",
+        ),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Run a benchmark grid; finished cells are skipped, so a killed bench resumes."""
+    from recloop.bench import load_grid, run_grid
+    from recloop.errors import ConfigError
+
+    spec = load_grid(grid)
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    res = run_grid(spec, out, jobs=jobs, ray_address=ray_address, progress=not quiet)
+    typer.echo(f"grid {spec.name}: {len(spec.cells)} cells, {len(res.ran)} run, "
+               f"{len(res.skipped)} already done, {len(res.failed)} failed")  # fmt: skip
+    for name, error in res.failed.items():
+        typer.echo(f"  failed: {name}: {error} (see {out / 'cells' / name / 'log.txt'})")
+    typer.echo(f"tidy rows: {out / 'results.csv'} ({len(res.rows)} rows)")
+    if res.failed:
+        raise typer.Exit(1)
+
+
 @app.command("ope")
 def ope_cmd(
     logs: Annotated[

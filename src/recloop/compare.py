@@ -62,20 +62,25 @@ def compare(
         run_dir = Path(out) / f"{name}-s{seed}" if out is not None else None
         res = train_run(spec, run_dir, progress=False, data=data)
         labels = {"benchmark": benchmark, "dataset": base.data, "method": name, "variant": "",
-                  "seed": seed, "git_sha": sha, "config_hash": config_hash(res["config"]),
-                  "machine": host}  # fmt: skip
-        for stage in ("valid", "test"):
-            rows.extend(res[stage].tidy(**labels))
-        rows.append(
-            {**labels, "split": "train", "metric": "fit_s", "value": res["metrics"]["fit_s"]}
-        )
-        rows.append({**labels, "split": "test", "metric": "eval_s", "value": res["test"].eval_s})
-        rows.extend({**labels, "split": "train", "metric": m, "value": v}
-                    for m, v in _cost(res["metrics"]).items())  # fmt: skip
-        pu = res["test"].per_user
-        per_user.append(pu.assign(method=name, seed=seed))
+                  "seed": seed, "git_sha": sha, "machine": host}  # fmt: skip
+        rows.extend(run_rows(res, labels))
+        per_user.append(res["test"].per_user.assign(method=name, seed=seed))
     tidy = pd.DataFrame(rows).reindex(columns=TIDY_COLUMNS)
     return tidy, pd.concat(per_user, ignore_index=True)
+
+
+def run_rows(res: dict[str, Any], labels: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tidy rows of one :func:`~recloop.runs.train_run` result: valid and test metrics, fit and
+    evaluation seconds, parameters, memory and epochs (``labels`` fill the other columns)."""
+    labels = {**labels, "config_hash": config_hash(res["config"])}
+    rows: list[dict[str, Any]] = []
+    for stage in ("valid", "test"):
+        rows.extend(res[stage].tidy(**labels))
+    rows.append({**labels, "split": "train", "metric": "fit_s", "value": res["metrics"]["fit_s"]})
+    rows.append({**labels, "split": "test", "metric": "eval_s", "value": res["test"].eval_s})
+    rows.extend({**labels, "split": "train", "metric": m, "value": v}
+                for m, v in _cost(res["metrics"]).items())  # fmt: skip
+    return rows
 
 
 def _cost(metrics: dict[str, Any]) -> dict[str, float]:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 from recloop.data.vocab import Vocabulary
 from recloop.models import Recommender
 from recloop.runs import read_run
 
-
-def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "recloop", *args], capture_output=True, text=True, timeout=300
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+run = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,7 @@ __all__ = [
     "direct_method",
     "doubly_robust",
     "ips",
+    "one_item_estimates",
     "pseudo_inverse",
     "slate_independent_ips",
     "snips",
@@ -558,6 +559,29 @@ def pseudo_inverse(
         g = (m - 1.0) * t.sum(axis=1) + c * u.sum(axis=1) + 1.0 - k * c
     terms = g * r.sum(axis=1)
     return _mean_estimate("pi", terms, g, confidence, ci, n_boot, seed)
+
+
+def one_item_estimates(
+    actions: ArrayLike,
+    rewards: ArrayLike,
+    pscore: ArrayLike,
+    target_dist: ArrayLike,
+    q_hat: ArrayLike,
+    *,
+    clip: float = 10.0,
+    tau: float = 10.0,
+    confidence: float = 0.95,
+) -> list[Estimate]:
+    """IPS, clipped IPS, SNIPS, DM, DR and Switch-DR of one log, in that order."""
+    a, r, p, d, c = actions, rewards, pscore, target_dist, confidence
+    return [
+        ips(a, r, p, d, confidence=c),
+        clipped_ips(a, r, p, d, clip=clip, confidence=c),
+        snips(a, r, p, d, confidence=c),
+        direct_method(d, q_hat, confidence=c),
+        doubly_robust(a, r, p, d, q_hat, confidence=c),
+        switch_dr(a, r, p, d, q_hat, tau=tau, confidence=c),
+    ]
 
 
 ESTIMATORS: dict[str, Callable[..., Estimate]] = {

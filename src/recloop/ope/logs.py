@@ -30,15 +30,7 @@ import numpy as np
 import pandas as pd
 
 from recloop.errors import DataError, UnknownIdError
-from recloop.ope.estimators import (
-    Estimate,
-    clipped_ips,
-    direct_method,
-    doubly_robust,
-    ips,
-    snips,
-    switch_dr,
-)
+from recloop.ope.estimators import Estimate, one_item_estimates
 from recloop.ope.policies import Exploration, action_distribution
 from recloop.ope.regression import cross_fitted_rates
 
@@ -142,12 +134,5 @@ def estimate_run(
     n_items = scores.shape[1]
     q_hat = cross_fitted_rates(positions.reshape(-1), items, rewards, len(slots), n_items,
                                n_folds=N_FOLDS, seed=seed)  # fmt: skip
-    c = confidence
-    return [
-        ips(items, rewards, pscore, dist, confidence=c),
-        clipped_ips(items, rewards, pscore, dist, clip=clip, confidence=c),
-        snips(items, rewards, pscore, dist, confidence=c),
-        direct_method(dist, q_hat, confidence=c),
-        doubly_robust(items, rewards, pscore, dist, q_hat, confidence=c),
-        switch_dr(items, rewards, pscore, dist, q_hat, tau=tau, confidence=c),
-    ]
+    return one_item_estimates(items, rewards, pscore, dist, q_hat, clip=clip, tau=tau,
+                              confidence=confidence)  # fmt: skip

@@ -38,6 +38,7 @@ __all__ = [
     "bts_prior",
     "bts_slot_distribution",
     "load_obd",
+    "obd_rows",
 ]
 
 OBD = WheelSource(
@@ -233,14 +234,7 @@ def bts_from_random(
     rel_error, ci_coverage, ess, max_weight, n``.
     """
     from recloop.eval.stats import mean_ci
-    from recloop.ope.estimators import (
-        clipped_ips,
-        direct_method,
-        doubly_robust,
-        ips,
-        snips,
-        switch_dr,
-    )
+    from recloop.ope.estimators import one_item_estimates
     from recloop.ope.regression import cross_fitted_rates
 
     if n_runs < 1:
@@ -261,15 +255,8 @@ def bts_from_random(
             log.positions, log.actions, log.rewards, log.len_list, log.n_actions,
             n_folds=n_folds, strength=strength, seed=run_seed, origin=origin,
         )  # fmt: skip
-        a, r, p, c = log.actions, log.rewards, log.pscore, confidence
-        return [
-            ips(a, r, p, dist, confidence=c),
-            clipped_ips(a, r, p, dist, clip=clip, confidence=c),
-            snips(a, r, p, dist, confidence=c),
-            direct_method(dist, q_hat, confidence=c),
-            doubly_robust(a, r, p, dist, q_hat, confidence=c),
-            switch_dr(a, r, p, dist, q_hat, tau=tau, confidence=c),
-        ]
+        return one_item_estimates(log.actions, log.rewards, log.pscore, dist, q_hat, clip=clip,
+                                  tau=tau, confidence=confidence)  # fmt: skip
 
     def row(variant: str, es: list[Estimate], low: float, high: float) -> dict[str, object]:
         """One row over one or more estimates of the same estimator (bootstrap runs)."""
@@ -302,4 +289,26 @@ def bts_from_random(
         es = [run[j] for run in runs]
         low, high = (float(np.quantile([e.value for e in es], q)) for q in quantiles)
         rows.append(row("bootstrap", es, low, high))
+    return pd.DataFrame(rows)
+
+
+OBD_METRICS = ("rel_error", "ci_coverage", "ess", "max_weight", "value", "truth")
+
+
+def obd_rows(frame: pd.DataFrame, campaign: str, n_runs: int, seed: int,
+             benchmark: str = "ope") -> pd.DataFrame:  # fmt: skip
+    """Tidy rows of :func:`bts_from_random`: ``split`` is ``bts`` (the target), ``variant`` the
+    log size, with ``-boot{n_runs}`` for the means over bootstrap resamples."""
+    rows = []
+    for r in frame.to_dict("records"):
+        variant = str(r["n"]) if r["variant"] == "full" else f"{r['n']}-boot{n_runs}"
+        base = {"benchmark": benchmark, "dataset": f"obd-{campaign}", "method": r["method"],
+                "variant": variant, "seed": seed, "split": "bts", "n": r["n"]}  # fmt: skip
+        for m in OBD_METRICS:
+            row = {**base, "metric": m, "value": r[m]}
+            if m == "value":
+                row |= {"ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+            if m == "truth":
+                row |= {"ci_low": r["truth_low"], "ci_high": r["truth_high"]}
+            rows.append(row)
     return pd.DataFrame(rows)

@@ -35,14 +35,9 @@ from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError, DataError
 from recloop.ope.estimators import (
     Estimate,
-    clipped_ips,
-    direct_method,
-    doubly_robust,
-    ips,
+    one_item_estimates,
     pseudo_inverse,
     slate_independent_ips,
-    snips,
-    switch_dr,
 )
 from recloop.ope.policies import (
     Exploration,
@@ -55,7 +50,7 @@ from recloop.progress import progress_bar
 from recloop.sim.core import SimConfig, UserBatch
 from recloop.sim.world import World
 
-__all__ = ["SimCheckConfig", "SimSetup", "sim_check", "sim_setup"]
+__all__ = ["SimCheckConfig", "SimSetup", "sim_check", "sim_rows", "sim_setup"]
 
 
 @dataclass(frozen=True)
@@ -218,14 +213,8 @@ def _one_item(setup: SimSetup, config: SimCheckConfig, rows: np.ndarray, rng: np
     out = {}
     for name, dist in target_dists.items():
         d = dist[rows]
-        out[name] = [
-            ips(actions, r, pscore, d),
-            clipped_ips(actions, r, pscore, d, clip=config.clip),
-            snips(actions, r, pscore, d),
-            direct_method(d, q_hat),
-            doubly_robust(actions, r, pscore, d, q_hat),
-            switch_dr(actions, r, pscore, d, q_hat, tau=config.tau),
-        ]
+        out[name] = one_item_estimates(actions, r, pscore, d, q_hat, clip=config.clip,
+                                       tau=config.tau)  # fmt: skip
     return out
 
 
@@ -317,3 +306,23 @@ def sim_check(
         .reset_index()
     )
     return summary, per_rep
+
+
+SIM_METRICS = ("rel_error", "ci_coverage", "ess", "value", "truth", "truth_mc")
+
+
+def sim_rows(summary: pd.DataFrame, dataset: str, seed: int,
+             benchmark: str = "ope") -> pd.DataFrame:  # fmt: skip
+    """Tidy rows of a :func:`sim_check` summary: ``split`` is the target policy, ``variant``
+    the log size, ``n`` the repetitions; ``value`` rows carry ± one standard deviation of the
+    estimates over repetitions as their interval."""
+    rows = []
+    for r in summary.to_dict("records"):
+        base = {"benchmark": benchmark, "dataset": dataset, "method": r["method"],
+                "variant": str(r["log_size"]), "seed": seed, "split": r["target"], "n": r["reps"]}  # fmt: skip
+        for m in SIM_METRICS:
+            row = {**base, "metric": m, "value": r[m]}
+            if m == "value":
+                row |= {"ci_low": r["value"] - r["value_sd"], "ci_high": r["value"] + r["value_sd"]}
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,247 @@
+"""Grid files: datasets × methods × seeds × evaluation modes, declared in TOML.
+
+A grid file has a few top-level keys and one table per evaluation mode::
+
+    name = "quick"
+    datasets = ["ml-100k"]
+    seeds = [0, 1, 2]
+
+    [offline]                      # offline ranking: one cell per dataset × method × seed
+    split = "loo"
+    baseline = "pop"
+    [[offline.methods]]
+    model = "pop"
+    [[offline.methods]]
+    model = "sasrec"
+    variant = "sqn"                # a label, when one model appears with several configs
+    params = { head = "sqn", epochs = 30 }
+    cpus = 1                       # what the cell needs (Ray schedules by it)
+
+    [simulator]                    # simulator rollouts: one cell per dataset × seed
+    agents = ["greedy", "popularity", "reinforce_topk"]
+    steps = 300
+
+    [ope]                          # off-policy estimates checked in the simulator
+    log_sizes = [1000, 3000]
+    reps = 10
+    obd = ["all"]                  # and on the Open Bandit Dataset campaigns
+
+Every key is checked: an unknown key is an error that lists the known ones. Each cell resolves
+to the config dataclass the CLI uses (:class:`recloop.runs.RunSpec`,
+:class:`recloop.rl.arena.ArenaConfig`, :class:`recloop.ope.simcheck.SimCheckConfig`), so a
+grid cell and the matching ``recloop`` command run the same thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recloop.config import config_hash
+from recloop.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["Cell", "Grid", "load_grid", "parse_grid"]
+
+MODES = ("offline", "simulator", "ope")
+_TOP = {"name", "datasets", "seeds", "jobs", *MODES}
+_OFFLINE = {"split", "baseline", "ks", "min_user", "min_item", "cold_frac", "columns", "methods"}
+_METHOD = {"model", "variant", "params", "cpus"}
+_OPE = {"obd", "obd_runs", "cpus"}
+_SIM = {"cpus"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a mode, a dataset, a method (or agent set), a seed, its config."""
+
+    mode: str  # offline | simulator | ope | obd
+    dataset: str
+    method: str
+    variant: str
+    seed: int
+    config: dict[str, Any] = field(hash=False)  # resolved options, JSON-ready
+    cpus: int = 1
+
+    @property
+    def key(self) -> str:
+        """A stable hash of everything that defines the cell's result."""
+        return config_hash(
+            {
+                "mode": self.mode,
+                "dataset": self.dataset,
+                "method": self.method,
+                "variant": self.variant,
+                "seed": self.seed,
+                "config": self.config,
+            }
+        )
+
+    @property
+    def name(self) -> str:
+        """A readable, file-system-safe name (dataset paths shortened to their stem)."""
+        data = Path(self.dataset).stem if "/" in self.dataset else self.dataset
+        label = f"{self.method}-{self.variant}" if self.variant else self.method
+        return f"{self.mode}-{data}-{label}-s{self.seed}".replace(" ", "_")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid: its name, defaults, and cells in run order."""
+
+    name: str
+    cells: tuple[Cell, ...]
+    jobs: int = 1
+    baseline: str | None = None
+
+
+def _check_keys(table: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; known keys: {sorted(known)}")
+
+
+def _fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _list(value: Any, where: str, kind: type) -> list[Any]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, kind) for v in value):
+        raise ConfigError(f"{where} must be a non-empty list of {kind.__name__}s, got {value!r}")
+    return value
+
+
+def parse_grid(text: str, source: str = "grid") -> Grid:
+    """Parse and resolve a grid from TOML text (see the module docstring)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source} is not valid TOML ({e})") from e
+    _check_keys(raw, _TOP, source)
+    datasets = _list(raw.get("datasets"), f"{source}: datasets", str)
+    seeds = _list(raw.get("seeds", [0]), f"{source}: seeds", int)
+    if not any(m in raw for m in MODES):
+        raise ConfigError(f"{source} declares no evaluation mode; add one of {list(MODES)}")
+    jobs = raw.get("jobs", 1)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"{source}: jobs must be a positive integer, got {jobs!r}")
+    cells: list[Cell] = []
+    baseline = None
+    if "offline" in raw:
+        off = raw["offline"]
+        _check_keys(off, _OFFLINE, f"{source} [offline]")
+        baseline = off.get("baseline")
+        cells += _offline_cells(off, datasets, seeds, source)
+    if "simulator" in raw:
+        cells += _simulator_cells(raw["simulator"], datasets, seeds, source)
+    if "ope" in raw:
+        cells += _ope_cells(raw["ope"], datasets, seeds, source)
+    names = [c.name for c in cells]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(
+            f"{source}: cells {dupes} appear twice; give repeated models distinct `variant` labels"
+        )
+    return Grid(str(raw.get("name", Path(source).stem)), tuple(cells), jobs, baseline)
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read a grid file."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"grid file {p} does not exist")
+    return parse_grid(p.read_text(), str(p))
+
+
+def _offline_cells(off: dict[str, Any], datasets: list[str], seeds: list[int],
+                   source: str) -> list[Cell]:  # fmt: skip
+    from recloop.models import get_model
+    from recloop.runs import RunSpec, build_model
+
+    methods = off.get("methods")
+    if not isinstance(methods, list) or not methods:
+        raise ConfigError(f"{source} [offline] needs a non-empty [[offline.methods]] list")
+    shared = {k: v for k, v in off.items() if k not in ("methods", "baseline")}
+    if "ks" in shared:
+        shared["ks"] = tuple(shared["ks"])
+    cells = []
+    for j, m in enumerate(methods):
+        where = f"{source} [[offline.methods]] #{j + 1}"
+        if not isinstance(m, dict) or "model" not in m:
+            raise ConfigError(f"{where} needs a `model` name")
+        _check_keys(m, _METHOD, where)
+        get_model(m["model"])  # an unknown name fails here, listing the known ones
+        params = dict(m.get("params", {}))
+        for data in datasets:
+            for seed in seeds:
+                spec = RunSpec(model=m["model"], data=data, seed=seed, params=params, **shared)
+                build_model(spec)  # unknown or bad model options fail at load time
+                config = dataclasses.asdict(spec)
+                cells.append(Cell("offline", data, m["model"], str(m.get("variant", "")), seed,
+                                  config, int(m.get("cpus", 1))))  # fmt: skip
+    return cells
+
+
+def _simulator_cells(sim: dict[str, Any], datasets: list[str], seeds: list[int],
+                     source: str) -> list[Cell]:  # fmt: skip
+    from recloop.rl.arena import ArenaConfig
+
+    _check_keys(sim, _fields(ArenaConfig) | _SIM, f"{source} [simulator]")
+    opts = {k: v for k, v in sim.items() if k not in _SIM}
+    for key in ("agents", "guardrail"):
+        if key in opts:
+            value = opts[key]
+            opts[key] = tuple(value) if isinstance(value, list) else (value,)
+    if "seeds" in opts:
+        raise ConfigError(f"{source} [simulator]: seeds come from the grid's top-level `seeds`")
+    cells = []
+    for data in datasets:
+        for seed in seeds:
+            cfg = ArenaConfig(**{**opts, "seeds": (seed,)})
+            config = json_ready(dataclasses.asdict(cfg))
+            cells.append(Cell("simulator", data, "agents", "", seed, config,
+                              int(sim.get("cpus", 1))))  # fmt: skip
+    return cells
+
+
+def _ope_cells(ope: dict[str, Any], datasets: list[str], seeds: list[int],
+               source: str) -> list[Cell]:  # fmt: skip
+    from recloop.ope.obd import CAMPAIGNS
+    from recloop.ope.simcheck import SimCheckConfig
+
+    _check_keys(ope, _fields(SimCheckConfig) | _OPE, f"{source} [ope]")
+    opts = {k: v for k, v in ope.items() if k not in _OPE and k != "seed"}
+    if "log_sizes" in opts:
+        opts["log_sizes"] = tuple(opts["log_sizes"])
+    cpus = int(ope.get("cpus", 1))
+    cells = []
+    for data in datasets:
+        for seed in seeds:
+            cfg = SimCheckConfig(**{**opts, "seed": seed})
+            cells.append(Cell("ope", data, "estimators", f"k{cfg.slate_size}", seed,
+                              json_ready(dataclasses.asdict(cfg)), cpus))  # fmt: skip
+    campaigns = ope.get("obd", [])
+    if not isinstance(campaigns, list) or any(c not in CAMPAIGNS for c in campaigns):
+        raise ConfigError(f"{source} [ope]: obd must list campaigns from {list(CAMPAIGNS)}")
+    runs = int(ope.get("obd_runs", 30))
+    for campaign in campaigns:
+        for seed in seeds:
+            cells.append(Cell("obd", f"obd-{campaign}", "estimators", "", seed,
+                              {"campaign": campaign, "n_runs": runs}, cpus))  # fmt: skip
+    return cells
+
+
+def json_ready(value: Any) -> Any:
+    """Tuples to lists, recursively, so a config survives a JSON round trip unchanged."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value

@@ -1,0 +1,254 @@
+"""Run a grid's cells in local processes or on Ray, resumably, and gather their tidy rows.
+
+Each cell gets its own folder ``OUT/cells/<cell name>/`` holding ``cell.json`` (the resolved
+config and its hash), ``rows.csv`` (tidy rows), per-user or per-session rows where the mode
+has them, ``log.txt`` (everything the cell printed) and, written last, ``status.json``. A cell
+whose ``status.json`` says ``done`` with the same config hash is skipped on a rerun, so a
+killed bench resumes where it stopped; a cell that raised is recorded as ``failed`` with its
+error, the others go on, and a rerun retries it.
+
+The worker computes a cell and returns its rows as text; the driver writes every file
+(atomically, status last), so on a Ray cluster the results come back to the machine that
+runs ``recloop bench`` whatever the workers' file systems. Model checkpoints of offline cells
+are written by the worker under ``OUT/cells/<cell>/run``: on a cluster, put ``OUT`` on
+shared storage to keep them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recloop.bench.grid import Cell, Grid
+from recloop.compare import TIDY_COLUMNS
+from recloop.errors import ConfigError
+from recloop.progress import progress_bar
+
+__all__ = ["BenchResult", "run_cell", "run_grid"]
+
+#: Extra tables a mode writes besides its tidy rows.
+EXTRAS = {"offline": "per_user", "simulator": "sessions"}
+
+
+@dataclass
+class BenchResult:
+    """What a bench run left in ``out``: every done cell's rows, and the failures."""
+
+    rows: pd.DataFrame
+    extras: dict[str, pd.DataFrame]
+    ran: list[str]
+    skipped: list[str]
+    failed: dict[str, str]  # cell name → error
+
+
+def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The cell's tidy rows and its extra table (per user / per session), if any."""
+    labels = {"benchmark": "bench", "dataset": cell.dataset, "method": cell.method,
+              "variant": cell.variant, "seed": cell.seed}  # fmt: skip
+    if cell.mode == "offline":
+        from recloop.compare import run_rows
+        from recloop.runs import RunSpec, git_sha, machine, train_run
+
+        cfg = dict(cell.config)
+        cfg["ks"] = tuple(cfg["ks"])
+        res = train_run(RunSpec(**cfg), folder / "run", progress=False)
+        rows = pd.DataFrame(run_rows(res, {**labels, "git_sha": git_sha(), "machine": machine()}))
+        per_user = res["test"].per_user.assign(method=cell.method, variant=cell.variant,
+                                               seed=cell.seed)  # fmt: skip
+        return rows, per_user
+    if cell.mode == "simulator":
+        from recloop.rl.arena import ArenaConfig, run_arena
+
+        cfg = {k: tuple(v) if k in ("agents", "seeds", "guardrail") else v
+               for k, v in cell.config.items()}  # fmt: skip
+        tidy, sessions, _ = run_arena(cell.dataset, ArenaConfig(**cfg), folder / "arena")
+        return tidy.assign(benchmark="bench", dataset=cell.dataset), sessions
+    if cell.mode == "ope":
+        from recloop.data import load_dataset
+        from recloop.ope.simcheck import SimCheckConfig, sim_check, sim_rows
+
+        cfg = dict(cell.config)
+        cfg["log_sizes"] = tuple(cfg["log_sizes"])
+        summary, _ = sim_check(load_dataset(cell.dataset), SimCheckConfig(**cfg))
+        return sim_rows(summary, f"sim-{cell.dataset}", cell.seed, benchmark="bench"), None
+    if cell.mode == "obd":
+        from recloop.ope.obd import bts_from_random, obd_rows
+
+        c = cell.config
+        frame = bts_from_random(c["campaign"], n_runs=c["n_runs"], seed=cell.seed)
+        return obd_rows(frame, c["campaign"], c["n_runs"], cell.seed, benchmark="bench"), None
+    raise ConfigError(f"unknown cell mode {cell.mode!r}")
+
+
+def run_cell(cell_json: str, folder: str) -> dict[str, Any]:
+    """Compute one cell (in a worker process or Ray task); never raises.
+
+    Returns ``{"state": "done" | "failed", "rows": csv, "extra": csv | None, "error": str,
+    "log": str, "wall_s": float}``.
+    """
+    cell = Cell(**json.loads(cell_json))
+    log = io.StringIO()
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"state": "done", "rows": "", "extra": None, "error": ""}
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            import torch
+
+            torch.set_num_threads(max(1, cell.cpus))
+            rows, extra = _compute(cell, Path(folder))
+            out["rows"] = rows.to_csv(index=False)
+            out["extra"] = None if extra is None else extra.to_csv(index=False)
+        except Exception as e:  # a failed cell is recorded, never fatal to the bench
+            out["state"] = "failed"
+            out["error"] = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+    out["log"] = log.getvalue()
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # a half-written file never sits at `path`
+
+
+def _status(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(folder / "log.txt", result["log"])
+    if result["state"] == "done":
+        _write(folder / "rows.csv", result["rows"])
+        if result["extra"] is not None:
+            _write(folder / f"{EXTRAS[cell.mode]}.csv", result["extra"])
+    status = {"state": result["state"], "key": cell.key, "error": result["error"],
+              "wall_s": result["wall_s"]}  # fmt: skip
+    _write(folder / "status.json", json.dumps(status, indent=1))
+
+
+def _ray_executor(address: str) -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--ray-address needs Ray, which is not installed; install the extra with "
+            "`pip install -c constraints.txt -e '.[distributed]'`, or drop --ray-address to "
+            "run the cells in local processes"
+        ) from None
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    return ray
+
+
+def run_grid(
+    grid: Grid,
+    out: str | Path,
+    *,
+    jobs: int | None = None,
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> BenchResult:
+    """Run every cell of ``grid`` not already done in ``out``; gather all done cells' rows.
+
+    ``jobs`` local processes run cells in parallel (default: the grid's ``jobs``). With
+    ``ray_address`` (``local``, ``auto`` or ``ray://HOST:PORT``) the cells run as Ray tasks,
+    each declaring the CPUs its cell needs.
+    """
+    root = Path(out)
+    cells_dir = root / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    _write(root / "grid.json", json.dumps({"name": grid.name, "baseline": grid.baseline,
+                                           "cells": [asdict(c) for c in grid.cells]}, indent=1))  # fmt: skip
+    todo, skipped = [], []
+    for cell in grid.cells:
+        st = _status(cells_dir / cell.name)
+        if st is not None and st.get("state") == "done" and st.get("key") == cell.key:
+            skipped.append(cell.name)
+        else:
+            todo.append(cell)
+    failed: dict[str, str] = {}
+    ran: list[str] = []
+
+    def finish(cell: Cell, result: dict[str, Any]) -> None:
+        _save(cell, cells_dir / cell.name, result)
+        ran.append(cell.name)
+        if result["state"] != "done":
+            failed[cell.name] = result["error"]
+
+    with progress_bar(len(grid.cells), f"bench {grid.name}", progress) as bar:
+        bar.advance(len(skipped))
+        if ray_address is not None:
+            ray = _ray_executor(ray_address)
+            task = ray.remote(run_cell)
+            pending = {task.options(num_cpus=c.cpus).remote(json.dumps(asdict(c)),
+                                                            str(cells_dir / c.name)): c
+                       for c in todo}  # fmt: skip
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    finish(pending.pop(ref), ray.get(ref))
+                    bar.advance()
+        elif todo:
+            workers = max(1, min(jobs or grid.jobs, len(todo)))
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures: dict[Future[dict[str, Any]], Cell] = {
+                    pool.submit(run_cell, json.dumps(asdict(c)), str(cells_dir / c.name)): c
+                    for c in todo
+                }
+                while futures:
+                    done_f, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                    for f in done_f:
+                        finish(futures.pop(f), f.result())
+                        bar.advance()
+    return gather(grid, root, ran, skipped, failed)
+
+
+def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[str] | None = None,
+           failed: dict[str, str] | None = None) -> BenchResult:  # fmt: skip
+    """Collect the done cells' rows into ``results.csv`` (and the extra tables) under ``root``."""
+    frames: list[pd.DataFrame] = []
+    extras: dict[str, list[pd.DataFrame]] = {v: [] for v in EXTRAS.values()}
+    errors = dict(failed or {})
+    for cell in grid.cells:
+        folder = root / "cells" / cell.name
+        st = _status(folder)
+        if st is None or st.get("key") != cell.key:
+            continue
+        if st["state"] != "done":
+            errors.setdefault(cell.name, st.get("error", ""))
+            continue
+        frames.append(pd.read_csv(folder / "rows.csv"))
+        name = EXTRAS.get(cell.mode)
+        if name and (folder / f"{name}.csv").exists():
+            extras[name].append(pd.read_csv(folder / f"{name}.csv").assign(dataset=cell.dataset))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+    rows = rows.reindex(
+        columns=[*TIDY_COLUMNS, *(c for c in rows.columns if c not in TIDY_COLUMNS)]
+    )
+    _write(root / "results.csv", rows.to_csv(index=False))
+    tables = {k: pd.concat(v, ignore_index=True) for k, v in extras.items() if v}
+    for k, v in tables.items():
+        _write(root / f"{k}.csv", v.to_csv(index=False))
+    fail = pd.DataFrame({"cell": list(errors), "error": list(errors.values())})
+    _write(root / "failures.csv", fail.to_csv(index=False))
+    return BenchResult(rows, tables, list(ran or []), list(skipped or []), errors)

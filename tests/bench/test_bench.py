@@ -1,0 +1,184 @@
+"""`recloop bench`: grid files, cells in local processes, failures, and resuming after a kill."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recloop.bench import parse_grid, run_grid
+from recloop.errors import ConfigError
+from recloop.rl.arena import ArenaConfig
+from recloop.runs import RunSpec
+
+
+@pytest.fixture(scope="module")
+def tiny_csv(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), 100 * u + t, int(rng.integers(1, 6)))
+            for u in range(40) for t, i in enumerate(rng.choice(30, size=8, replace=False))]  # fmt: skip
+    path = tmp_path_factory.mktemp("data") / "tiny.csv"
+    pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"]).to_csv(path, index=False)
+    return path
+
+
+def offline_grid(data: list[str], seeds: str = "[0, 1]", jobs: int = 2) -> str:
+    quoted = ", ".join(json.dumps(d) for d in data)
+    return f"""
+name = "tiny"
+datasets = [{quoted}]
+seeds = {seeds}
+jobs = {jobs}
+
+[offline]
+baseline = "pop"
+[[offline.methods]]
+model = "pop"
+[[offline.methods]]
+model = "itemknn"
+params = {{ neighbours = 10 }}
+"""
+
+
+def test_cells_resolve_to_the_cli_configs(tiny_csv) -> None:
+    text = (
+        offline_grid([str(tiny_csv)])
+        + """
+[simulator]
+agents = ["greedy", "popularity"]
+steps = 5
+guardrail = false
+
+[ope]
+log_sizes = [100, 300]
+reps = 2
+obd = ["men"]
+"""
+    )
+    grid = parse_grid(text)
+    modes = [c.mode for c in grid.cells]
+    assert modes.count("offline") == 2 * 2 and modes.count("simulator") == 2
+    assert modes.count("ope") == 2 and modes.count("obd") == 2
+    off = grid.cells[1]
+    assert RunSpec(**{**off.config, "ks": tuple(off.config["ks"])}) == RunSpec(
+        model="pop", data=str(tiny_csv), seed=1
+    )
+    sim = next(c for c in grid.cells if c.mode == "simulator")
+    cfg = {
+        k: tuple(v) if k in ("agents", "seeds", "guardrail") else v for k, v in sim.config.items()
+    }
+    assert ArenaConfig(**cfg) == dataclasses.replace(
+        ArenaConfig(), agents=("greedy", "popularity"), steps=5, guardrail=(False,), seeds=(0,)
+    )
+    assert len({c.key for c in grid.cells}) == len(grid.cells)  # every cell hashes apart
+    assert grid.baseline == "pop" and grid.jobs == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'datasets = ["x"]\ncolour = 1\n[offline]\n[[offline.methods]]\nmodel = "pop"',
+            "unknown key(s) ['colour'] in grid; known keys",
+        ),
+        (
+            'datasets = ["x"]\n[offline]\nsplits = "loo"\n[[offline.methods]]\nmodel = "pop"',
+            "unknown key(s) ['splits'] in grid [offline]",
+        ),
+        (
+            'datasets = ["x"]\n[offline]\n[[offline.methods]]\nmodel = "pop"\nparam = {}',
+            "unknown key(s) ['param'] in grid [[offline.methods]] #1",
+        ),
+        (
+            'datasets = ["x"]\n[offline]\n[[offline.methods]]\nmodel = "nope"',
+            "unknown model 'nope'",
+        ),
+        (
+            'datasets = ["x"]\n[offline]\n[[offline.methods]]\nmodel = "itemknn"\nparams = {k = 3}',
+            "unknown option(s) ['k'] for ItemKNNConfig",
+        ),
+        (
+            'datasets = ["x"]\n[simulator]\nagent = ["greedy"]',
+            "unknown key(s) ['agent'] in grid [simulator]",
+        ),
+        ('datasets = ["x"]\n[ope]\nreps = 0', "reps must be at least 1"),
+        (
+            'datasets = ["x"]\n[offline]\n[[offline.methods]]\nmodel = "pop"\n[[offline.methods]]\nmodel = "pop"',
+            "appear twice",
+        ),
+        ('datasets = ["x"]', "declares no evaluation mode"),
+        ('datasets = "x"\n[ope]', "datasets must be a non-empty list"),
+        ("datasets = [", "is not valid TOML"),
+    ],
+)
+def test_bad_grids_are_clear_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_grid(text)
+
+
+def test_local_processes_failures_and_rerun(tiny_csv, tmp_path) -> None:
+    grid = parse_grid(offline_grid([str(tiny_csv), str(tmp_path / "missing.csv")]))
+    res = run_grid(grid, tmp_path / "out", progress=False)
+    assert len(res.ran) == 8 and not res.skipped
+    assert sorted(res.failed) == sorted(c.name for c in grid.cells if "missing" in c.name)
+    assert all("DataError" in e for e in res.failed.values())
+    rows = pd.read_csv(tmp_path / "out" / "results.csv")
+    # every good cell's test NDCG@10 is in the tidy rows, once per (method, seed)
+    ndcg = rows[(rows["split"] == "test") & (rows["metric"] == "ndcg@10")]
+    assert sorted(zip(ndcg["method"], ndcg["seed"], strict=True)) == [
+        ("itemknn", 0), ("itemknn", 1), ("pop", 0), ("pop", 1)]  # fmt: skip
+    assert set(rows["benchmark"]) == {"bench"}
+    per_user = pd.read_csv(tmp_path / "out" / "per_user.csv")
+    assert set(per_user["method"]) == {"pop", "itemknn"}
+    failures = pd.read_csv(tmp_path / "out" / "failures.csv")
+    assert len(failures) == 4
+    # a rerun skips the done cells and retries only the failed ones
+    again = run_grid(grid, tmp_path / "out", progress=False)
+    assert sorted(again.ran) == sorted(res.failed) and len(again.skipped) == 4
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "results.csv"), rows)
+
+
+def test_killed_bench_resumes_with_only_the_missing_cells(tiny_csv, tmp_path) -> None:
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(offline_grid([str(tiny_csv)], seeds="[0, 1, 2, 3, 4, 5]", jobs=1))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "recloop", "bench", str(grid_file), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = list(out.glob("cells/*/status.json"))
+        if len(done) >= 2 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker, mid-grid
+    proc.wait()
+    before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("cells/*/status.json")}
+    assert 2 <= len(before) < 12, "kill the bench part-way"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{12 - len(before)} run, {len(before)} already done, 0 failed" in rerun.stdout
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("cells/*/status.json")}
+    assert len(after) == 12
+    assert all(after[name] == t for name, t in before.items())  # done cells were not redone
+    rows = pd.read_csv(out / "results.csv")
+    assert rows[rows["metric"] == "ndcg@10"]["seed"].nunique() == 6
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_shipped_grids_resolve(name: str) -> None:
+    from recloop.bench import load_grid
+
+    grid = load_grid(Path(__file__).resolve().parents[2] / "benchmarks" / "grids" / f"{name}.toml")
+    assert {c.mode for c in grid.cells} == {"offline", "simulator", "ope", "obd"}
+    assert grid.baseline == "sasrec"
