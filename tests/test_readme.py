@@ -40,8 +40,8 @@ def test_readme_deep_model_example_runs(tmp_path, monkeypatch) -> None:
 def test_readme_commands_match_ci() -> None:
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    assert 'pip install -c constraints.txt -e ".[dev,text,rl]" && pytest' in text
-    assert '-c constraints.txt -e ".[dev,text,rl]"' in ci and "pytest" in ci
+    assert 'pip install -c constraints.txt -e ".[dev,text,rl,distributed]" && pytest' in text
+    assert '-c constraints.txt -e ".[dev,text,rl,distributed]"' in ci and "pytest" in ci
 
 
 def test_readme_text_example_runs() -> None:

@@ -182,3 +182,23 @@ def test_shipped_grids_resolve(name: str) -> None:
     grid = load_grid(Path(__file__).resolve().parents[2] / "benchmarks" / "grids" / f"{name}.toml")
     assert {c.mode for c in grid.cells} == {"offline", "simulator", "ope", "obd"}
     assert grid.baseline == "sasrec"
+
+
+def test_local_ray_gives_the_same_rows_as_local_processes(tiny_csv, tmp_path) -> None:
+    pytest.importorskip("ray", reason="Ray is the `distributed` extra; CI installs it")
+    grid = parse_grid(offline_grid([str(tiny_csv)], seeds="[0]"))
+    local = run_grid(grid, tmp_path / "local", progress=False)
+    on_ray = run_grid(grid, tmp_path / "ray", ray_address="local", progress=False)
+    assert not local.failed and not on_ray.failed and len(on_ray.ran) == 2
+    cols = ["method", "seed", "split", "metric"]
+    a = local.rows[local.rows["split"] != "train"].set_index(cols)["value"].sort_index()
+    b = on_ray.rows[on_ray.rows["split"] != "train"].set_index(cols)["value"].sort_index()
+    pd.testing.assert_series_equal(a[~a.index.get_level_values("metric").str.endswith("_s")],
+                                   b[~b.index.get_level_values("metric").str.endswith("_s")])  # fmt: skip
+
+
+def test_missing_ray_is_a_clear_error(tiny_csv, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    grid = parse_grid(offline_grid([str(tiny_csv)], seeds="[0]"))
+    with pytest.raises(ConfigError, match=r"needs Ray, which is not installed.*\[distributed\]"):
+        run_grid(grid, tmp_path / "out", ray_address="local", progress=False)

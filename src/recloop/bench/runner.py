@@ -143,7 +143,8 @@ def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
     _write(folder / "status.json", json.dumps(status, indent=1))
 
 
-def _ray_executor(address: str) -> Any:
+def _ray(address: str) -> tuple[Any, bool]:
+    """The ``ray`` module, connected; and whether this call started the connection."""
     try:
         import ray
     except ImportError:
@@ -152,12 +153,19 @@ def _ray_executor(address: str) -> Any:
             "`pip install -c constraints.txt -e '.[distributed]'`, or drop --ray-address to "
             "run the cells in local processes"
         ) from None
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return ray, False
+    try:
         if address == "local":
             ray.init(include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
-    return ray
+    except ConnectionError as e:
+        raise ConfigError(
+            f"cannot reach a Ray cluster at {address!r} ({e}); start one with `ray start --head`, "
+            "or use --ray-address local"
+        ) from e
+    return ray, True
 
 
 def run_grid(
@@ -197,17 +205,21 @@ def run_grid(
 
     with progress_bar(len(grid.cells), f"bench {grid.name}", progress) as bar:
         bar.advance(len(skipped))
-        if ray_address is not None:
-            ray = _ray_executor(ray_address)
-            task = ray.remote(run_cell)
-            pending = {task.options(num_cpus=c.cpus).remote(json.dumps(asdict(c)),
-                                                            str(cells_dir / c.name)): c
-                       for c in todo}  # fmt: skip
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    finish(pending.pop(ref), ray.get(ref))
-                    bar.advance()
+        if ray_address is not None and todo:
+            ray, started = _ray(ray_address)
+            try:
+                task = ray.remote(run_cell)
+                pending = {task.options(num_cpus=c.cpus).remote(json.dumps(asdict(c)),
+                                                                str(cells_dir / c.name)): c
+                           for c in todo}  # fmt: skip
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in done:
+                        finish(pending.pop(ref), ray.get(ref))
+                        bar.advance()
+            finally:
+                if started:
+                    ray.shutdown()
         elif todo:
             workers = max(1, min(jobs or grid.jobs, len(todo)))
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
