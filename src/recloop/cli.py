@@ -382,6 +382,17 @@ def bench_cmd(
         raise typer.Exit(1)
 
 
+@app.command("report")
+def report_cmd(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `recloop bench`.")],
+) -> None:
+    """Write report.md and a self-contained report.html from a bench folder's rows."""
+    from recloop.bench.report import write_report
+
+    md_path, html_path = write_report(folder)
+    typer.echo(f"wrote {md_path} and {html_path}")
+
+
 @app.command("ope")
 def ope_cmd(
     logs: Annotated[

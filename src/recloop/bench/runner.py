@@ -72,8 +72,12 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
 
         cfg = {k: tuple(v) if k in ("agents", "seeds", "guardrail") else v
                for k, v in cell.config.items()}  # fmt: skip
-        tidy, sessions, _ = run_arena(cell.dataset, ArenaConfig(**cfg), folder / "arena")
-        return tidy.assign(benchmark="bench", dataset=cell.dataset), sessions
+        tidy, sessions, world = run_arena(cell.dataset, ArenaConfig(**cfg), folder / "arena")
+        # the simulator's fidelity travels with every simulated result
+        fidelity = pd.DataFrame([{**labels, "split": "sim", "metric": f"world_{k}", "value": v}
+                                 for k, v in world.report.items()
+                                 if k in ("auc", "ece", "ndcg@10", "rating_rmse")])  # fmt: skip
+        return pd.concat([tidy.assign(benchmark="bench", dataset=cell.dataset), fidelity]), sessions
     if cell.mode == "ope":
         from recloop.data import load_dataset
         from recloop.ope.simcheck import SimCheckConfig, sim_check, sim_rows

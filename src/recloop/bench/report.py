@@ -1,0 +1,432 @@
+"""Tables, plots, an automatic summary and a self-contained HTML report of a bench folder.
+
+Everything here is computed from the tidy rows (and the per-user / per-session rows) that
+:func:`recloop.bench.run_grid` gathered: ``results.csv``, ``per_user.csv``, ``sessions.csv``.
+
+- **Offline ranking**: per dataset, one row per method (``method-variant``): test metrics as
+  the mean over seeds of the user means, a 95% interval over users of each user's
+  seed-averaged metric, fit seconds and parameters, and a paired Wilcoxon test of NDCG@10
+  against the baseline over users (seed-averaged), Holm-corrected across methods
+  (:func:`recloop.compare.summary_table`).
+- **Simulator**: per dataset, every agent's return per session with a 95% interval, and a
+  paired test against the greedy large model on the same start users and seeds
+  (:func:`recloop.rl.arena.arena_table`).
+- **Off-policy estimates**: relative error and interval coverage per estimator, target and
+  log size in the simulator, and on the Open Bandit Dataset.
+
+The report is one HTML file with its images embedded (matplotlib, no LaTeX, no network).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recloop.errors import DataError
+
+__all__ = ["BenchData", "load_bench", "offline_summary", "render", "summary_lines", "write_report"]
+
+PROTOCOL = """\
+- **Split**: chronological leave-one-out per user: the last interaction is the test target,
+  the second-to-last the validation target, the rest trains. Ties in time keep the source
+  order.
+- **Ranking**: full ranking over every item (no sampled negatives); items the user already
+  has are excluded, except the target itself.
+- **Metrics**: HR, NDCG at 5/10/20 per user, averaged; 95% intervals over users; paired
+  Wilcoxon tests over users against the baseline, Holm-corrected across methods.
+- **Reward convention** (RL heads and the simulator): a liked item (rating ≥ 4) is worth
+  1.0, any other clicked item 0.2, no click 0.
+- **Simulator**: users start from their logged history; clicks follow a calibrated
+  response model fitted on the logs; its fidelity (held-out AUC, calibration error) is
+  reported beside every simulated result, because a simulated gain is only as good as the
+  simulator.
+"""
+
+
+@dataclass
+class BenchData:
+    """What a bench folder holds."""
+
+    name: str
+    baseline: str | None
+    rows: pd.DataFrame
+    per_user: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    failures: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def load_bench(folder: str | Path) -> BenchData:
+    """Read a folder written by ``recloop bench``."""
+    root = Path(folder)
+    if not (root / "results.csv").exists():
+        raise DataError(f"{root} holds no results.csv; run `recloop bench GRID --out {root}` first")
+    meta = json.loads((root / "grid.json").read_text()) if (root / "grid.json").exists() else {}
+    return BenchData(
+        name=str(meta.get("name", root.name)),
+        baseline=meta.get("baseline"),
+        rows=_read(root / "results.csv"),
+        per_user=_read(root / "per_user.csv"),
+        sessions=_read(root / "sessions.csv"),
+        cells=list(meta.get("cells", [])),
+        failures=_read(root / "failures.csv"),
+    )
+
+
+def _label(frame: pd.DataFrame) -> np.ndarray:
+    """``method-variant`` (just ``method`` without a variant) per row."""
+    variant = frame["variant"].astype(object).where(frame["variant"].notna(), "").astype(str)
+    return np.where(variant != "", frame["method"].astype(str) + "-" + variant, frame["method"])
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def offline_summary(data: BenchData, dataset: str, baseline: str | None) -> pd.DataFrame:
+    """One row per offline method on ``dataset`` (see the module docstring)."""
+    from recloop.compare import summary_table
+
+    rows = data.rows[(data.rows["dataset"] == dataset) & data.rows["split"].isin(["test", "train"])]
+    rows = rows[rows["method"].isin(_offline_methods(data))]
+    per_user = data.per_user[data.per_user["dataset"] == dataset]
+    tidy = rows.assign(method=_label(rows))
+    users = per_user.assign(method=_label(per_user))
+    table = summary_table(tidy, users, baseline=baseline)
+    params = tidy[tidy["metric"] == "params"].groupby("method")["value"].mean()
+    return table.assign(params=table["method"].map(params))
+
+
+def _offline_methods(data: BenchData) -> set[str]:
+    return {c["method"] for c in data.cells if c.get("mode") == "offline"} or set(
+        data.per_user["method"].unique() if len(data.per_user) else []
+    )
+
+
+def _offline_markdown(table: pd.DataFrame, baseline: str | None) -> str:
+    from recloop.compare import markdown
+
+    text = markdown(table.drop(columns=["params"], errors="ignore"), baseline)
+    if "params" in table:
+        text += "\n\nParameters: " + ", ".join(
+            f"{m} {int(p):,}" for m, p in zip(table["method"], table["params"], strict=True)
+            if pd.notna(p)
+        )  # fmt: skip
+    return text
+
+
+def ope_markdown(rows: pd.DataFrame) -> str:
+    """Relative error (interval coverage) per target, estimator and log size, from tidy rows."""
+    parts = []
+    sim = rows[rows["dataset"].astype(str).str.startswith("sim-")]
+    for dataset, g in sim.groupby("dataset", sort=False):
+        g = g.assign(size=g["variant"].astype(int))
+        keys = ["split", "method", "size"]
+        err = g[g["metric"] == "rel_error"].groupby(keys, sort=False)["value"].mean()  # over seeds
+        cov = g[g["metric"] == "ci_coverage"].groupby(keys)["value"].mean()
+        truth = g[g["metric"] == "truth"].groupby("split")["value"].mean()
+        sizes = sorted(g["size"].unique())
+        head = "| target | truth | estimator | " + " | ".join(f"n={n:,}" for n in sizes) + " |"
+        lines = [f"**{dataset}** (mean relative error over repetitions and seeds, and 95% CI "
+                 "coverage)", "", head, "|---|---|---|" + "---|" * len(sizes)]  # fmt: skip
+        pairs = list(dict.fromkeys((t, m) for t, m, _ in err.index))
+        for target, method in pairs:
+            cells = [f"{err[(target, method, n)]:.3f} ({cov[(target, method, n)]:.0%})"
+                     for n in sizes]  # fmt: skip
+            lines.append(
+                f"| {target} | {truth[target]:.4f} | {method} | " + " | ".join(cells) + " |"
+            )
+        parts.append("\n".join(lines))
+    obd = rows[rows["dataset"].astype(str).str.startswith("obd-")]
+    full = obd[~obd["variant"].astype(str).str.contains("boot")]
+    if len(full):
+        obd_err = full[full["metric"] == "rel_error"].pivot_table(
+            "value", "method", "dataset", sort=False
+        )
+        obd_cov = full[full["metric"] == "ci_coverage"].pivot_table("value", "method", "dataset")
+        cols = list(obd_err.columns)
+        lines = ["**Open Bandit Dataset**: Thompson sampling's click rate estimated from the "
+                 "random policy's logs (relative error; ✓ when the 95% CI covers its on-policy "
+                 "rate)", "", "| estimator | " + " | ".join(cols) + " |",
+                 "|---|" + "---|" * len(cols)]  # fmt: skip
+        covered = obd_cov.to_dict()  # campaign → estimator → coverage
+        for method, r in obd_err.iterrows():
+            marks = ["✓" if covered[c].get(method) == 1.0 else "✗" for c in cols]
+            lines.append(f"| {method} | " + " | ".join(
+                f"{r[c]:.3f} {m}" for c, m in zip(cols, marks, strict=True)) + " |")  # fmt: skip
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def summary_lines(data: BenchData) -> list[str]:
+    """Plain sentences computed from the rows: which differences are significant, which not."""
+    out = []
+    for dataset in _datasets(data, "offline"):
+        t = offline_summary(data, dataset, data.baseline)
+        if data.baseline is None or "p_wilcoxon_holm" not in t:
+            continue
+        base = f"{data.baseline}"
+        for r in t.to_dict("records"):
+            method = str(r["method"])
+            if method == base or pd.isna(r[f"diff_vs_{base}"]):
+                continue
+            d, p = float(r[f"diff_vs_{base}"]), float(r["p_wilcoxon_holm"])
+            verdict = (("significantly above" if d > 0 else "significantly below") if p < 0.05
+                       else "not significantly different from")  # fmt: skip
+            out.append(f"{dataset}: {method} is {verdict} {base} on NDCG@10 "
+                       f"(Δ {d:+.4f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
+    for dataset in _datasets(data, "simulator"):
+        out += _simulator_lines(data, dataset)
+    return out
+
+
+def _simulator_lines(data: BenchData, dataset: str, reference: str = "greedy") -> list[str]:
+    from recloop.eval.stats import holm_bonferroni, paired_test
+
+    s = data.sessions[(data.sessions["dataset"] == dataset) & (data.sessions["variant"] == "plain")]
+    ref = s[s["method"] == reference].set_index(["seed", "user"])["return"]
+    if not len(ref):
+        return []
+    tests = {}
+    for method, g in s.groupby("method", sort=False):
+        if method == reference:
+            continue
+        a = g.set_index(["seed", "user"])["return"]
+        both = a.index.intersection(ref.index)
+        if len(both) > 1:
+            tests[method] = paired_test(a[both].to_numpy(), ref[both].to_numpy())
+    adjusted: list[float] = (
+        list(holm_bonferroni([t.wilcoxon_pvalue for t in tests.values()])) if tests else []
+    )
+    out = []
+    for (method, t), p in zip(tests.items(), adjusted, strict=True):
+        verdict = (("significantly above" if t.mean_diff > 0 else "significantly below")
+                   if p < 0.05 else "not significantly different from")  # fmt: skip
+        out.append(f"{dataset} (simulator): {method}'s return per session is {verdict} the "
+                   f"greedy large model's (Δ {t.mean_diff:+.3f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
+    return out
+
+
+def _datasets(data: BenchData, mode: str) -> list[str]:
+    rows = data.per_user if mode == "offline" else data.sessions
+    return list(dict.fromkeys(rows["dataset"])) if len(rows) else []
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _bars(labels: list[str], values: np.ndarray, low: np.ndarray, high: np.ndarray,
+          title: str, ylabel: str) -> str:  # fmt: skip
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(labels)), 3.2))
+    err = np.vstack([values - low, high - values])
+    ax.bar(range(len(labels)), values, yerr=np.nan_to_num(err), capsize=3, color="#4c72b0")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def plots(data: BenchData) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) of every plot the rows allow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    for dataset in _datasets(data, "offline"):
+        t = offline_summary(data, dataset, data.baseline)
+        ci = np.array([c if isinstance(c, tuple) else (np.nan, np.nan)
+                       for c in t.get("ndcg@10_ci", [None] * len(t))])  # fmt: skip
+        out.append((f"{dataset}: test NDCG@10 with 95% intervals over users",
+                    _bars(list(t["method"]), t["ndcg@10"].to_numpy(), ci[:, 0], ci[:, 1],
+                          f"{dataset}: NDCG@10", "NDCG@10")))  # fmt: skip
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        axes[0].bar(range(len(t)), t["fit_s"], color="#dd8452")
+        axes[0].set_ylabel("training seconds")
+        axes[1].bar(range(len(t)), t["params"].fillna(0), color="#55a868")
+        axes[1].set_ylabel("parameters")
+        for ax in axes:
+            ax.set_xticks(range(len(t)), list(t["method"]), rotation=30, ha="right", fontsize=8)
+            ax.grid(True, axis="y", alpha=0.3)
+        out.append((f"{dataset}: cost (training time and parameters)", _png(fig)))
+    for dataset in _datasets(data, "simulator"):
+        s = data.sessions[data.sessions["dataset"] == dataset]
+        from recloop.eval.stats import mean_ci
+
+        keys = list(dict.fromkeys(zip(s["method"], s["variant"], strict=True)))
+        cis = [mean_ci(s[(s["method"] == m) & (s["variant"] == v)]["return"].to_numpy())
+               for m, v in keys]  # fmt: skip
+        labels = [m if v == "plain" else f"{m}+{v}" for m, v in keys]
+        out.append((f"{dataset} (simulator): return per session with 95% intervals",
+                    _bars(labels, np.array([c.mean for c in cis]), np.array([c.low for c in cis]),
+                          np.array([c.high for c in cis]), f"{dataset}: simulated return",
+                          "return per session")))  # fmt: skip
+        tidy = data.rows[(data.rows["dataset"] == dataset) & (data.rows["split"] == "sim")]
+        cov = tidy[tidy["metric"] == "coverage"].assign(
+            label=_label(tidy[tidy["metric"] == "coverage"])
+        )
+        ret = tidy[tidy["metric"] == "return"]
+        if len(cov) and len(ret):
+            c = cov.groupby(["method", "variant"])["value"].mean()
+            r = ret.groupby(["method", "variant"])["value"].mean()
+            fig, ax = plt.subplots(figsize=(5, 3.6))
+            for key in r.index:
+                ax.scatter(c.get(key, np.nan), r[key])
+                ax.annotate(key[0] if key[1] == "plain" else f"{key[0]}+{key[1]}",
+                            (c.get(key, np.nan), r[key]), fontsize=7)  # fmt: skip
+            ax.set_xlabel("catalogue coverage")
+            ax.set_ylabel("return per session")
+            ax.grid(True, alpha=0.3)
+            out.append((f"{dataset} (simulator): coverage against return", _png(fig)))
+    sim = data.rows[data.rows["dataset"].astype(str).str.startswith("sim-")]
+    for sim_name, g in sim.groupby("dataset", sort=False):
+        err = g[g["metric"] == "rel_error"]
+        targets = list(dict.fromkeys(err["split"]))
+        fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.2), squeeze=False)
+        for ax, target in zip(axes[0], targets, strict=True):
+            h = err[err["split"] == target].assign(size=lambda f: f["variant"].astype(int))
+            for method, m in h.groupby("method", sort=False):
+                curve = m.groupby("size")["value"].mean()  # over seeds
+                ax.plot(curve.index, curve.to_numpy(), marker="o", label=method)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(target, fontsize=9)
+            ax.set_xlabel("logged rounds")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0][0].set_ylabel("mean relative error")
+        axes[0][-1].legend(fontsize=7)
+        out.append((f"{sim_name}: off-policy error against log size", _png(fig)))
+    return out
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _md_table_to_html(text: str) -> str:
+    """Pipe tables and paragraphs of our own Markdown to HTML (nothing else is needed)."""
+    out: list[str] = []
+    table: list[str] = []
+
+    def flush() -> None:
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-", ":"}]
+            cells = [
+                [html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows
+            ]
+            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]
+            )
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.lstrip().startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 3)
+            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            esc = html.escape(line.strip())
+            esc = esc.replace("**", "")
+            out.append(f"<li>{esc[2:]}</li>" if line.lstrip().startswith("- ") else f"<p>{esc}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def render(data: BenchData) -> tuple[str, str]:
+    """The report as ``(markdown, html)``."""
+    md: list[str] = [f"# recloop bench: {data.name}", ""]
+    cells = data.cells
+    md.append(f"{len(cells)} cells; {len(data.failures)} failed.")
+    summary = summary_lines(data)
+    md += ["", "## Summary", ""] + [f"- {s}" for s in summary or ["No paired comparison."]]
+    md += ["", "## Protocol", "", PROTOCOL]
+    for dataset in _datasets(data, "offline"):
+        table = offline_summary(data, dataset, data.baseline)
+        md += [f"## Offline ranking: {dataset}", "", _offline_markdown(table, data.baseline), ""]
+    for dataset in _datasets(data, "simulator"):
+        from recloop.rl.arena import arena_table
+
+        tidy = data.rows[data.rows["dataset"] == dataset]
+        sess = data.sessions[data.sessions["dataset"] == dataset]
+        md += [f"## Simulator: {dataset}", "", arena_table(tidy, sess), ""]
+        fidelity = tidy[tidy["metric"].astype(str).str.startswith("world_")]
+        if len(fidelity):
+            world = fidelity.groupby("metric")["value"].mean()
+            md += ["Simulator fidelity (held-out last interactions the simulator never saw): "
+                   + ", ".join(f"{str(k)[6:]} {v:.3f}" for k, v in world.items()), ""]  # fmt: skip
+    ope = ope_markdown(data.rows)
+    if ope:
+        md += ["## Off-policy estimates", "", ope, ""]
+    if len(data.failures):
+        md += ["## Failed cells", ""] + [
+            f"- {r.cell}: {r.error}" for r in data.failures.itertuples()
+        ]
+    cell_list = [f"- {c['mode']} {c['dataset']} {c['method']}"
+                 f"{'-' + c['variant'] if c.get('variant') else ''} seed {c['seed']}" for c in cells]  # fmt: skip
+    md += ["", "## Cells", "", *cell_list]
+    markdown_text = "\n".join(md) + "\n"
+    images = plots(data)
+    body = _md_table_to_html(markdown_text.split("## Cells")[0])
+    figures = "\n".join(f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,{b}"/>'
+                     f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, b in images)  # fmt: skip
+    cell_html = "<ul>" + "".join(f"<li>{html.escape(c[2:])}</li>" for c in cell_list) + "</ul>"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>recloop bench: {html.escape(data.name)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;font-size:0.85em;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px}}
+th{{background:#f3f3f3}}figure{{margin:1em 0}}img{{max-width:100%}}</style></head><body>
+{body}
+<h2>Plots</h2>
+{figures}
+<h2>Cells</h2>
+{cell_html}
+</body></html>
+"""
+    return markdown_text, page
+
+
+def write_report(folder: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into a bench folder; return their paths."""
+    root = Path(folder)
+    markdown_text, page = render(load_bench(root))
+    md_path, html_path = root / "report.md", root / "report.html"
+    md_path.write_text(markdown_text)
+    html_path.write_text(page)
+    return md_path, html_path

@@ -1,0 +1,127 @@
+"""`recloop report`: tables and the summary computed exactly from fixture rows; the HTML."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from recloop.bench.report import (
+    load_bench,
+    offline_summary,
+    ope_markdown,
+    summary_lines,
+    write_report,
+)
+from recloop.eval.stats import mean_ci
+
+USERS = 30
+
+
+@pytest.fixture()
+def bench_folder(tmp_path):
+    """Two offline methods × two seeds, two agents × two seeds, one OPE cell: made-up rows."""
+    rng = np.random.default_rng(0)
+    per_user, rows, sessions, cells = [], [], [], []
+    base_ndcg = rng.uniform(0.0, 0.5, size=USERS)
+    for method, shift in (("a", 0.0), ("b", 0.1)):
+        for seed in (0, 1):
+            ndcg = np.clip(base_ndcg + shift + rng.normal(0, 0.01, USERS), 0, 1)
+            per_user.append(pd.DataFrame({"group": "all", "user": np.arange(USERS), "ndcg@10": ndcg,
+                                          "hr@10": (ndcg > 0.2).astype(float), "method": method,
+                                          "variant": "", "seed": seed, "dataset": "toy"}))  # fmt: skip
+            for metric, value in (("ndcg@10", ndcg.mean()), ("hr@10", (ndcg > 0.2).mean())):
+                rows.append({"benchmark": "bench", "dataset": "toy", "method": method, "variant": "",
+                             "seed": seed, "split": "test", "metric": metric, "value": value})  # fmt: skip
+            rows.append({"benchmark": "bench", "dataset": "toy", "method": method, "variant": "",
+                         "seed": seed, "split": "train", "metric": "fit_s", "value": 1.5})  # fmt: skip
+            rows.append({"benchmark": "bench", "dataset": "toy", "method": method, "variant": "",
+                         "seed": seed, "split": "train", "metric": "params", "value": 100.0})  # fmt: skip
+            cells.append({"mode": "offline", "dataset": "toy", "method": method, "variant": "",
+                          "seed": seed})  # fmt: skip
+    base_return = rng.uniform(0, 3, size=USERS)
+    for method, shift in (("greedy", 0.0), ("reinforce_topk", 1.0)):
+        for seed in (0, 1):
+            ret = base_return + shift + rng.normal(0, 0.05, USERS)
+            sessions.append(pd.DataFrame({"benchmark": "online_rl", "dataset": "toy", "method": method,
+                                          "variant": "plain", "seed": seed, "split": "sim",
+                                          "user": np.arange(USERS), "return": ret}))  # fmt: skip
+            for metric in ("return", "ctr", "session_length", "coverage", "diversity", "train_s",
+                           "env_steps_per_s"):  # fmt: skip
+                value = ret.mean() if metric == "return" else 0.5
+                rows.append({"benchmark": "bench", "dataset": "toy", "method": method,
+                             "variant": "plain", "seed": seed, "split": "sim", "metric": metric,
+                             "value": value})  # fmt: skip
+        cells.append({"mode": "simulator", "dataset": "toy", "method": "agents", "variant": "",
+                      "seed": 0})  # fmt: skip
+    for size, err, cov in ((100, 0.4, 0.9), (1000, 0.1, 1.0)):
+        for metric, value in (("rel_error", err), ("ci_coverage", cov), ("truth", 0.25)):
+            rows.append({"benchmark": "bench", "dataset": "sim-toy", "method": "ips",
+                         "variant": str(size), "seed": 0, "split": "uniform", "metric": metric,
+                         "value": value})  # fmt: skip
+    cells.append(
+        {"mode": "ope", "dataset": "toy", "method": "estimators", "variant": "k1", "seed": 0}
+    )
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    pd.concat(per_user).to_csv(tmp_path / "per_user.csv", index=False)
+    pd.concat(sessions).to_csv(tmp_path / "sessions.csv", index=False)
+    (tmp_path / "grid.json").write_text(
+        json.dumps({"name": "toy", "baseline": "a", "cells": cells})
+    )
+    return tmp_path, pd.concat(per_user)
+
+
+def test_offline_table_is_exact(bench_folder) -> None:
+    folder, per_user = bench_folder
+    table = offline_summary(load_bench(folder), "toy", "a").set_index("method")
+    for method in ("a", "b"):
+        user_means = per_user[per_user["method"] == method].groupby("user")["ndcg@10"].mean()
+        assert table.loc[method, "ndcg@10"] == pytest.approx(user_means.mean())
+        ci = mean_ci(user_means.to_numpy())
+        assert table.loc[method, "ndcg@10_ci"] == pytest.approx((ci.low, ci.high))
+    a = per_user[per_user["method"] == "a"].groupby("user")["ndcg@10"].mean()
+    b = per_user[per_user["method"] == "b"].groupby("user")["ndcg@10"].mean()
+    assert table.loc["b", "diff_vs_a"] == pytest.approx((b - a).mean())
+    # one comparison: Holm leaves the Wilcoxon p-value as it is
+    assert table.loc["b", "p_wilcoxon_holm"] == pytest.approx(sps.wilcoxon(b - a).pvalue)
+    assert table.loc["b", "params"] == 100.0
+
+
+def test_summary_says_which_differences_are_significant(bench_folder) -> None:
+    folder, _ = bench_folder
+    lines = summary_lines(load_bench(folder))
+    assert any(
+        re.match(r"toy: b is significantly above a on NDCG@10 \(Δ \+0\.(09|10)", s) for s in lines
+    )
+    assert any("reinforce_topk's return per session is significantly above the greedy" in s
+               for s in lines)  # fmt: skip
+
+
+def test_ope_table_from_rows(bench_folder) -> None:
+    folder, _ = bench_folder
+    text = ope_markdown(load_bench(folder).rows)
+    assert "| uniform | 0.2500 | ips | 0.400 (90%) | 0.100 (100%) |" in text
+
+
+def test_html_report_has_every_cell_and_decodable_images(bench_folder) -> None:
+    folder, _ = bench_folder
+    md_path, html_path = write_report(folder)
+    page = html_path.read_text()
+    for name in ("offline toy a seed 0", "offline toy b seed 1", "simulator toy agents seed 0",
+                 "ope toy estimators-k1 seed 0"):  # fmt: skip
+        assert name in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 4  # NDCG bars, cost, simulated return, coverage vs return, OPE error
+    for b64 in images:
+        img = mpimg.imread(io.BytesIO(base64.b64decode(b64)), format="png")
+        assert img.shape[0] > 100 and img.shape[1] > 100
+    text = md_path.read_text()
+    assert "## Protocol" in text and "full ranking over every item" in text
+    assert "## Summary" in text.split("## Protocol")[0]  # the summary comes first
