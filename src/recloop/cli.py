@@ -393,6 +393,44 @@ def report_cmd(
     typer.echo(f"wrote {md_path} and {html_path}")
 
 
+@app.command("diagnose")
+def diagnose_cmd(
+    data: Data = "ml-100k",
+    users: Annotated[int, typer.Option("--users", help="Start users (sessions per policy).")] = 200,
+    horizon: Annotated[
+        int, typer.Option("--horizon", help="Steps each look-ahead rollout runs.")
+    ] = 3,
+    rollouts: Annotated[
+        int, typer.Option("--rollouts", help="Copies each candidate is tried in.")
+    ] = 4,
+    candidates: Annotated[int, typer.Option("--candidates", help="Candidate slates per step.")] = 6,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the result as JSON.")
+    ] = None,
+    seed: Seed = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Does this data need RL? Greedy large model vs myopic oracle vs look-ahead search."""
+    from recloop.bench.diagnose import DiagnoseConfig, diagnose
+    from recloop.data import load_dataset
+
+    cfg = DiagnoseConfig(users=users, horizon=horizon, rollouts=rollouts, candidates=candidates,
+                         seed=seed)  # fmt: skip
+    res = diagnose(load_dataset(data), cfg, progress=not quiet)
+    typer.echo(f"{data}: {res['users']} start users, one session per policy, the same "
+               "simulator draws")  # fmt: skip
+    for name in ("greedy", "myopic", "lookahead"):
+        lo, hi = res["ci"][name]
+        typer.echo(f"  {name:9s} return {res['mean'][name]:.3f} [{lo:.3f}, {hi:.3f}]")
+    typer.echo(f"  look-ahead / myopic oracle = {res['lookahead_over_myopic']:.3f} "
+               f"(p = {res['lookahead_vs_myopic_p']:.2g}); look-ahead / greedy = "
+               f"{res['lookahead_over_greedy']:.3f}")  # fmt: skip
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({k: v for k, v in res.items() if k != "returns"}, indent=1))
+        typer.echo(f"wrote {out}")
+
+
 @app.command("ope")
 def ope_cmd(
     logs: Annotated[

@@ -180,7 +180,7 @@ def test_shipped_grids_resolve(name: str) -> None:
     from recloop.bench import load_grid
 
     grid = load_grid(Path(__file__).resolve().parents[2] / "benchmarks" / "grids" / f"{name}.toml")
-    assert {c.mode for c in grid.cells} == {"offline", "simulator", "ope", "obd"}
+    assert {c.mode for c in grid.cells} == {"offline", "simulator", "ope", "obd", "diagnose"}
     assert grid.baseline == "sasrec"
 
 

@@ -69,6 +69,12 @@ def bench_folder(tmp_path):
     cells.append(
         {"mode": "ope", "dataset": "toy", "method": "estimators", "variant": "k1", "seed": 0}
     )
+    for seed, (g, m, la) in enumerate(((1.0, 4.0, 4.2), (2.0, 4.0, 3.8))):
+        for metric, value in (("greedy_return", g), ("myopic_return", m), ("lookahead_return", la),
+                              ("lookahead_over_myopic", la / m), ("lookahead_over_greedy", la / g)):  # fmt: skip
+            rows.append({"benchmark": "bench", "dataset": "toy", "method": "lookahead",
+                         "variant": "", "seed": seed, "split": "sim", "metric": metric,
+                         "value": value})  # fmt: skip
     pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
     pd.concat(per_user).to_csv(tmp_path / "per_user.csv", index=False)
     pd.concat(sessions).to_csv(tmp_path / "sessions.csv", index=False)
@@ -125,3 +131,7 @@ def test_html_report_has_every_cell_and_decodable_images(bench_folder) -> None:
     text = md_path.read_text()
     assert "## Protocol" in text and "full ranking over every item" in text
     assert "## Summary" in text.split("## Protocol")[0]  # the summary comes first
+    # the diagnostic heads the report, each figure averaged over seeds:
+    # (4.2/4 + 3.8/4) / 2 = 1.0 and (4.2/1 + 3.8/2) / 2 = 3.05
+    assert text.index("Does this data need RL?") < text.index("## Summary")
+    assert "| toy | 1.500 | 4.000 | 4.000 | 1.000 | 3.050 |" in text

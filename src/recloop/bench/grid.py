@@ -26,6 +26,9 @@ A grid file has a few top-level keys and one table per evaluation mode::
     reps = 10
     obd = ["all"]                  # and on the Open Bandit Dataset campaigns
 
+    [diagnose]                     # does this data need RL? (recloop.bench.diagnose)
+    users = 200
+
 Every key is checked: an unknown key is an error that lists the known ones. Each cell resolves
 to the config dataclass the CLI uses (:class:`recloop.runs.RunSpec`,
 :class:`recloop.rl.arena.ArenaConfig`, :class:`recloop.ope.simcheck.SimCheckConfig`), so a
@@ -50,7 +53,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["Cell", "Grid", "load_grid", "parse_grid"]
 
-MODES = ("offline", "simulator", "ope")
+MODES = ("offline", "simulator", "ope", "diagnose")
 _TOP = {"name", "datasets", "seeds", "jobs", *MODES}
 _OFFLINE = {"split", "baseline", "ks", "min_user", "min_item", "cold_frac", "columns", "methods"}
 _METHOD = {"model", "variant", "params", "cpus"}
@@ -143,6 +146,8 @@ def parse_grid(text: str, source: str = "grid") -> Grid:
         cells += _simulator_cells(raw["simulator"], datasets, seeds, source)
     if "ope" in raw:
         cells += _ope_cells(raw["ope"], datasets, seeds, source)
+    if "diagnose" in raw:
+        cells += _diagnose_cells(raw["diagnose"], datasets, seeds, source)
     names = [c.name for c in cells]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -236,6 +241,27 @@ def _ope_cells(ope: dict[str, Any], datasets: list[str], seeds: list[int],
             cells.append(Cell("obd", f"obd-{campaign}", "estimators", "", seed,
                               {"campaign": campaign, "n_runs": runs}, cpus))  # fmt: skip
     return cells
+
+
+def _diagnose_cells(diag: dict[str, Any], datasets: list[str], seeds: list[int],
+                    source: str) -> list[Cell]:  # fmt: skip
+    from recloop.bench.diagnose import DiagnoseConfig
+
+    _check_keys(diag, _fields(DiagnoseConfig) | _SIM, f"{source} [diagnose]")
+    opts = {k: v for k, v in diag.items() if k not in _SIM and k != "seed"}
+    return [
+        Cell(
+            "diagnose",
+            data,
+            "lookahead",
+            "",
+            seed,
+            json_ready(dataclasses.asdict(DiagnoseConfig(**{**opts, "seed": seed}))),
+            int(diag.get("cpus", 1)),
+        )
+        for data in datasets
+        for seed in seeds
+    ]
 
 
 def json_ready(value: Any) -> Any:

@@ -32,7 +32,15 @@ import pandas as pd
 
 from recloop.errors import DataError
 
-__all__ = ["BenchData", "load_bench", "offline_summary", "render", "summary_lines", "write_report"]
+__all__ = [
+    "BenchData",
+    "diagnose_markdown",
+    "load_bench",
+    "offline_summary",
+    "render",
+    "summary_lines",
+    "write_report",
+]
 
 PROTOCOL = """\
 - **Split**: chronological leave-one-out per user: the last interaction is the test target,
@@ -172,6 +180,26 @@ def ope_markdown(rows: pd.DataFrame) -> str:
                 f"{r[c]:.3f} {m}" for c, m in zip(cols, marks, strict=True)) + " |")  # fmt: skip
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def diagnose_markdown(rows: pd.DataFrame) -> str:
+    """The look-ahead diagnostic per dataset (means over seeds), from its tidy rows."""
+    d = rows[(rows["method"] == "lookahead") & (rows["split"] == "sim")]
+    if not len(d):
+        return ""
+    lines = ["| dataset | greedy return | myopic oracle | look-ahead | look-ahead / oracle | "
+             "look-ahead / greedy |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for dataset, g in d.groupby("dataset", sort=False):
+        m = g.groupby("metric")["value"].mean()
+        lines.append(f"| {dataset} | {m['greedy_return']:.3f} | {m['myopic_return']:.3f} | "
+                     f"{m['lookahead_return']:.3f} | {m['lookahead_over_myopic']:.3f} | "
+                     f"{m['lookahead_over_greedy']:.3f} |")  # fmt: skip
+    return "\n".join(lines) + (
+        "\n\nA look-ahead search with the simulator's own users, against the best one-step "
+        "policy that knows them (the myopic oracle): a ratio near 1 leaves little room for any "
+        "long-horizon policy on this data; the ratio to the greedy large model bounds, loosely, "
+        "what RL on top of it could gain in this simulator."
+    )
 
 
 def summary_lines(data: BenchData) -> list[str]:
@@ -375,6 +403,9 @@ def render(data: BenchData) -> tuple[str, str]:
     cells = data.cells
     md.append(f"{len(cells)} cells; {len(data.failures)} failed.")
     summary = summary_lines(data)
+    need = diagnose_markdown(data.rows)
+    if need:
+        md += ["", "## Does this data need RL?", "", need]
     md += ["", "## Summary", ""] + [f"- {s}" for s in summary or ["No paired comparison."]]
     md += ["", "## Protocol", "", PROTOCOL]
     for dataset in _datasets(data, "offline"):

@@ -92,6 +92,18 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
         c = cell.config
         frame = bts_from_random(c["campaign"], n_runs=c["n_runs"], seed=cell.seed)
         return obd_rows(frame, c["campaign"], c["n_runs"], cell.seed, benchmark="bench"), None
+    if cell.mode == "diagnose":
+        from recloop.bench.diagnose import DiagnoseConfig, diagnose
+        from recloop.data import load_dataset
+
+        res = diagnose(load_dataset(cell.dataset), DiagnoseConfig(**cell.config))
+        found = [{**labels, "split": "sim", "metric": f"{k}_return", "value": v,
+                 "ci_low": res["ci"][k][0], "ci_high": res["ci"][k][1], "n": res["users"]}
+                for k, v in res["mean"].items()]  # fmt: skip
+        found += [{**labels, "split": "sim", "metric": k, "value": res[k]}
+                 for k in ("lookahead_over_myopic", "lookahead_over_greedy", "myopic_over_greedy",
+                           "lookahead_vs_myopic_p")]  # fmt: skip
+        return pd.DataFrame(found), None
     raise ConfigError(f"unknown cell mode {cell.mode!r}")
 
 

@@ -156,12 +156,36 @@ class UserBatch:
         self.steps[slots] = 0
         self.active[slots] = True
 
+    def fork(self, slots: np.ndarray, times: int) -> UserBatch:
+        """A new batch holding copies of ``slots``, each repeated ``times`` times in a row.
+
+        The copies share the world and the config and start in exactly the state of their
+        slot, so a planner can try several futures from one state.
+        """
+        slots = np.asarray(slots, dtype=np.int64)
+        if times < 1 or not len(slots):
+            raise ConfigError(f"fork needs slots and times >= 1, not {len(slots)} and {times}")
+        out = object.__new__(UserBatch)
+        out.__dict__.update(self.__dict__)  # world, config, genres, leave_bias, ...
+        out.size = len(slots) * times
+        for name in ("users", "logits", "seen", "history", "taste", "streak", "steps", "n_seen",
+                     "active"):  # fmt: skip
+            setattr(out, name, np.repeat(getattr(self, name)[slots], times, axis=0))
+        return out
+
     def repetition(self, slots: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(n, K) share of each item's genres that the slot's recent taste covers, in [0, 1]."""
         if not self.genres.shape[1]:
             return np.zeros(items.shape, dtype=np.float32)
         share = self._genre_share[items]  # (n, K, G)
         return np.einsum("nkg,ng->nk", share, self.taste[slots]).astype(np.float32)
+
+    def utility(self) -> np.ndarray:
+        """(B, I) every item's click utility now: its logit minus ``boredom · rep``."""
+        if not self.genres.shape[1]:
+            return self.logits.copy()
+        rep = self.taste @ self._genre_share.T  # the same rep as :meth:`repetition`, all items
+        return self.logits - np.float32(self.config.boredom) * rep.astype(np.float32)
 
     def top_unseen(self, scores: np.ndarray) -> np.ndarray:
         """(B, K) the ``K`` best-scored items each slot has not seen, best first."""
