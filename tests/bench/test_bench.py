@@ -117,6 +117,27 @@ obd = ["men"]
             "appear twice",
         ),
         ('datasets = ["x"]', "declares no evaluation mode"),
+        (
+            'datasets = ["x"]\n[diagnose]\nusers = "many"',
+            "grid [diagnose]: option 'users' must be a int, not 'many'",
+        ),
+        (
+            'datasets = ["x"]\n[simulator]\ngreedy = { layer = 2 }',
+            "grid [simulator] greedy: unknown option(s) ['layer']",
+        ),
+        ('datasets = ["x"]\n[simulator]\nsteps = 0', "grid [simulator]: invalid ArenaConfig"),
+        ('datasets = ["x"]\n[ope]\nseed = 3', "seeds come from the grid's top-level `seeds`"),
+        ('datasets = ["x"]\n[ope]\nobd_runs = "x"', "obd_runs must be a positive integer"),
+        ('datasets = ["x"]\noffline = 3', "grid [offline] must be a table"),
+        ('datasets = ["x"]\nseeds = [0, 0]\n[ope]', "seeds must be distinct"),
+        (
+            'datasets = ["x"]\n[offline]\nbaseline = "sasrec"\n[[offline.methods]]\nmodel = "pop"',
+            "baseline 'sasrec' is not one of the offline methods ['pop']",
+        ),
+        (
+            'datasets = ["x"]\n[offline]\n[[offline.methods]]\nmodel = "pop"\ncpus = "x"',
+            "cpus must be a positive integer",
+        ),
         ('datasets = "x"\n[ope]', "datasets must be a non-empty list"),
         ("datasets = [", "is not valid TOML"),
     ],
@@ -202,3 +223,20 @@ def test_missing_ray_is_a_clear_error(tiny_csv, tmp_path, monkeypatch) -> None:
     grid = parse_grid(offline_grid([str(tiny_csv)], seeds="[0]"))
     with pytest.raises(ConfigError, match=r"needs Ray, which is not installed.*\[distributed\]"):
         run_grid(grid, tmp_path / "out", ray_address="local", progress=False)
+
+
+def test_folder_names_are_safe_and_a_config_change_starts_clean(tiny_csv, tmp_path) -> None:
+    odd = 'model = "pop"\nvariant = "../Odd name"'
+    text = offline_grid([str(tiny_csv)], seeds="[0]").replace('baseline = "pop"', "")
+    grid = parse_grid(text.replace('model = "pop"', odd))
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", c.name) for c in grid.cells)
+    out = tmp_path / "out"
+    run_grid(grid, out, progress=False)
+    knn = next(c for c in grid.cells if c.method == "itemknn")
+    marker = out / "cells" / knn.name / "run" / "stale.txt"
+    marker.write_text("left by the old config")
+    changed = parse_grid(
+        text.replace("neighbours = 10", "neighbours = 5").replace('model = "pop"', odd)
+    )
+    res = run_grid(changed, out, progress=False)
+    assert res.ran == [knn.name] and not marker.exists()  # rerun from a clean folder

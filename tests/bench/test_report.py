@@ -131,7 +131,7 @@ def test_html_report_has_every_cell_and_decodable_images(bench_folder) -> None:
     text = md_path.read_text()
     assert "## Protocol" in text and "full ranking over every item" in text
     assert "## Summary" in text.split("## Protocol")[0]  # the summary comes first
-    # the diagnostic heads the report, each figure averaged over seeds:
-    # (4.2/4 + 3.8/4) / 2 = 1.0 and (4.2/1 + 3.8/2) / 2 = 3.05
+    # the diagnostic heads the report: returns averaged over seeds, then their ratios:
+    # 4.0 / 4.0 = 1.0 and 4.0 / 1.5 = 2.667
     assert text.index("Does this data need RL?") < text.index("## Summary")
-    assert "| toy | 1.500 | 4.000 | 4.000 | 1.000 | 3.050 |" in text
+    assert "| toy | 1.500 | 4.000 | 4.000 | 1.000 | 2.667 |" in text

@@ -5,10 +5,11 @@ each:
 
 - **greedy**: the large model alone (SASRec fitted on the leave-one-out training split,
   ranking each user's recent history), showing its top unseen items;
-- **myopic oracle**: the items with the highest click utility under the simulator's own
-  response model: the best a policy can do one step at a time, knowing the users;
+- **myopic oracle**: the items with the highest expected immediate reward under the
+  simulator's own users (click weight ``e^u`` times the expected reward of a click,
+  ``other + (like − other)·P(like)``): a policy that knows the users and plans one step;
 - **look-ahead**: at every step, several candidate slates (the two above and slates drawn by
-  Plackett–Luce from the oracle's top items) are each tried in ``rollouts`` copies of the
+  Plackett–Luce from the oracle's top-scored items) are each tried in ``rollouts`` copies of the
   current state with common random numbers, continued ``horizon − 1`` steps by the myopic
   oracle; the slate with the highest mean return is shown (ties go to the oracle's). This is a
   short rollout search with the true model.
@@ -17,8 +18,8 @@ each:
 one-step policy: when it is near 1, the data leaves little room for a long-horizon policy,
 whatever it learns (RL4RS, Wang et al. 2023, found this on MovieLens by hand).
 ``lookahead / greedy`` bounds (loosely) what RL on top of the large model can gain in this
-simulator. Both are properties of the simulator's users, so the report shows its fidelity
-beside them.
+simulator. Both are properties of the simulator's users; ``recloop sim fidelity`` (and the
+report's simulator section) says how far those users are from the real ones.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class DiagnoseConfig:
     pool: int = 30  # the oracle's top items the drawn candidates come from
     seed: int = 0
     greedy: dict[str, Any] = field(
-        default_factory=lambda: {"max_len": 50, "batch_size": 32, "dropout": 0.5, "patience": 10}
+        default_factory=lambda: {"max_len": 50, "batch_size": 32, "dropout": 0.5, "patience": 20}
     )
     sim: dict[str, Any] = field(default_factory=dict)
 
@@ -61,29 +62,43 @@ class DiagnoseConfig:
             raise ConfigError("candidates must be at least 2 (the greedy and the oracle slates)")
 
 
-def _oracle(batch: UserBatch) -> np.ndarray:
-    """The myopic oracle's slates: top unseen items by the simulator's click utility."""
-    return top_unseen(batch.utility(), batch.seen, batch.config.slate_size)
+class _Oracle:
+    """Scores items by expected immediate reward; the like probabilities cached per user."""
+
+    def __init__(self, world: World, sim: SimConfig, users: np.ndarray) -> None:
+        self.row = np.full(world.dataset.n_users, -1, dtype=np.int64)
+        self.row[users] = np.arange(len(users))
+        items = np.arange(world.n_items)
+        like = np.stack([world.like_prob(np.full(len(items), u), items) for u in users])
+        # log of the expected reward of a click: other + (like − other) · P(like)
+        self.log_reward = np.log(sim.other + (sim.like - sim.other) * like).astype(np.float32)
+
+    def scores(self, batch: UserBatch) -> np.ndarray:
+        return batch.utility() + self.log_reward[self.row[batch.users]]
+
+    def slates(self, batch: UserBatch) -> np.ndarray:
+        return top_unseen(self.scores(batch), batch.seen, batch.config.slate_size)
 
 
-def _candidates(batch: UserBatch, greedy: np.ndarray, oracle: np.ndarray, config: DiagnoseConfig,
+def _candidates(batch: UserBatch, greedy: np.ndarray, oracle: _Oracle, config: DiagnoseConfig,
                 rng: np.random.Generator) -> np.ndarray:  # fmt: skip
     """(B, C, K) candidate slates per slot: oracle, greedy, then Plackett-Luce draws.
 
     The oracle's slate comes first so that ties (common: most rollouts see no click) go to it.
     """
     k = batch.config.slate_size
-    pool = top_unseen(batch.logits, batch.seen, max(config.pool, k))  # (B, P)
-    logits = np.take_along_axis(batch.logits, pool, axis=1).astype(np.float64)
+    scores = oracle.scores(batch)
+    pool = top_unseen(scores, batch.seen, max(config.pool, k))  # (B, P)
+    logits = np.take_along_axis(scores, pool, axis=1).astype(np.float64)
     out = np.empty((batch.size, config.candidates, k), dtype=np.int64)
-    out[:, 0], out[:, 1] = oracle, greedy
+    out[:, 0], out[:, 1] = top_unseen(scores, batch.seen, k), greedy
     for c in range(2, config.candidates):
         keys = logits + rng.gumbel(size=logits.shape)
         out[:, c] = np.take_along_axis(pool, np.argsort(-keys, axis=1)[:, :k], axis=1)
     return out
 
 
-def _plan(batch: UserBatch, cands: np.ndarray, config: DiagnoseConfig,
+def _plan(batch: UserBatch, cands: np.ndarray, oracle: _Oracle, config: DiagnoseConfig,
           rng: np.random.Generator) -> np.ndarray:  # fmt: skip
     """The candidate with the best mean ``horizon``-step return per active slot.
 
@@ -102,7 +117,7 @@ def _plan(batch: UserBatch, cands: np.ndarray, config: DiagnoseConfig,
         for _ in range(config.horizon - 1):
             if not sims.active.any():
                 break
-            total += sims.step(_oracle(sims), crn).reward
+            total += sims.step(oracle.slates(sims), crn).reward
         value[:, j] = total.reshape(b, r).mean(axis=1)
     out = cands[:, 0].copy()
     out[act] = cands[act, value.argmax(axis=1)]
@@ -117,13 +132,15 @@ def diagnose(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the three policies from the same start users; return their returns and the ratios."""
+    from recloop.config import make_config
     from recloop.data import leave_one_out
     from recloop.models.sequential import SASRec
     from recloop.rl.agents import GreedyAgent
 
     cfg = config or DiagnoseConfig()
+    sim = make_config(SimConfig, cfg.sim)  # bad options fail before any fitting
+    make_config(SASRec.Config, cfg.greedy)
     world = world or World.fit(dataset, progress=progress)
-    sim = SimConfig(**cfg.sim)
     if greedy_model is None:
         split = leave_one_out(dataset)
         greedy_model = SASRec(seed=cfg.seed, **cfg.greedy).fit(split.train, valid=split,
@@ -132,6 +149,7 @@ def diagnose(
     rng0 = np.random.default_rng(cfg.seed)
     active = world.active_users
     users = np.sort(rng0.choice(active, size=min(cfg.users, len(active)), replace=False))
+    oracle = _Oracle(world, sim, users)
     returns: dict[str, np.ndarray] = {}
     with progress_bar(3 * sim.session_cap, "diagnose", progress) as bar:
         for name in ("greedy", "myopic", "lookahead"):
@@ -142,12 +160,12 @@ def diagnose(
             total = np.zeros(len(users))
             while batch.active.any():
                 if name == "myopic":
-                    slates = _oracle(batch)
+                    slates = oracle.slates(batch)
                 else:
                     slates = agent.slate(agent.scores(batch), batch)
                 if name == "lookahead":
-                    cands = _candidates(batch, slates, _oracle(batch), cfg, plan_rng)
-                    slates = _plan(batch, cands, cfg, plan_rng)
+                    cands = _candidates(batch, slates, oracle, cfg, plan_rng)
+                    slates = _plan(batch, cands, oracle, cfg, plan_rng)
                 total += batch.step(slates, env_rng).reward
                 bar.advance()
             returns[name] = total

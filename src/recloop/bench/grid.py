@@ -38,6 +38,7 @@ grid cell and the matching ``recloop`` command run the same thing.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ _SIM = {"cpus"}
 class Cell:
     """One unit of work: a mode, a dataset, a method (or agent set), a seed, its config."""
 
-    mode: str  # offline | simulator | ope | obd
+    mode: str  # offline | simulator | ope | obd | diagnose
     dataset: str
     method: str
     variant: str
@@ -75,11 +76,12 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """A stable hash of everything that defines the cell's result."""
+        """A stable hash of everything that defines the cell's result, the data file included."""
         return config_hash(
             {
                 "mode": self.mode,
                 "dataset": self.dataset,
+                "data_file": _stamp(self.dataset),
                 "method": self.method,
                 "variant": self.variant,
                 "seed": self.seed,
@@ -89,10 +91,19 @@ class Cell:
 
     @property
     def name(self) -> str:
-        """A readable, file-system-safe name (dataset paths shortened to their stem)."""
+        """A readable folder name of ``[A-Za-z0-9._-]`` (dataset paths shortened to their stem)."""
         data = Path(self.dataset).stem if "/" in self.dataset else self.dataset
         label = f"{self.method}-{self.variant}" if self.variant else self.method
-        return f"{self.mode}-{data}-{label}-s{self.seed}".replace(" ", "_")
+        return re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.mode}-{data}-{label}-s{self.seed}")
+
+
+def _stamp(dataset: str) -> list[int] | None:
+    """Size and modification time of a dataset given as a file, so an edited file reruns."""
+    p = Path(dataset)
+    if not p.is_file():
+        return None
+    st = p.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,48 @@ def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table of options, got {value!r}")
+    return value
+
+
+def _build(cls: type, opts: dict[str, Any], where: str) -> Any:
+    """``cls`` from ``opts`` with recloop's checks (unknown keys, types), errors naming ``where``."""
+    from recloop.config import make_config
+
+    try:
+        return make_config(cls, opts)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+_NESTED = {  # nested option tables and the config each must build
+    "greedy": ("recloop.models.sequential", "SASRec"),
+    "world": ("recloop.sim.world", "WorldConfig"),
+    "sim": ("recloop.sim.core", "SimConfig"),
+    "deep": ("recloop.rl.deep", "DeepConfig"),
+}
+
+
+def _check_nested(opts: dict[str, Any], where: str) -> None:
+    import importlib
+
+    for key, (module, name) in _NESTED.items():
+        if key not in opts:
+            continue
+        target = getattr(importlib.import_module(module), name)
+        cls = getattr(target, "Config", target)
+        _build(cls, _table(opts[key], f"{where} {key}"), f"{where} {key}")
+
+
+def _cpus(table: dict[str, Any], where: str) -> int:
+    cpus = table.get("cpus", 1)
+    if not isinstance(cpus, int) or cpus < 1:
+        raise ConfigError(f"{where}: cpus must be a positive integer, got {cpus!r}")
+    return cpus
+
+
 def _list(value: Any, where: str, kind: type) -> list[Any]:
     if not isinstance(value, list) or not value or not all(isinstance(v, kind) for v in value):
         raise ConfigError(f"{where} must be a non-empty list of {kind.__name__}s, got {value!r}")
@@ -130,6 +183,11 @@ def parse_grid(text: str, source: str = "grid") -> Grid:
     _check_keys(raw, _TOP, source)
     datasets = _list(raw.get("datasets"), f"{source}: datasets", str)
     seeds = _list(raw.get("seeds", [0]), f"{source}: seeds", int)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: seeds must be distinct, got {seeds}")
+    for mode in MODES:
+        if mode in raw:
+            _table(raw[mode], f"{source} [{mode}]")
     if not any(m in raw for m in MODES):
         raise ConfigError(f"{source} declares no evaluation mode; add one of {list(MODES)}")
     jobs = raw.get("jobs", 1)
@@ -148,7 +206,15 @@ def parse_grid(text: str, source: str = "grid") -> Grid:
         cells += _ope_cells(raw["ope"], datasets, seeds, source)
     if "diagnose" in raw:
         cells += _diagnose_cells(raw["diagnose"], datasets, seeds, source)
-    names = [c.name for c in cells]
+    if baseline is not None:
+        labels = {f"{c.method}-{c.variant}" if c.variant else c.method
+                  for c in cells if c.mode == "offline"}  # fmt: skip
+        if baseline not in labels:
+            raise ConfigError(
+                f"{source} [offline]: baseline {baseline!r} is not one of the offline methods "
+                f"{sorted(labels)} (a method with a variant is named model-variant)"
+            )
+    names = [c.name.lower() for c in cells]  # folders must differ on any file system
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(
@@ -183,14 +249,21 @@ def _offline_cells(off: dict[str, Any], datasets: list[str], seeds: list[int],
             raise ConfigError(f"{where} needs a `model` name")
         _check_keys(m, _METHOD, where)
         get_model(m["model"])  # an unknown name fails here, listing the known ones
-        params = dict(m.get("params", {}))
+        params = dict(_table(m.get("params", {}), f"{where} params"))
+        cpus = _cpus(m, where)
         for data in datasets:
             for seed in seeds:
-                spec = RunSpec(model=m["model"], data=data, seed=seed, params=params, **shared)
-                build_model(spec)  # unknown or bad model options fail at load time
+                try:
+                    spec = RunSpec(model=m["model"], data=data, seed=seed, params=params, **shared)
+                except TypeError as e:
+                    raise ConfigError(f"{source} [offline]: {e}") from None
+                try:
+                    build_model(spec)  # unknown or bad model options fail at load time
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
                 config = dataclasses.asdict(spec)
                 cells.append(Cell("offline", data, m["model"], str(m.get("variant", "")), seed,
-                                  config, int(m.get("cpus", 1))))  # fmt: skip
+                                  config, cpus))  # fmt: skip
     return cells
 
 
@@ -206,13 +279,14 @@ def _simulator_cells(sim: dict[str, Any], datasets: list[str], seeds: list[int],
             opts[key] = tuple(value) if isinstance(value, list) else (value,)
     if "seeds" in opts:
         raise ConfigError(f"{source} [simulator]: seeds come from the grid's top-level `seeds`")
+    _check_nested(opts, f"{source} [simulator]")
     cells = []
     for data in datasets:
         for seed in seeds:
-            cfg = ArenaConfig(**{**opts, "seeds": (seed,)})
+            cfg = _build(ArenaConfig, {**opts, "seeds": (seed,)}, f"{source} [simulator]")
             config = json_ready(dataclasses.asdict(cfg))
             cells.append(Cell("simulator", data, "agents", "", seed, config,
-                              int(sim.get("cpus", 1))))  # fmt: skip
+                              _cpus(sim, f"{source} [simulator]")))  # fmt: skip
     return cells
 
 
@@ -222,20 +296,22 @@ def _ope_cells(ope: dict[str, Any], datasets: list[str], seeds: list[int],
     from recloop.ope.simcheck import SimCheckConfig
 
     _check_keys(ope, _fields(SimCheckConfig) | _OPE, f"{source} [ope]")
-    opts = {k: v for k, v in ope.items() if k not in _OPE and k != "seed"}
-    if "log_sizes" in opts:
-        opts["log_sizes"] = tuple(opts["log_sizes"])
-    cpus = int(ope.get("cpus", 1))
+    if "seed" in ope:
+        raise ConfigError(f"{source} [ope]: seeds come from the grid's top-level `seeds`")
+    opts = {k: v for k, v in ope.items() if k not in _OPE}
+    cpus = _cpus(ope, f"{source} [ope]")
     cells = []
     for data in datasets:
         for seed in seeds:
-            cfg = SimCheckConfig(**{**opts, "seed": seed})
+            cfg = _build(SimCheckConfig, {**opts, "seed": seed}, f"{source} [ope]")
             cells.append(Cell("ope", data, "estimators", f"k{cfg.slate_size}", seed,
                               json_ready(dataclasses.asdict(cfg)), cpus))  # fmt: skip
     campaigns = ope.get("obd", [])
     if not isinstance(campaigns, list) or any(c not in CAMPAIGNS for c in campaigns):
         raise ConfigError(f"{source} [ope]: obd must list campaigns from {list(CAMPAIGNS)}")
-    runs = int(ope.get("obd_runs", 30))
+    runs = ope.get("obd_runs", 30)
+    if not isinstance(runs, int) or runs < 1:
+        raise ConfigError(f"{source} [ope]: obd_runs must be a positive integer, got {runs!r}")
     for campaign in campaigns:
         for seed in seeds:
             cells.append(Cell("obd", f"obd-{campaign}", "estimators", "", seed,
@@ -248,7 +324,10 @@ def _diagnose_cells(diag: dict[str, Any], datasets: list[str], seeds: list[int],
     from recloop.bench.diagnose import DiagnoseConfig
 
     _check_keys(diag, _fields(DiagnoseConfig) | _SIM, f"{source} [diagnose]")
-    opts = {k: v for k, v in diag.items() if k not in _SIM and k != "seed"}
+    if "seed" in diag:
+        raise ConfigError(f"{source} [diagnose]: seeds come from the grid's top-level `seeds`")
+    opts = {k: v for k, v in diag.items() if k not in _SIM}
+    _check_nested(opts, f"{source} [diagnose]")
     return [
         Cell(
             "diagnose",
@@ -256,8 +335,12 @@ def _diagnose_cells(diag: dict[str, Any], datasets: list[str], seeds: list[int],
             "lookahead",
             "",
             seed,
-            json_ready(dataclasses.asdict(DiagnoseConfig(**{**opts, "seed": seed}))),
-            int(diag.get("cpus", 1)),
+            json_ready(
+                dataclasses.asdict(
+                    _build(DiagnoseConfig, {**opts, "seed": seed}, f"{source} [diagnose]")
+                )
+            ),
+            _cpus(diag, f"{source} [diagnose]"),
         )
         for data in datasets
         for seed in seeds

@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 PROTOCOL = """\
+The protocol as the defaults set it (a grid can change the split, the cut-offs and the rewards;
+each cell's resolved config is in its folder):
+
 - **Split**: chronological leave-one-out per user: the last interaction is the test target,
   the second-to-last the validation target, the rest trains. Ties in time keep the source
   order.
@@ -190,10 +193,10 @@ def diagnose_markdown(rows: pd.DataFrame) -> str:
     lines = ["| dataset | greedy return | myopic oracle | look-ahead | look-ahead / oracle | "
              "look-ahead / greedy |", "|---|---|---|---|---|---|"]  # fmt: skip
     for dataset, g in d.groupby("dataset", sort=False):
-        m = g.groupby("metric")["value"].mean()
-        lines.append(f"| {dataset} | {m['greedy_return']:.3f} | {m['myopic_return']:.3f} | "
-                     f"{m['lookahead_return']:.3f} | {m['lookahead_over_myopic']:.3f} | "
-                     f"{m['lookahead_over_greedy']:.3f} |")  # fmt: skip
+        m = g.groupby("metric")["value"].mean()  # mean returns over seeds; ratios of those means
+        la, my, gr = m["lookahead_return"], m["myopic_return"], m["greedy_return"]
+        lines.append(f"| {dataset} | {gr:.3f} | {my:.3f} | {la:.3f} | {la / my:.3f} | "
+                     f"{la / gr:.3f} |")  # fmt: skip
     return "\n".join(lines) + (
         "\n\nA look-ahead search with the simulator's own users, against the best one-step "
         "policy that knows them (the myopic oracle): a ratio near 1 leaves little room for any "
@@ -225,25 +228,13 @@ def summary_lines(data: BenchData) -> list[str]:
 
 
 def _simulator_lines(data: BenchData, dataset: str, reference: str = "greedy") -> list[str]:
-    from recloop.eval.stats import holm_bonferroni, paired_test
+    from recloop.rl.arena import arena_tests
 
-    s = data.sessions[(data.sessions["dataset"] == dataset) & (data.sessions["variant"] == "plain")]
-    ref = s[s["method"] == reference].set_index(["seed", "user"])["return"]
-    if not len(ref):
-        return []
-    tests = {}
-    for method, g in s.groupby("method", sort=False):
-        if method == reference:
-            continue
-        a = g.set_index(["seed", "user"])["return"]
-        both = a.index.intersection(ref.index)
-        if len(both) > 1:
-            tests[method] = paired_test(a[both].to_numpy(), ref[both].to_numpy())
-    adjusted: list[float] = (
-        list(holm_bonferroni([t.wilcoxon_pvalue for t in tests.values()])) if tests else []
-    )
+    sessions = data.sessions[data.sessions["dataset"] == dataset]
     out = []
-    for (method, t), p in zip(tests.items(), adjusted, strict=True):
+    for (method, variant), (t, p) in arena_tests(sessions, reference, by_user=True).items():
+        if variant != "plain":
+            continue
         verdict = (("significantly above" if t.mean_diff > 0 else "significantly below")
                    if p < 0.05 else "not significantly different from")  # fmt: skip
         out.append(f"{dataset} (simulator): {method}'s return per session is {verdict} the "
@@ -381,19 +372,33 @@ def _md_table_to_html(text: str) -> str:
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             table.clear()
 
+    items: list[str] = []
+
+    def flush_items() -> None:
+        if items:
+            out.append("<ul>" + "".join(items) + "</ul>")
+            items.clear()
+
     for line in text.splitlines():
         if line.lstrip().startswith("|"):
+            flush_items()
             table.append(line)
             continue
         flush()
+        if line.lstrip().startswith("- "):
+            items.append(f"<li>{html.escape(line.strip()[2:])}</li>")
+            continue
+        if line.startswith("  ") and items and line.strip():  # a wrapped list item
+            items[-1] = items[-1][: -len("</li>")] + " " + html.escape(line.strip()) + "</li>"
+            continue
+        flush_items()
         if line.startswith("#"):
             level = min(len(line) - len(line.lstrip("#")), 3)
             out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
         elif line.strip():
-            esc = html.escape(line.strip())
-            esc = esc.replace("**", "")
-            out.append(f"<li>{esc[2:]}</li>" if line.lstrip().startswith("- ") else f"<p>{esc}</p>")
+            out.append(f"<p>{html.escape(line.strip())}</p>")
     flush()
+    flush_items()
     return "\n".join(out)
 
 
@@ -416,7 +421,9 @@ def render(data: BenchData) -> tuple[str, str]:
 
         tidy = data.rows[data.rows["dataset"] == dataset]
         sess = data.sessions[data.sessions["dataset"] == dataset]
-        md += [f"## Simulator: {dataset}", "", arena_table(tidy, sess), ""]
+        md += [f"## Simulator: {dataset}", "", arena_table(tidy, sess, by_user=True),
+               "", "Δ and p: paired over start users (each user's return averaged over seeds), "
+               "Wilcoxon, Holm-corrected over the agents.", ""]  # fmt: skip
         fidelity = tidy[tidy["metric"].astype(str).str.startswith("world_")]
         if len(fidelity):
             world = fidelity.groupby("metric")["value"].mean()
@@ -429,12 +436,12 @@ def render(data: BenchData) -> tuple[str, str]:
         md += ["## Failed cells", ""] + [
             f"- {r.cell}: {r.error}" for r in data.failures.itertuples()
         ]
+    body = _md_table_to_html("\n".join(md))  # everything but the cell list
     cell_list = [f"- {c['mode']} {c['dataset']} {c['method']}"
                  f"{'-' + c['variant'] if c.get('variant') else ''} seed {c['seed']}" for c in cells]  # fmt: skip
     md += ["", "## Cells", "", *cell_list]
     markdown_text = "\n".join(md) + "\n"
     images = plots(data)
-    body = _md_table_to_html(markdown_text.split("## Cells")[0])
     figures = "\n".join(f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,{b}"/>'
                      f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, b in images)  # fmt: skip
     cell_html = "<ul>" + "".join(f"<li>{html.escape(c[2:])}</li>" for c in cell_list) + "</ul>"

@@ -7,11 +7,14 @@ whose ``status.json`` says ``done`` with the same config hash is skipped on a re
 killed bench resumes where it stopped; a cell that raised is recorded as ``failed`` with its
 error, the others go on, and a rerun retries it.
 
-The worker computes a cell and returns its rows as text; the driver writes every file
-(atomically, status last), so on a Ray cluster the results come back to the machine that
-runs ``recloop bench`` whatever the workers' file systems. Model checkpoints of offline cells
-are written by the worker under ``OUT/cells/<cell>/run``: on a cluster, put ``OUT`` on
-shared storage to keep them.
+The worker computes a cell and returns its rows as text; the driver writes the cell's files
+(atomically; ``status.json`` is removed first and written last), so on a Ray cluster the
+results come back to the machine that runs ``recloop bench`` whatever the workers' file
+systems. What a worker writes itself (offline checkpoints under ``run/``, the simulator's
+per-agent results under ``arena/``) stays on its machine: on a cluster, put ``OUT`` on shared
+storage to keep them. A cell folder left by another config is deleted before the cell reruns,
+so no checkpoint or cached result of an old config is reused. A worker that dies (an OOM kill)
+fails its cell; the others go on.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -149,6 +153,9 @@ def _status(folder: Path) -> dict[str, Any] | None:
 
 def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    # no status while the rows change: a kill in between leaves a cell that reruns, never old
+    # status next to new rows
+    (folder / "status.json").unlink(missing_ok=True)
     _write(folder / "log.txt", result["log"])
     if result["state"] == "done":
         _write(folder / "rows.csv", result["rows"])
@@ -157,6 +164,13 @@ def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
     status = {"state": result["state"], "key": cell.key, "error": result["error"],
               "wall_s": result["wall_s"]}  # fmt: skip
     _write(folder / "status.json", json.dumps(status, indent=1))
+
+
+def _died(error: Exception) -> dict[str, Any]:
+    """The result of a cell whose worker died before it could report."""
+    return {"state": "failed", "rows": "", "extra": None, "log": "", "wall_s": 0.0,
+            "error": f"the worker running this cell died ({type(error).__name__}: {error}); "
+                     "rerun the bench to retry it"}  # fmt: skip
 
 
 def _ray(address: str) -> tuple[Any, bool]:
@@ -205,11 +219,16 @@ def run_grid(
                                            "cells": [asdict(c) for c in grid.cells]}, indent=1))  # fmt: skip
     todo, skipped = [], []
     for cell in grid.cells:
-        st = _status(cells_dir / cell.name)
+        folder = cells_dir / cell.name
+        st = _status(folder)
         if st is not None and st.get("state") == "done" and st.get("key") == cell.key:
             skipped.append(cell.name)
-        else:
-            todo.append(cell)
+            continue
+        if folder.exists() and (st is None or st.get("key") != cell.key):
+            # another config (or an unknown one) left checkpoints and cached results here:
+            # start clean, so nothing of it is reused
+            shutil.rmtree(folder)
+        todo.append(cell)
     failed: dict[str, str] = {}
     ran: list[str] = []
 
@@ -231,7 +250,12 @@ def run_grid(
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)
                     for ref in done:
-                        finish(pending.pop(ref), ray.get(ref))
+                        cell = pending.pop(ref)
+                        try:
+                            result = ray.get(ref)
+                        except Exception as e:  # the task's worker died (OOM, node lost, ...)
+                            result = _died(e)
+                        finish(cell, result)
                         bar.advance()
             finally:
                 if started:
@@ -246,7 +270,12 @@ def run_grid(
                 while futures:
                     done_f, _ = wait(list(futures), return_when=FIRST_COMPLETED)
                     for f in done_f:
-                        finish(futures.pop(f), f.result())
+                        cell = futures.pop(f)
+                        try:
+                            result = f.result()
+                        except Exception as e:  # a worker process died (OOM kill, crash)
+                            result = _died(e)
+                        finish(cell, result)
                         bar.advance()
     return gather(grid, root, ran, skipped, failed)
 

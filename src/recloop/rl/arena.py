@@ -12,6 +12,7 @@ greedy model pairwise (same users, same seed).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -193,7 +194,9 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
                     result = _cell(stage, name, guard, seed, dataset, model, config, progress)
                     if path is not None:
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        path.write_text(json.dumps(result))
+                        tmp = path.with_name(f".{path.name}.tmp")
+                        tmp.write_text(json.dumps(result))
+                        os.replace(tmp, path)  # a killed run never leaves half a file here
                 base = {"benchmark": "online_rl", "dataset": data, "method": name,
                         "variant": variant, "seed": seed, "split": stage.label}  # fmt: skip
                 rows += [{**base, "metric": m, "value": result["summary"][m]} for m in METRICS]
@@ -233,32 +236,54 @@ def _cell(stage: _Stage, name: str, guard: bool, seed: int, dataset: Dataset, mo
     return {"summary": summary, "returns": ev.returns.tolist()}
 
 
-def arena_table(tidy: pd.DataFrame, sessions: pd.DataFrame, reference: str = "greedy") -> str:
+def arena_tests(sessions: pd.DataFrame, reference: str = "greedy", by_user: bool = False
+                ) -> dict[tuple[str, str], tuple[Any, float]]:  # fmt: skip
+    """Paired tests of every (agent, guardrail) against ``reference`` without the guardrail.
+
+    Pairs are (seed, start user), or with ``by_user`` each user's return averaged over seeds
+    first (the evaluation users are the same in every seed, so this is the pairing whose
+    units are independent). Returns ``{key: (PairedTest, Holm-corrected Wilcoxon p)}``,
+    corrected over all keys together.
+    """
+    ref = sessions[(sessions["method"] == reference) & (sessions["variant"] == "plain")]
+    index = ["user"] if by_user else ["seed", "user"]
+
+    def returns(frame: pd.DataFrame) -> pd.Series:
+        return frame.groupby(index)["return"].mean()
+
+    tests: dict[tuple[str, str], Any] = {}
+    if len(ref):
+        ref_v = returns(ref)
+        for key in sessions[["method", "variant"]].drop_duplicates().itertuples(index=False,
+                                                                                 name=None):  # fmt: skip
+            if key == (reference, "plain"):
+                continue
+            sub = sessions[(sessions["method"] == key[0]) & (sessions["variant"] == key[1])]
+            a = returns(sub)
+            both = a.index.intersection(ref_v.index)
+            if len(both) > 1:
+                tests[key] = paired_test(a[both].to_numpy(), ref_v[both].to_numpy())
+    adjusted: Any = holm_bonferroni([t.wilcoxon_pvalue for t in tests.values()]) if tests else []
+    return {k: (t, float(p)) for (k, t), p in zip(tests.items(), adjusted, strict=True)}
+
+
+def arena_table(tidy: pd.DataFrame, sessions: pd.DataFrame, reference: str = "greedy",
+                by_user: bool = False) -> str:  # fmt: skip
     """Markdown: one row per agent and guardrail setting, return compared with ``reference``.
 
     Return is the mean per session with a 95% CI over sessions (all seeds); Δ is the mean
-    paired difference against ``reference`` without the guardrail (same users and seeds),
-    with Holm-corrected Wilcoxon p-values. Other columns are means over seeds.
+    paired difference against ``reference`` without the guardrail (:func:`arena_tests`:
+    pairs of seed and user, or users with ``by_user``), with Holm-corrected Wilcoxon
+    p-values. Other columns are means over seeds.
     """
-    ref = sessions[(sessions["method"] == reference) & (sessions["variant"] == "plain")]
     order = {m: i for i, m in enumerate(METHODS)}
     pairs = sessions[["method", "variant"]].drop_duplicates().itertuples(index=False, name=None)
     keys: list[tuple[str, str]] = sorted(
         pairs, key=lambda k: (order.get(k[0], 99), k[1] != "plain")
     )
-    tests: dict[tuple[str, str], Any] = {}
-    if len(ref):
-        ref_v = ref.set_index(["seed", "user"])["return"]
-        for key in keys:
-            if key == (reference, "plain"):
-                continue
-            sub = sessions[(sessions["method"] == key[0]) & (sessions["variant"] == key[1])]
-            a = sub.set_index(["seed", "user"])["return"]
-            both = a.index.intersection(ref_v.index)
-            if len(both):
-                tests[key] = paired_test(a[both].to_numpy(), ref_v[both].to_numpy())
-    adjusted = dict(zip(tests, holm_bonferroni([t.wilcoxon_pvalue for t in tests.values()]),
-                        strict=True)) if tests else {}  # fmt: skip
+    found = arena_tests(sessions, reference, by_user)
+    tests = {k: t for k, (t, _) in found.items()}
+    adjusted = {k: p for k, (_, p) in found.items()}
     head = ["agent", "guardrail", "return [95% CI]", f"Δ vs {reference} (p)", "ctr",
             "session length", "coverage", "diversity", "train s", "env steps/s"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
