@@ -56,6 +56,10 @@ def bench_folder(tmp_path):
             for metric in ("return", "ctr", "session_length", "coverage", "diversity", "train_s",
                            "env_steps_per_s"):  # fmt: skip
                 value = ret.mean() if metric == "return" else 0.5
+                if metric == "env_steps_per_s":  # and the agent's offline accuracy
+                    rows.append({"benchmark": "bench", "dataset": "toy", "method": method,
+                                 "variant": "plain", "seed": seed, "split": "sim",
+                                 "metric": "offline_ndcg@10", "value": 0.1 - 0.05 * shift})  # fmt: skip
                 rows.append({"benchmark": "bench", "dataset": "toy", "method": method,
                              "variant": "plain", "seed": seed, "split": "sim", "metric": metric,
                              "value": value})  # fmt: skip
@@ -124,7 +128,9 @@ def test_html_report_has_every_cell_and_decodable_images(bench_folder) -> None:
                  "ope toy estimators-k1 seed 0"):  # fmt: skip
         assert name in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) >= 4  # NDCG bars, cost, simulated return, coverage vs return, OPE error
+    # NDCG bars, cost, simulated return, accuracy vs return, coverage vs return, OPE error
+    assert len(images) == 6
+    assert "accuracy against long-term return" in page
     for b64 in images:
         img = mpimg.imread(io.BytesIO(base64.b64decode(b64)), format="png")
         assert img.shape[0] > 100 and img.shape[1] > 100

@@ -314,6 +314,23 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
                           np.array([c.high for c in cis]), f"{dataset}: simulated return",
                           "return per session")))  # fmt: skip
         tidy = data.rows[(data.rows["dataset"] == dataset) & (data.rows["split"] == "sim")]
+        acc = (
+            tidy[tidy["metric"] == "offline_ndcg@10"].groupby(["method", "variant"])["value"].mean()
+        )
+        ret_all = tidy[tidy["metric"] == "return"].groupby(["method", "variant"])["value"].mean()
+        acc = acc[np.isfinite(acc)]
+        if len(acc):
+            fig, ax = plt.subplots(figsize=(5.5, 4))
+            for key, x in acc.items():
+                y = ret_all.get(key, np.nan)
+                ax.scatter(x, y, s=40)
+                ax.annotate(key[0] if key[1] == "plain" else f"{key[0]}+{key[1]}", (x, y),
+                            fontsize=7, xytext=(3, 3), textcoords="offset points")  # fmt: skip
+            ax.set_xlabel("offline NDCG@10 (test targets, the same agent)")
+            ax.set_ylabel("simulated return per session")
+            ax.grid(True, alpha=0.3)
+            out.append((f"{dataset}: accuracy against long-term return, one point per agent: "
+                        "the large model alone and the RL agents", _png(fig)))  # fmt: skip
         cov = tidy[tidy["metric"] == "coverage"].assign(
             label=_label(tidy[tidy["metric"] == "coverage"])
         )

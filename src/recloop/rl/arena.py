@@ -29,14 +29,14 @@ from recloop.errors import ConfigError, DataError
 from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
 from recloop.rl.agents import AGENTS, Guardrail
 from recloop.rl.deep import DeepConfig
-from recloop.rl.online import build_agent, evaluate_agent, train_agent
+from recloop.rl.online import build_agent, evaluate_agent, offline_ndcg, train_agent
 from recloop.sim.core import SimConfig, UserBatch, Users
 from recloop.sim.world import World, WorldConfig
 
 #: Every agent and baseline, in table order (``ppo_sb3`` needs the ``rl`` extra).
 METHODS = (*AGENTS, "ppo_sb3")
 METRICS = ("return", "ctr", "session_length", "coverage", "diversity", "train_s",
-           "env_steps_per_s")  # fmt: skip
+           "env_steps_per_s", "offline_ndcg@10")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,9 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
                         os.replace(tmp, path)  # a killed run never leaves half a file here
                 base = {"benchmark": "online_rl", "dataset": data, "method": name,
                         "variant": variant, "seed": seed, "split": stage.label}  # fmt: skip
-                rows += [{**base, "metric": m, "value": result["summary"][m]} for m in METRICS]
+                # cells kept from before a metric existed report it as NaN
+                rows += [{**base, "metric": m, "value": result["summary"].get(m, np.nan)}
+                         for m in METRICS]  # fmt: skip
                 sessions.append(pd.DataFrame({**base, "user": stage.eval_starts,
                                               "return": result["returns"]}))  # fmt: skip
     return pd.DataFrame(rows), pd.concat(sessions, ignore_index=True)
@@ -228,7 +230,9 @@ def _cell(stage: _Stage, name: str, guard: bool, seed: int, dataset: Dataset, mo
                               progress)  # fmt: skip
             train_s, user_steps = log.train_s, log.user_steps
     ev = evaluate_agent(agent, stage.eval_batch(), stage.eval_starts, seed, progress)
+    accuracy = offline_ndcg(agent, stage.split, sim.history_len) if name != "ppo_sb3" else np.nan
     summary = ev.summary() | {
+        "offline_ndcg@10": accuracy,
         "train_s": train_s,
         # training throughput (agent + environment); evaluation's for agents that do not learn
         "env_steps_per_s": user_steps / train_s if train_s > 0 else ev.user_steps_per_s,
