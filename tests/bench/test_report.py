@@ -82,6 +82,10 @@ def bench_folder(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
     pd.concat(per_user).to_csv(tmp_path / "per_user.csv", index=False)
     pd.concat(sessions).to_csv(tmp_path / "sessions.csv", index=False)
+    curves = [{"epoch": e, "loss": 5.0 / e, "valid_ndcg@10": 0.02 * e, "train_s": e, "method": m,
+               "variant": "", "seed": seed, "dataset": "toy"}
+              for m in ("a", "b") for seed in (0, 1) for e in (1, 2, 3)]  # fmt: skip
+    pd.DataFrame(curves).to_csv(tmp_path / "curves.csv", index=False)
     (tmp_path / "grid.json").write_text(
         json.dumps({"name": "toy", "baseline": "a", "cells": cells})
     )
@@ -128,8 +132,9 @@ def test_html_report_has_every_cell_and_decodable_images(bench_folder) -> None:
                  "ope toy estimators-k1 seed 0"):  # fmt: skip
         assert name in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    # NDCG bars, cost, simulated return, accuracy vs return, coverage vs return, OPE error
-    assert len(images) == 6
+    # NDCG bars, cost, training curves, simulated return, accuracy vs return, coverage vs
+    # return, OPE error
+    assert len(images) == 7
     assert "accuracy against long-term return" in page
     for b64 in images:
         img = mpimg.imread(io.BytesIO(base64.b64decode(b64)), format="png")

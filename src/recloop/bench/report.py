@@ -71,6 +71,7 @@ class BenchData:
     rows: pd.DataFrame
     per_user: pd.DataFrame = field(default_factory=pd.DataFrame)
     sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     cells: list[dict[str, Any]] = field(default_factory=list)
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -96,6 +97,7 @@ def load_bench(folder: str | Path) -> BenchData:
         rows=_read(root / "results.csv"),
         per_user=_read(root / "per_user.csv"),
         sessions=_read(root / "sessions.csv"),
+        curves=_read(root / "curves.csv"),
         cells=list(meta.get("cells", [])),
         failures=_read(root / "failures.csv"),
     )
@@ -301,6 +303,21 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
             ax.set_xticks(range(len(t)), list(t["method"]), rotation=30, ha="right", fontsize=8)
             ax.grid(True, axis="y", alpha=0.3)
         out.append((f"{dataset}: cost (training time and parameters)", _png(fig)))
+        curves = data.curves[data.curves["dataset"] == dataset] if len(data.curves) else data.curves
+        if len(curves) and "valid_ndcg@10" in curves:
+            fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+            labelled = curves.assign(label=_label(curves))
+            for label, g in labelled.groupby("label", sort=False):
+                by_epoch = g.groupby("epoch")[["loss", "valid_ndcg@10"]].mean()  # over seeds
+                axes[0].plot(by_epoch.index, by_epoch["loss"], label=label)
+                axes[1].plot(by_epoch.index, by_epoch["valid_ndcg@10"], label=label)
+            axes[0].set_ylabel("training loss")
+            axes[1].set_ylabel("validation NDCG@10")
+            for ax in axes:
+                ax.set_xlabel("epoch")
+                ax.grid(True, alpha=0.3)
+            axes[1].legend(fontsize=7)
+            out.append((f"{dataset}: training curves (means over seeds)", _png(fig)))
     for dataset in _datasets(data, "simulator"):
         s = data.sessions[data.sessions["dataset"] == dataset]
         from recloop.eval.stats import mean_ci

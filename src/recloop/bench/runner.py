@@ -42,7 +42,7 @@ from recloop.progress import progress_bar
 __all__ = ["BenchResult", "run_cell", "run_grid"]
 
 #: Extra tables a mode writes besides its tidy rows.
-EXTRAS = {"offline": "per_user", "simulator": "sessions"}
+EXTRAS = ("per_user", "sessions", "curves")
 
 
 @dataclass
@@ -56,8 +56,8 @@ class BenchResult:
     failed: dict[str, str]  # cell name → error
 
 
-def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The cell's tidy rows and its extra table (per user / per session), if any."""
+def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The cell's tidy rows and its extra tables (per user, per session, training curves)."""
     labels = {"benchmark": "bench", "dataset": cell.dataset, "method": cell.method,
               "variant": cell.variant, "seed": cell.seed}  # fmt: skip
     if cell.mode == "offline":
@@ -68,9 +68,12 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
         cfg["ks"] = tuple(cfg["ks"])
         res = train_run(RunSpec(**cfg), folder / "run", progress=False)
         rows = pd.DataFrame(run_rows(res, {**labels, "git_sha": git_sha(), "machine": machine()}))
-        per_user = res["test"].per_user.assign(method=cell.method, variant=cell.variant,
-                                               seed=cell.seed)  # fmt: skip
-        return rows, per_user
+        ids: dict[str, Any] = {"method": cell.method, "variant": cell.variant, "seed": cell.seed}
+        extras = {"per_user": res["test"].per_user.assign(**ids)}
+        curve = res["metrics"].get("training", {}).get("curve", [])
+        if curve:  # per epoch: loss, validation NDCG@10, seconds
+            extras["curves"] = pd.DataFrame(curve).assign(**ids)
+        return rows, extras
     if cell.mode == "simulator":
         from recloop.rl.arena import ArenaConfig, run_arena
 
@@ -81,7 +84,8 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
         fidelity = pd.DataFrame([{**labels, "split": "sim", "metric": f"world_{k}", "value": v}
                                  for k, v in world.report.items()
                                  if k in ("auc", "ece", "ndcg@10", "rating_rmse")])  # fmt: skip
-        return pd.concat([tidy.assign(benchmark="bench", dataset=cell.dataset), fidelity]), sessions
+        rows = pd.concat([tidy.assign(benchmark="bench", dataset=cell.dataset), fidelity])
+        return rows, {"sessions": sessions}
     if cell.mode == "ope":
         from recloop.data import load_dataset
         from recloop.ope.simcheck import SimCheckConfig, sim_check, sim_rows
@@ -89,13 +93,13 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
         cfg = dict(cell.config)
         cfg["log_sizes"] = tuple(cfg["log_sizes"])
         summary, _ = sim_check(load_dataset(cell.dataset), SimCheckConfig(**cfg))
-        return sim_rows(summary, f"sim-{cell.dataset}", cell.seed, benchmark="bench"), None
+        return sim_rows(summary, f"sim-{cell.dataset}", cell.seed, benchmark="bench"), {}
     if cell.mode == "obd":
         from recloop.ope.obd import bts_from_random, obd_rows
 
         c = cell.config
         frame = bts_from_random(c["campaign"], n_runs=c["n_runs"], seed=cell.seed)
-        return obd_rows(frame, c["campaign"], c["n_runs"], cell.seed, benchmark="bench"), None
+        return obd_rows(frame, c["campaign"], c["n_runs"], cell.seed, benchmark="bench"), {}
     if cell.mode == "diagnose":
         from recloop.bench.diagnose import DiagnoseConfig, diagnose
         from recloop.data import load_dataset
@@ -107,28 +111,28 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
         found += [{**labels, "split": "sim", "metric": k, "value": res[k]}
                  for k in ("lookahead_over_myopic", "lookahead_over_greedy", "myopic_over_greedy",
                            "lookahead_vs_myopic_p")]  # fmt: skip
-        return pd.DataFrame(found), None
+        return pd.DataFrame(found), {}
     raise ConfigError(f"unknown cell mode {cell.mode!r}")
 
 
 def run_cell(cell_json: str, folder: str) -> dict[str, Any]:
     """Compute one cell (in a worker process or Ray task); never raises.
 
-    Returns ``{"state": "done" | "failed", "rows": csv, "extra": csv | None, "error": str,
+    Returns ``{"state": "done" | "failed", "rows": csv, "extra": {name: csv}, "error": str,
     "log": str, "wall_s": float}``.
     """
     cell = Cell(**json.loads(cell_json))
     log = io.StringIO()
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"state": "done", "rows": "", "extra": None, "error": ""}
+    out: dict[str, Any] = {"state": "done", "rows": "", "extra": {}, "error": ""}
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             import torch
 
             torch.set_num_threads(max(1, cell.cpus))
-            rows, extra = _compute(cell, Path(folder))
+            rows, extras = _compute(cell, Path(folder))
             out["rows"] = rows.to_csv(index=False)
-            out["extra"] = None if extra is None else extra.to_csv(index=False)
+            out["extra"] = {k: v.to_csv(index=False) for k, v in extras.items()}
         except Exception as e:  # a failed cell is recorded, never fatal to the bench
             out["state"] = "failed"
             out["error"] = f"{type(e).__name__}: {e}"
@@ -159,8 +163,8 @@ def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
     _write(folder / "log.txt", result["log"])
     if result["state"] == "done":
         _write(folder / "rows.csv", result["rows"])
-        if result["extra"] is not None:
-            _write(folder / f"{EXTRAS[cell.mode]}.csv", result["extra"])
+        for name, text in result["extra"].items():
+            _write(folder / f"{name}.csv", text)
     status = {"state": result["state"], "key": cell.key, "error": result["error"],
               "wall_s": result["wall_s"]}  # fmt: skip
     _write(folder / "status.json", json.dumps(status, indent=1))
@@ -168,7 +172,7 @@ def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
 
 def _died(error: Exception) -> dict[str, Any]:
     """The result of a cell whose worker died before it could report."""
-    return {"state": "failed", "rows": "", "extra": None, "log": "", "wall_s": 0.0,
+    return {"state": "failed", "rows": "", "extra": {}, "log": "", "wall_s": 0.0,
             "error": f"the worker running this cell died ({type(error).__name__}: {error}); "
                      "rerun the bench to retry it"}  # fmt: skip
 
@@ -284,7 +288,7 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
            failed: dict[str, str] | None = None) -> BenchResult:  # fmt: skip
     """Collect the done cells' rows into ``results.csv`` (and the extra tables) under ``root``."""
     frames: list[pd.DataFrame] = []
-    extras: dict[str, list[pd.DataFrame]] = {v: [] for v in EXTRAS.values()}
+    extras: dict[str, list[pd.DataFrame]] = {v: [] for v in EXTRAS}
     errors = dict(failed or {})
     for cell in grid.cells:
         folder = root / "cells" / cell.name
@@ -295,9 +299,10 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
             errors.setdefault(cell.name, st.get("error", ""))
             continue
         frames.append(pd.read_csv(folder / "rows.csv"))
-        name = EXTRAS.get(cell.mode)
-        if name and (folder / f"{name}.csv").exists():
-            extras[name].append(pd.read_csv(folder / f"{name}.csv").assign(dataset=cell.dataset))
+        for name in EXTRAS:
+            if (folder / f"{name}.csv").exists():
+                frame = pd.read_csv(folder / f"{name}.csv")
+                extras[name].append(frame.assign(dataset=cell.dataset))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
     rows = rows.reindex(
         columns=[*TIDY_COLUMNS, *(c for c in rows.columns if c not in TIDY_COLUMNS)]
