@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+pytest_plugins = ["serving"]  # the serving tests' fixtures (tests/serving.py)
+
 
 def run_cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``recloop ARGS`` as a user runs it (a real subprocess); check success when ``ok``."""

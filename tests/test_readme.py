@@ -40,8 +40,10 @@ def test_readme_deep_model_example_runs(tmp_path, monkeypatch) -> None:
 def test_readme_commands_match_ci() -> None:
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    assert 'pip install -c constraints.txt -e ".[dev,text,rl,distributed]" && pytest' in text
-    assert '-c constraints.txt -e ".[dev,text,rl,distributed]"' in ci and "pytest" in ci
+    install = '-c constraints.txt -e ".[dev,text,rl,distributed,serve]"'
+    pg = "RECLOOP_TEST_PG_URL=$(bash .ci/postgres.sh)"
+    assert f"pip install {install} && export {pg} && pytest" in text
+    assert install in ci and pg in ci and "\npytest\n" in ci
 
 
 def test_readme_text_example_runs() -> None:

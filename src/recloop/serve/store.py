@@ -1,0 +1,408 @@
+"""The durable event store: every recommendation served and every piece of feedback.
+
+Two backends with one schema (``migrations/<dialect>/NNNN_*.sql``, applied in order and
+recorded in ``schema_migrations``):
+
+- **SQLite**, the embedded default (``sqlite:///path/events.db`` or a plain path): WAL
+  journal and ``synchronous=FULL``, so a committed event survives a killed process and a
+  power cut.
+- **PostgreSQL** (``postgresql://user:pass@host/db``), for several servers on one log.
+
+Tables:
+
+- ``requests``: one row per ``/recommend`` answer: who (``user_key``), when, which model
+  version, which exploration, the slate's probability;
+- ``shown``: the items of each request, with position, score and the logging propensity;
+- ``feedback``: one row per event, idempotent on ``event_id``. Each row is joined to its
+  request when it is written, so it carries the shown item's position, propensity and model
+  version. ``seq`` numbers events in arrival order.
+
+A feedback row is committed before :meth:`EventStore.add_feedback` returns: the service
+acknowledges an event only after this call.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recloop.errors import ConfigError, DataError, RecloopError
+
+__all__ = ["EVENT_TYPES", "Conflict", "EventStore", "Feedback", "NotShown", "open_store"]
+
+EVENT_TYPES = ("click", "rating", "skip", "view")
+FEEDBACK_COLUMNS = (
+    "seq", "event_id", "request_id", "user_key", "item_id", "type", "value", "position",
+    "propensity", "model_version", "created_at",
+)  # fmt: skip
+
+
+class Conflict(RecloopError):
+    """An ``event_id`` that is already stored with different content."""
+
+
+class NotShown(RecloopError):
+    """Feedback on a request that does not exist, or on an item it did not show."""
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One feedback event as the service receives it (ids already pseudonymised)."""
+
+    event_id: str
+    request_id: str
+    user_key: str
+    item_id: str
+    type: str
+    value: float
+
+
+def _migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration file of ``dialect``, in order."""
+    folder = resources.files("recloop.serve") / "migrations" / dialect
+    out = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            out.append((int(entry.name.split("_", 1)[0]), entry.name, entry.read_text()))
+    return sorted(out)
+
+
+def _statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+class EventStore:
+    """The event log over one database (see the module docstring); thread-safe."""
+
+    dialect = "base"
+    placeholder = "?"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    # ------------------------------------------------------------ backend hooks
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:  # pragma: no cover - overridden
+        raise NotImplementedError
+        yield
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ schema
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded; returns the names applied."""
+        applied = []
+        with self._transaction() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+        for version, name, sql in _migrations(self.dialect):
+            with self._transaction() as cur:
+                cur.execute(self._q("SELECT 1 FROM schema_migrations WHERE version = ?"),
+                            (version,))  # fmt: skip
+                if cur.fetchone():
+                    continue
+                for statement in _statements(sql):
+                    cur.execute(statement)
+                cur.execute(
+                    self._q("INSERT INTO schema_migrations VALUES (?, ?, ?)"),
+                    (version, name, time.time()),
+                )
+                applied.append(name)
+        return applied
+
+    def schema_version(self) -> int:
+        with self._transaction() as cur:
+            cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            return int(cur.fetchone()[0])
+
+    # ------------------------------------------------------------ writes
+    def log_request(
+        self,
+        request_id: str,
+        user_key: str,
+        model_version: str,
+        exploration: str,
+        slate: Sequence[tuple[str, float, float]],
+        slate_prob: float,
+        created_at: float | None = None,
+    ) -> None:
+        """Record one recommendation: ``slate`` holds (item_id, score, propensity) in order."""
+        now = time.time() if created_at is None else created_at
+        with self._transaction() as cur:
+            cur.execute(
+                self._q("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                (request_id, user_key, now, model_version, exploration, len(slate), slate_prob),
+            )
+            cur.executemany(
+                self._q("INSERT INTO shown VALUES (?, ?, ?, ?, ?)"),
+                [(request_id, p, item, float(s), float(pr)) for p, (item, s, pr) in
+                 enumerate(slate)],
+            )  # fmt: skip
+
+    def add_feedback(self, event: Feedback, created_at: float | None = None) -> tuple[int, bool]:
+        """Store ``event`` durably; returns ``(seq, duplicate)``.
+
+        A repeated ``event_id`` with the same content is a duplicate (stored once, not an
+        error); with other content it raises :class:`Conflict`. Feedback on an unknown
+        request, another user's request, or an item the request did not show raises
+        :class:`NotShown`.
+        """
+        if event.type not in EVENT_TYPES:
+            raise DataError(f"unknown feedback type {event.type!r}; use one of {EVENT_TYPES}")
+        now = time.time() if created_at is None else created_at
+        with self._transaction() as cur:
+            found = self._existing(cur, event)
+            if found is not None:
+                return found, True
+            cur.execute(
+                self._q(
+                    "SELECT r.user_key, r.model_version, s.position, s.propensity FROM requests r "
+                    "JOIN shown s ON s.request_id = r.request_id "
+                    "WHERE r.request_id = ? AND s.item_id = ? ORDER BY s.position LIMIT 1"
+                ),
+                (event.request_id, event.item_id),
+            )
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(self._q("SELECT 1 FROM requests WHERE request_id = ?"),
+                            (event.request_id,))  # fmt: skip
+                if cur.fetchone() is None:
+                    raise NotShown(
+                        f"request_id {event.request_id!r} is unknown; send the request_id that "
+                        f"/recommend returned"
+                    )
+                raise NotShown(
+                    f"item {event.item_id!r} was not shown in request {event.request_id!r}; "
+                    f"feedback must be on an item of that response"
+                )
+            user_key, version, position, propensity = row
+            if user_key != event.user_key:
+                raise NotShown(
+                    f"request {event.request_id!r} was served to another user; send the "
+                    f"user_id of that request"
+                )
+            cur.execute(
+                self._q(
+                    "INSERT INTO feedback (event_id, request_id, user_key, item_id, type, value, "
+                    "position, propensity, model_version, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+                ),
+                (event.event_id, event.request_id, event.user_key, event.item_id, event.type,
+                 float(event.value), position, propensity, version, now),
+            )  # fmt: skip
+            found = self._existing(cur, event)
+            if found is None:  # pragma: no cover - the row was just written
+                raise RecloopError(f"event {event.event_id!r} was not stored")
+            return found, False
+
+    def _existing(self, cur: Any, event: Feedback) -> int | None:
+        cur.execute(
+            self._q(
+                "SELECT seq, request_id, user_key, item_id, type, value FROM feedback "
+                "WHERE event_id = ?"
+            ),
+            (event.event_id,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        stored = (row[1], row[2], row[3], row[4], float(row[5]))
+        sent = (event.request_id, event.user_key, event.item_id, event.type, float(event.value))
+        if stored != sent:
+            raise Conflict(
+                f"event_id {event.event_id!r} is already stored with other content; use a new "
+                f"event_id for a new event"
+            )
+        return int(row[0])
+
+    def delete_user(self, user_key: str) -> dict[str, int]:
+        """Delete every row of ``user_key``; returns how many of each kind went."""
+        with self._transaction() as cur:
+            cur.execute(self._q("DELETE FROM feedback WHERE user_key = ?"), (user_key,))
+            n_feedback = cur.rowcount
+            cur.execute(
+                self._q(
+                    "DELETE FROM shown WHERE request_id IN "
+                    "(SELECT request_id FROM requests WHERE user_key = ?)"
+                ),
+                (user_key,),
+            )
+            cur.execute(self._q("DELETE FROM requests WHERE user_key = ?"), (user_key,))
+            return {"requests": int(cur.rowcount), "feedback": int(n_feedback)}
+
+    # ------------------------------------------------------------ reads
+    def count(self, table: str, user_key: str | None = None) -> int:
+        if table not in ("requests", "shown", "feedback"):
+            raise ConfigError(f"unknown table {table!r}")
+        with self._transaction() as cur:
+            if user_key is None:
+                cur.execute(f"SELECT COUNT(*) FROM {table}")
+            elif table == "shown":
+                cur.execute(
+                    self._q(
+                        "SELECT COUNT(*) FROM shown s JOIN requests r "
+                        "ON r.request_id = s.request_id WHERE r.user_key = ?"
+                    ),
+                    (user_key,),
+                )
+            else:
+                cur.execute(self._q(f"SELECT COUNT(*) FROM {table} WHERE user_key = ?"),
+                            (user_key,))  # fmt: skip
+            return int(cur.fetchone()[0])
+
+    def feedback(self, after_seq: int = 0, limit: int | None = None) -> pd.DataFrame:
+        """Feedback rows with ``seq > after_seq``, in ``seq`` order."""
+        sql = f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback WHERE seq > ? ORDER BY seq"
+        args: tuple[Any, ...] = (after_seq,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args += (limit,)
+        with self._transaction() as cur:
+            cur.execute(self._q(sql), args)
+            rows = cur.fetchall()
+        return pd.DataFrame([tuple(r) for r in rows], columns=list(FEEDBACK_COLUMNS))
+
+    def shown(self) -> pd.DataFrame:
+        """Every shown item with its request (one row per impression)."""
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT r.request_id, r.user_key, r.created_at, r.model_version, r.exploration, "
+                "s.position, s.item_id, s.score, s.propensity FROM shown s "
+                "JOIN requests r ON r.request_id = s.request_id ORDER BY r.created_at, s.position"
+            )
+            rows = cur.fetchall()
+        cols = ["request_id", "user_key", "created_at", "model_version", "exploration",
+                "position", "item_id", "score", "propensity"]  # fmt: skip
+        return pd.DataFrame([tuple(r) for r in rows], columns=cols)
+
+
+class SQLiteStore(EventStore):
+    """SQLite in WAL mode with ``synchronous=FULL``; one connection behind a lock."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else url
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise ConfigError(f"cannot create the event store {path}: folder {folder} is missing")
+        try:
+            self._con = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                        timeout=30.0)  # fmt: skip
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=FULL")
+            self._con.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as e:
+            raise ConfigError(f"{path} is not a usable SQLite event store ({e})") from e
+        self._lock = threading.Lock()
+        self.path = path
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self._lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+class PostgresStore(EventStore):
+    """PostgreSQL through psycopg 3, with a small pool of connections."""
+
+    dialect = "postgres"
+    placeholder = "%s"
+
+    def __init__(self, url: str, pool_size: int = 8) -> None:
+        super().__init__(url)
+        try:
+            import psycopg
+        except ImportError as e:  # pragma: no cover - the serve extra has it
+            raise ConfigError(
+                'PostgreSQL needs psycopg: pip install -c constraints.txt -e ".[serve]"'
+            ) from e
+        self._psycopg = psycopg
+        self._pool: queue.Queue[Any] = queue.Queue()
+        self._all: list[Any] = []
+        for _ in range(pool_size):
+            try:
+                con = psycopg.connect(url, connect_timeout=10)
+            except psycopg.Error as e:
+                self.close()
+                raise ConfigError(f"cannot connect to PostgreSQL at {_redact(url)} ({e})") from e
+            self._all.append(con)
+            self._pool.put(con)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        con = self._pool.get()
+        try:
+            with con.transaction(), con.cursor() as cur:
+                yield cur
+        finally:
+            self._pool.put(con)
+
+    def close(self) -> None:
+        for con in self._all:
+            con.close()
+        self._all = []
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def open_store(url: str) -> EventStore:
+    """The event store at ``url`` (``sqlite:///path``, a file path, or ``postgresql://``),
+    with every migration applied."""
+    if not url:
+        raise ConfigError("the event store URL is empty; give sqlite:///PATH or postgresql://...")
+    store: EventStore
+    if url.startswith(("postgresql://", "postgres://")):
+        store = PostgresStore(url)
+    elif url.startswith("sqlite:///") or "://" not in url:
+        store = SQLiteStore(url)
+    else:
+        raise ConfigError(
+            f"unsupported event store URL {_redact(url)!r}; use sqlite:///PATH or postgresql://"
+        )
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
+    return store

@@ -1,0 +1,88 @@
+"""The event store on SQLite and PostgreSQL: migrations, the request join, idempotency,
+conflicts, deletion."""
+
+from __future__ import annotations
+
+import pytest
+
+from recloop.errors import ConfigError, DataError
+from recloop.serve.store import Conflict, Feedback, NotShown, open_store
+
+
+def _slate() -> list[tuple[str, float, float]]:
+    return [("i1", 2.0, 0.9), ("i2", 1.5, 0.05), ("i3", 1.0, 0.05)]
+
+
+def test_migrations_are_recorded_once(db_url: str) -> None:
+    store = open_store(db_url)
+    assert store.schema_version() == 1
+    assert store.migrate() == []  # nothing left to apply
+    store.close()
+    again = open_store(db_url)  # reopening applies nothing and keeps data
+    assert again.schema_version() == 1
+    again.close()
+
+
+def test_feedback_carries_the_requests_propensity_and_version(db_url: str) -> None:
+    store = open_store(db_url)
+    store.log_request("r1", "u1", "run:abc+0", "epsilon", _slate(), 0.81, created_at=10.0)
+    seq, dup = store.add_feedback(Feedback("e1", "r1", "u1", "i2", "click", 1.0), created_at=11.0)
+    assert not dup and seq >= 1
+    rows = store.feedback()
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert (row["position"], row["propensity"], row["model_version"]) == (1, 0.05, "run:abc+0")
+    assert row["created_at"] == 11.0
+    shown = store.shown()
+    assert shown["item_id"].tolist() == ["i1", "i2", "i3"]
+    assert shown["propensity"].tolist() == [0.9, 0.05, 0.05]
+    store.close()
+
+
+def test_idempotent_on_event_id_and_conflicts_named(db_url: str) -> None:
+    store = open_store(db_url)
+    store.log_request("r1", "u1", "v", "none", _slate(), 1.0)
+    first = store.add_feedback(Feedback("e1", "r1", "u1", "i1", "rating", 4.0))
+    again = store.add_feedback(Feedback("e1", "r1", "u1", "i1", "rating", 4.0))
+    assert again == (first[0], True)
+    assert store.count("feedback") == 1
+    with pytest.raises(Conflict, match="other content"):
+        store.add_feedback(Feedback("e1", "r1", "u1", "i1", "rating", 2.0))
+    with pytest.raises(NotShown, match="unknown"):
+        store.add_feedback(Feedback("e2", "nope", "u1", "i1", "click", 1.0))
+    with pytest.raises(NotShown, match="not shown"):
+        store.add_feedback(Feedback("e2", "r1", "u1", "i9", "click", 1.0))
+    with pytest.raises(NotShown, match="another user"):
+        store.add_feedback(Feedback("e2", "r1", "u2", "i1", "click", 1.0))
+    with pytest.raises(DataError, match="unknown feedback type"):
+        store.add_feedback(Feedback("e2", "r1", "u1", "i1", "like", 1.0))
+    assert store.count("feedback") == 1  # failed events left nothing behind
+    store.close()
+
+
+def test_delete_user_removes_every_row_and_only_theirs(db_url: str) -> None:
+    store = open_store(db_url)
+    for user in ("u1", "u2"):
+        for r in range(3):
+            rid = f"{user}-r{r}"
+            store.log_request(rid, user, "v", "none", _slate(), 1.0)
+            store.add_feedback(Feedback(f"{rid}-e", rid, user, "i1", "click", 1.0))
+    deleted = store.delete_user("u1")
+    assert deleted == {"requests": 3, "feedback": 3}
+    for table in ("requests", "shown", "feedback"):
+        assert store.count(table, "u1") == 0
+    assert store.count("requests", "u2") == 3
+    assert store.count("shown", "u2") == 9
+    assert store.count("feedback", "u2") == 3
+    store.close()
+
+
+def test_bad_urls_are_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="unsupported event store URL"):
+        open_store("mysql://x:secret@host/db")
+    with pytest.raises(ConfigError, match=r"folder .* is missing"):
+        open_store(f"sqlite:///{tmp_path / 'no' / 'such' / 'events.db'}")
+    with pytest.raises(ConfigError, match="empty"):
+        open_store("")
+    with pytest.raises(ConfigError, match=r"cannot connect .*\*\*\*"):
+        open_store("postgresql://nobody:secret@127.0.0.1:1/none")
