@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from recloop.cli_ope import ope_cmd
 from recloop.cli_options import (
     ColdFrac,
     Columns,
@@ -26,6 +27,7 @@ from recloop.cli_options import (
     parse_columns,
     parse_params,
 )
+from recloop.cli_serve import retrain, serve
 from recloop.cli_sim import sim_app
 
 app = typer.Typer(
@@ -38,6 +40,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(sim_app, name="sim")
+app.command("serve")(serve)
+app.command("retrain")(retrain)
+app.command("ope")(ope_cmd)
 
 
 def _console() -> Any:
@@ -428,69 +433,6 @@ def diagnose_cmd(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({k: v for k, v in res.items() if k != "returns"}, indent=1))
-        typer.echo(f"wrote {out}")
-
-
-@app.command("ope")
-def ope_cmd(
-    logs: Annotated[
-        Path,
-        typer.Option(
-            "--logs",
-            help="Logged recommendations: CSV/TSV/Parquet with user, item, "
-            "reward, propensity (and optionally position) columns.",
-        ),
-    ],
-    policy: Annotated[
-        Path, typer.Option("--policy", help="A run directory made by `recloop train`.")
-    ],
-    exploration: Annotated[
-        str, typer.Option("--exploration", help="How the policy picks: greedy|epsilon|softmax.")
-    ] = "softmax",
-    epsilon: Annotated[
-        float, typer.Option("--epsilon", help="For epsilon: share of uniform picks.")
-    ] = 0.1,
-    temperature: Annotated[
-        float, typer.Option("--temperature", help="For softmax: score temperature.")
-    ] = 1.0,
-    exclude_seen: Annotated[
-        bool, typer.Option("--exclude-seen", help="The policy never picks an item the user has.")
-    ] = False,
-    clip: Annotated[float, typer.Option("--clip", help="Weight cap of clipped IPS.")] = 10.0,
-    tau: Annotated[float, typer.Option("--tau", help="Switch-DR's weight threshold.")] = 10.0,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the estimates as CSV.")
-    ] = None,
-    seed: Seed = 0,
-) -> None:
-    """Estimate a trained policy's value from logs collected under another policy."""
-    import dataclasses
-
-    import pandas as pd
-
-    from recloop.ope.logs import estimate_run, read_logs
-    from recloop.ope.policies import Exploration
-
-    rule = Exploration(exploration, epsilon=epsilon, temperature=temperature)
-    frame = read_logs(logs)
-    estimates = estimate_run(policy, frame, rule, exclude_seen=exclude_seen, clip=clip, tau=tau,
-                             seed=seed)  # fmt: skip
-    typer.echo(f"policy {policy} ({exploration}) on {len(frame)} logged rounds from {logs}:")
-    typer.echo("| estimator | value | 95% CI | ESS | max weight |")
-    typer.echo("|---|---|---|---|---|")
-    for e in estimates:
-        typer.echo(f"| {e.method} | {e.value:.5f} | [{e.low:.5f}, {e.high:.5f}] | {e.ess:.0f} | "
-                   f"{e.max_weight:.2f} |")  # fmt: skip
-    typer.echo(f"logged (behaviour) mean reward: {frame['reward'].mean():.5f}")
-    if out is not None:
-        from recloop.errors import ConfigError
-
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame([dataclasses.asdict(e) for e in estimates]).to_csv(out, index=False)
-        except OSError as e:
-            raise ConfigError(f"cannot write --out {out} ({e.strerror or e}); give a file path "
-                              "in a writable folder") from e  # fmt: skip
         typer.echo(f"wrote {out}")
 
 

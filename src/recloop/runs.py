@@ -71,6 +71,8 @@ class RunSpec:
         min_item: k-core filter: minimum interactions per item (0: no filtering).
         columns: for CSV/Parquet data, maps ``user``/``item``/``timestamp``/``rating`` to
             the file's column names.
+        short_users: ``loo`` split: users with fewer than 3 interactions raise an error
+            (``"error"``) or stay in training only (``"train"``).
     """
 
     model: str
@@ -83,6 +85,7 @@ class RunSpec:
     min_item: int = 0
     columns: dict[str, str] = field(default_factory=dict)
     cold_frac: float = 0.1
+    short_users: str = "error"
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -100,7 +103,9 @@ def prepare_data(spec: RunSpec) -> Any:
         dataset = dataset.kcore(max(1, spec.min_user), max(1, spec.min_item))
     if spec.split == "cold":
         return dataset, cold_start_split(dataset, spec.cold_frac)
-    split = leave_one_out(dataset) if spec.split == "loo" else temporal_split(dataset)
+    if spec.split == "loo":
+        return dataset, leave_one_out(dataset, short_users=spec.short_users)
+    split = temporal_split(dataset)
     return dataset, split
 
 
@@ -153,6 +158,7 @@ def train_run(
         "min_user": spec.min_user,
         "min_item": spec.min_item,
         "columns": spec.columns,
+        **({"short_users": spec.short_users} if spec.short_users != "error" else {}),
     }
     metrics = {
         "valid": valid.to_dict(),
@@ -255,4 +261,5 @@ def spec_of(config: dict[str, Any]) -> RunSpec:
         min_item=int(config.get("min_item", 0)),
         columns=dict(config.get("columns") or {}),
         cold_frac=float(config.get("cold_frac", 0.1)),
+        short_users=str(config.get("short_users", "error")),
     )

@@ -116,6 +116,15 @@ class LinearBandit:
             return np.where(explore[:, None], self.rng.random(mean.shape), mean)
         return mean + self.config.alpha * np.sqrt(self._quadratic(taste).clip(0))
 
+    def sample_scores(self, history: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, I) scores ``x · θ̃`` of ``n`` posterior draws ``θ̃ ~ N(θ̂, v² A⁻¹)`` for the
+        one observed history ``history`` (1, L), drawn with ``rng``."""
+        taste = self.taste(history)
+        theta = self.theta
+        chol = np.linalg.cholesky(self.a_inv + 1e-12 * np.eye(len(theta)))
+        thetas = theta + self.config.scale * rng.standard_normal((n, len(theta))) @ chol.T
+        return self._linear(np.repeat(taste, n, axis=0), thetas)
+
     def mean_scores(self, history: np.ndarray) -> np.ndarray:
         """(B, I) the posterior-mean reward ``x · θ̂`` of every item (no exploration)."""
         return self._linear(self.taste(history), self.theta)

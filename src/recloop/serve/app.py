@@ -1,0 +1,442 @@
+"""The HTTP service: ``create_app(settings)`` builds the FastAPI application.
+
+Endpoints: ``POST /recommend``, ``POST /feedback``, ``GET /health``, ``GET /metrics``, and,
+behind a bearer token, ``POST /admin/reload`` and ``DELETE /admin/users/{user_id}``.
+Handlers that compute are plain ``def`` (FastAPI runs them in its thread pool). Every error
+body is ``{"error": "<what is wrong and how to fix it>"}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recloop.errors import CheckpointError, ConfigError, DataError, RecloopError, UnknownIdError
+from recloop.serve.metrics import Metrics
+from recloop.serve.policy import OnlineLearner, ServingPolicy, user_key
+from recloop.serve.settings import Settings
+from recloop.serve.store import Conflict, EventStore, Feedback, NotShown, open_store
+
+__all__ = ["Service", "create_app"]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+# ------------------------------------------------------------------ schemas
+class RecommendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    history: list[str] | None = Field(None, max_length=2000)
+    k: int = Field(10, ge=1)
+    exploration: Literal["none", "epsilon", "softmax", "thompson"] | None = None
+    exclude: list[str] = Field(default_factory=list, max_length=100_000)
+    request_id: str | None = Field(None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _who(self) -> RecommendIn:
+        if self.user_id is None and self.history is None:
+            raise ValueError("send a user_id, a history (a list of item ids), or both")
+        return self
+
+
+class Explanation(BaseModel):
+    item_id: str
+    title: str
+    similarity: float
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    title: str
+    score: float
+    propensity: float
+    explanation: list[Explanation]
+
+
+class RecommendOut(BaseModel):
+    request_id: str
+    user_id: str
+    model_version: str
+    exploration: str
+    items: list[ItemOut]
+    slate_propensity: float
+    propensity_exact: bool
+    cold_start: str | None
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    event_id: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(min_length=1, max_length=256)
+    item_id: str = Field(min_length=1, max_length=256)
+    type: Literal["click", "rating", "skip", "view"]
+    value: float = 1.0
+
+
+class FeedbackOut(BaseModel):
+    event_id: str
+    stored: bool
+    duplicate: bool
+    seq: int
+
+
+class ReloadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str = Field(min_length=1, max_length=4096)
+
+
+# ------------------------------------------------------------------ the service
+class Service:
+    """The policy, the event store, the online learner's thread and the metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+        self.settings = settings
+        self.metrics = Metrics()
+        self.policy = ServingPolicy(settings.run_dir, settings)
+        self.store: EventStore = open_store(settings.store_url)
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=settings.queue_size)
+        self._learn_lock = threading.Lock()
+        self._resync = threading.Event()
+        self._stop = threading.Event()
+        self._forgotten: dict[str, int] = {}
+        self.learner = self._rebuilt(self.policy)
+        self._thread = threading.Thread(target=self._learn_loop, name="recloop-learner",
+                                        daemon=True)  # fmt: skip
+        self._publish_metrics()
+
+    # ---------------------------------------------------------- online learning
+    def _rebuilt(self, policy: ServingPolicy) -> OnlineLearner:
+        learner = OnlineLearner(policy)
+        learner.apply(
+            [{str(k): v for k, v in r.items()} for r in self.store.feedback().to_dict("records")]
+        )
+        return learner
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.store.close()
+
+    def _learn_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = [self.queue.get(timeout=0.05)]
+            except queue.Empty:
+                batch = []
+            while batch and len(batch) < self.settings.learner_batch:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if not batch and not self._resync.is_set():
+                continue
+            with self._learn_lock:
+                if self._resync.is_set():
+                    self._resync.clear()
+                    self.learner = self._rebuilt(self.policy)
+                else:
+                    rows = [
+                        r for r in batch if int(r["seq"]) > self._forgotten.get(r["user_key"], 0)
+                    ]
+                    self.learner.apply(rows)
+            self._publish_metrics()
+
+    def wait_learned(self, timeout: float = 10.0) -> None:
+        """Block until the queue is empty and applied (for tests and the CLI)."""
+        end = time.monotonic() + timeout
+        while (not self.queue.empty() or self._resync.is_set()) and time.monotonic() < end:
+            time.sleep(0.01)
+        with self._learn_lock:
+            pass
+
+    def _publish_metrics(self) -> None:
+        m = self.metrics
+        m.model_version = self.model_version
+        m.set("recloop_online_updates", "Feedback events applied by the online learner.",
+              self.learner.snapshot.version)  # fmt: skip
+        m.set("recloop_learner_queue", "Events waiting for the online learner.", self.queue.qsize())
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.policy.version}+{self.learner.snapshot.version}"
+
+    # ---------------------------------------------------------- handlers
+    def recommend(self, body: RecommendIn) -> RecommendOut:
+        policy, snapshot = self.policy, self.learner.snapshot
+        s = self.settings
+        if body.k > s.max_k:
+            raise HttpError(422, f"k={body.k} is above the limit of {s.max_k}; ask for fewer items")
+        request_id = body.request_id or uuid.uuid4().hex
+        user_id = body.user_id if body.user_id is not None else f"anonymous-{request_id}"
+        key = user_key(user_id, s.pseudonymize_key)
+        exploration = body.exploration or s.exploration
+        digest = int(hashlib.sha256(request_id.encode()).hexdigest()[:16], 16)
+        rng = np.random.default_rng([s.seed, digest])
+        rec = policy.recommend(key, snapshot, body.k, exploration, rng, body.history, body.exclude)
+        version = f"{policy.version}+{snapshot.version}"
+        ids = [policy.item_ids[i] for i in rec.items]
+        try:
+            self.store.log_request(
+                request_id, key, version, exploration,
+                list(zip(ids, rec.scores.tolist(), rec.slot_prob.tolist(), strict=True)),
+                rec.slate_prob,
+            )  # fmt: skip
+        except Exception as e:
+            if self._is_duplicate(e):
+                raise HttpError(409, f"request_id {request_id!r} was already used; send a new "
+                                     f"one or none") from None  # fmt: skip
+            raise
+        items = [
+            ItemOut(
+                item_id=policy.item_ids[i],
+                title=policy.titles[i],
+                score=float(sc),
+                propensity=float(p),
+                explanation=[
+                    Explanation(item_id=policy.item_ids[j], title=policy.titles[j], similarity=sim)
+                    for j, sim in expl
+                ],
+            )
+            for i, sc, p, expl in zip(
+                rec.items, rec.scores, rec.slot_prob, rec.explanations, strict=True
+            )
+        ]
+        return RecommendOut(
+            request_id=request_id, user_id=user_id, model_version=version,
+            exploration=exploration, items=items, slate_propensity=rec.slate_prob,
+            propensity_exact=rec.exact, cold_start=rec.cold_start,
+        )  # fmt: skip
+
+    @staticmethod
+    def _is_duplicate(e: Exception) -> bool:
+        text = f"{type(e).__name__} {e}".lower()
+        return "unique" in text or "duplicate" in text or "integrity" in text
+
+    def feedback(self, body: FeedbackIn) -> FeedbackOut:
+        key = user_key(body.user_id, self.settings.pseudonymize_key)
+        event = Feedback(body.event_id, body.request_id, key, body.item_id, body.type, body.value)
+        seq, duplicate = self.store.add_feedback(event)
+        if not duplicate:
+            self.metrics.inc("recloop_events_stored_total", "Feedback events stored.")
+            row = {"seq": seq, "user_key": key, "item_id": body.item_id, "type": body.type,
+                   "value": body.value}  # fmt: skip
+            try:
+                self.queue.put_nowait(row)
+            except queue.Full:  # stored durably; the learner re-reads the log
+                self.metrics.inc("recloop_learner_overflows_total",
+                                 "Events the learner's queue could not take (re-read from the log).")  # fmt: skip
+                self._resync.set()
+        return FeedbackOut(event_id=body.event_id, stored=True, duplicate=duplicate, seq=seq)
+
+    def reload(self, run_dir: str) -> dict[str, Any]:
+        from dataclasses import replace
+
+        settings = replace(self.settings, run_dir=run_dir)
+        policy = ServingPolicy(run_dir, settings)  # fails before anything changes
+        with self._learn_lock:
+            learner = self._rebuilt(policy)
+            self.settings, self.policy, self.learner = settings, policy, learner
+        self._publish_metrics()
+        return {"model_version": self.model_version, "run_dir": run_dir}
+
+    def delete_user(self, user_id: str) -> dict[str, Any]:
+        key = user_key(user_id, self.settings.pseudonymize_key)
+        with self._learn_lock:
+            seqs = self.store.feedback()
+            top = int(seqs["seq"].max()) if len(seqs) else 0
+            deleted = self.store.delete_user(key)
+            self._forgotten[key] = top
+            self.learner = self._rebuilt(self.policy)
+        self._publish_metrics()
+        return {"user_id": user_id, "deleted": deleted, "model_version": self.model_version}
+
+
+# ------------------------------------------------------------------ the app
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _admin(
+    request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    token = request.app.state.service.settings.admin_token
+    if cred is None:
+        raise HttpError(401, "admin endpoints need 'Authorization: Bearer <token>'",
+                        {"WWW-Authenticate": "Bearer"})  # fmt: skip
+    if not token:
+        raise HttpError(403, "admin endpoints are disabled; start the server with "
+                             "RECLOOP_ADMIN_TOKEN set")  # fmt: skip
+    if not hmac.compare_digest(cred.credentials.encode(), token.encode()):
+        raise HttpError(403, "the bearer token is wrong")
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
+public = APIRouter()
+admin = APIRouter(prefix="/admin", dependencies=[Depends(_admin)])
+
+
+@public.post("/recommend", response_model=RecommendOut)
+def recommend(body: RecommendIn, service: ServiceDep) -> RecommendOut:
+    return service.recommend(body)
+
+
+@public.post("/feedback", response_model=FeedbackOut)
+def feedback(body: FeedbackIn, service: ServiceDep) -> FeedbackOut:
+    return service.feedback(body)
+
+
+@public.get("/health")
+def health(service: ServiceDep) -> dict[str, Any]:
+    return {"status": "ok", "model_version": service.model_version,
+            "store": service.store.dialect, "schema_version": service.store.schema_version()}  # fmt: skip
+
+
+@public.get("/metrics", response_class=PlainTextResponse)
+def metrics(service: ServiceDep) -> PlainTextResponse:
+    service._publish_metrics()
+    return PlainTextResponse(service.metrics.render(),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip
+
+
+@admin.post("/reload")
+def reload(body: ReloadIn, service: ServiceDep) -> dict[str, Any]:
+    return service.reload(body.run_dir)
+
+
+@admin.delete("/users/{user_id}")
+def delete_user(user_id: str, service: ServiceDep) -> dict[str, Any]:
+    return service.delete_user(user_id)
+
+
+ENDPOINTS = {"/recommend", "/feedback", "/health", "/metrics", "/admin/reload"}
+
+
+class _Timing:
+    """ASGI middleware: request count and latency per endpoint."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = scope["path"]
+            endpoint = path if path in ENDPOINTS else (
+                "/admin/users" if path.startswith("/admin/users/") else "other")  # fmt: skip
+            service = getattr(scope["app"].state, "service", None) if "app" in scope else None
+            if service is not None:
+                service.metrics.observe(endpoint, status["code"], time.perf_counter() - t0)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service's FastAPI app; the run is loaded once, in the lifespan."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = Service(settings)
+        service.start()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="recloop", lifespan=lifespan)
+    app.include_router(public)
+    app.include_router(admin)
+    app.add_middleware(_Timing)
+
+    @app.exception_handler(HttpError)
+    async def _http(_: Request, exc: HttpError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}",
+                      getattr(exc, "headers", None))  # fmt: skip
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_message(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(NotShown)
+    async def _not_shown(_: Request, exc: NotShown) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(RecloopError)
+    async def _recloop(_: Request, exc: RecloopError) -> JSONResponse:
+        status = (
+            422
+            if isinstance(exc, DataError | UnknownIdError | ConfigError | CheckpointError)
+            else 500
+        )
+        return _error(status, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    return app

@@ -1,0 +1,63 @@
+"""The served event log read back: interactions to retrain on, and logs to estimate from.
+
+- :func:`interactions_from_events`: positive feedback (clicks, and ratings with their value)
+  as interactions ``user, item, rating, timestamp``, ready for
+  :meth:`recloop.data.Dataset.from_frame`;
+- :func:`logs_from_events`: one row per shown item (``user, item, reward, propensity,
+  position``), the format :func:`recloop.ope.logs.estimate_run` reads. The reward is 1 when
+  the user clicked the item or rated it at least ``like_rating``, else 0; the propensity is
+  the one logged when the item was shown, at its slot.
+
+Users are the stored user keys: the raw user ids, or their HMAC when the service
+pseudonymised them (which then do not match the ids of the run's data).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recloop.errors import DataError
+from recloop.serve.store import EventStore
+
+__all__ = ["interactions_from_events", "logs_from_events"]
+
+
+def interactions_from_events(store: EventStore) -> pd.DataFrame:
+    """Clicks (rating 1) and ratings (their value) as ``user, item, rating, timestamp``."""
+    fb = store.feedback()
+    fb = fb[fb["type"].isin(["click", "rating"])]
+    if fb.empty:
+        raise DataError(
+            f"the event store {store.dialect} holds no clicks or ratings to train on; serve "
+            f"recommendations and send feedback first"
+        )
+    rating = np.where(fb["type"] == "rating", fb["value"].astype(float), 1.0)
+    out = pd.DataFrame({
+        "user": fb["user_key"].astype(str).to_numpy(),
+        "item": fb["item_id"].astype(str).to_numpy(),
+        "rating": rating.astype(np.float32),
+        "timestamp": fb["created_at"].astype(float).to_numpy().astype(np.int64),
+    })  # fmt: skip
+    return out.drop_duplicates(["user", "item", "timestamp"], keep="last").reset_index(drop=True)
+
+
+def logs_from_events(store: EventStore, like_rating: float = 4.0) -> pd.DataFrame:
+    """Every shown item with its reward and logging propensity (see the module docstring)."""
+    shown = store.shown()
+    if shown.empty:
+        raise DataError("the event store holds no served recommendations to estimate from")
+    fb = store.feedback()
+    positive = fb[
+        (fb["type"] == "click") | ((fb["type"] == "rating") & (fb["value"] >= like_rating))
+    ]
+    hits = set(zip(positive["request_id"], positive["item_id"], strict=True))
+    reward = [float((r, i) in hits) for r, i in zip(shown["request_id"], shown["item_id"],
+                                                    strict=True)]  # fmt: skip
+    return pd.DataFrame({
+        "user": shown["user_key"].astype(str), "item": shown["item_id"].astype(str),
+        "reward": reward, "propensity": shown["propensity"].astype(float),
+        "position": shown["position"].astype(np.int64),
+        "request_id": shown["request_id"].astype(str),
+        "model_version": shown["model_version"].astype(str),
+    })  # fmt: skip

@@ -1,0 +1,150 @@
+"""The serving policy in process: it ranks as the run's model, its propensities are exact
+(or agree with frequencies), it learns online, and its state is a function of the log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recloop.errors import DataError
+from recloop.models import Recommender
+from recloop.serve.policy import OnlineLearner, ServingPolicy, reward_of
+from recloop.serve.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def policy(run_dir: Path) -> ServingPolicy:
+    return ServingPolicy(run_dir, Settings(run_dir=str(run_dir), epsilon=0.2))
+
+
+def _rec(policy: ServingPolicy, learner: OnlineLearner, user: str, k: int, kind: str,
+         seed: int = 0, **kw):  # type: ignore[no-untyped-def]  # fmt: skip
+    return policy.recommend(user, learner.snapshot, k, kind, np.random.default_rng(seed), **kw)
+
+
+def test_greedy_is_the_models_own_ranking(policy: ServingPolicy, run_dir: Path) -> None:
+    model = Recommender.load(run_dir / "model")
+    learner = OnlineLearner(policy)
+    for user in ("1", "42", "500"):
+        u = policy.user_index[user]
+        expected, _ = model.recommend(np.array([u]), k=10)
+        rec = _rec(policy, learner, user, 10, "none")
+        assert rec.items.tolist() == expected[0].tolist()
+        assert rec.slot_prob.tolist() == [1.0] * 10 and rec.slate_prob == 1.0
+        assert rec.cold_start is None
+
+
+def test_epsilon_propensities_by_hand(policy: ServingPolicy) -> None:
+    learner = OnlineLearner(policy)
+    greedy = _rec(policy, learner, "1", 5, "none").items
+    m = policy.n_items - len(policy.known_history("1"))  # allowed items
+    eps = 0.2
+    seen_random = False
+    for seed in range(40):
+        rec = _rec(policy, learner, "1", 5, "epsilon", seed=seed)
+        same = rec.items == greedy
+        expected = np.where(same, 1 - eps + eps / m, eps / m)
+        np.testing.assert_allclose(rec.slot_prob, expected)
+        falling = np.prod(m - np.arange(5, dtype=np.float64))
+        slate = (1 - eps) * same.all() + eps / falling
+        assert rec.slate_prob == pytest.approx(slate, rel=1e-12)
+        seen_random |= not same.all()
+    assert seen_random  # with ε = 0.2 over 40 draws, some slates explored
+
+
+def test_softmax_first_slot_is_the_softmax_probability(policy: ServingPolicy) -> None:
+    learner = OnlineLearner(policy)
+    rec = _rec(policy, learner, "7", 1, "softmax")
+    # rebuild the final scores: z-scores of the model over allowed items (the bandit is 0)
+    u = policy.user_index["7"]
+    raw = policy.model.score(np.array([u]))[0].astype(np.float64)
+    allowed = np.ones(policy.n_items, bool)
+    allowed[policy.known_history("7")] = False
+    z = (raw - raw[allowed].mean()) / raw[allowed].std()
+    logits = np.where(allowed, z / policy.settings.temperature, -np.inf)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    assert rec.slot_prob[0] == pytest.approx(p[rec.items[0]], rel=1e-9)
+    assert rec.exact
+
+
+def test_thompson_propensities_match_frequencies(policy: ServingPolicy) -> None:
+    learner = OnlineLearner(policy)
+    counts: dict[int, int] = {}
+    probs: dict[int, list[float]] = {}
+    n = 300
+    for seed in range(n):
+        rec = _rec(policy, learner, "3", 1, "thompson", seed=seed)
+        item = int(rec.items[0])
+        counts[item] = counts.get(item, 0) + 1
+        probs.setdefault(item, []).append(float(rec.slot_prob[0]))
+        assert not rec.exact
+    top = max(counts, key=counts.__getitem__)
+    # the logged propensity of the most frequent item agrees with its frequency
+    assert np.mean(probs[top]) == pytest.approx(counts[top] / n, abs=0.1)
+
+
+def test_cold_start_and_sent_history(policy: ServingPolicy) -> None:
+    learner = OnlineLearner(policy)
+    rec = _rec(policy, learner, "someone-new", 5, "none")
+    assert rec.cold_start == "popular"
+    assert rec.items[0] == int(np.argmax(policy.popularity))
+    hist = ["50", "172", "181"]  # Star Wars and its sequels
+    rec = _rec(policy, learner, "someone-new", 5, "none", history=hist)
+    assert rec.cold_start == "history"
+    assert not set(policy.item_indices(hist, "h")) & set(rec.items.tolist())
+    assert all(e and e[0][0] in policy.item_indices(hist, "h") for e in rec.explanations)
+    with pytest.raises(DataError, match="does not know"):
+        _rec(policy, learner, "x", 5, "none", history=["no-such-item"])
+    with pytest.raises(DataError, match="does not know"):
+        _rec(policy, learner, "1", 5, "none", exclude=["no-such-item"])
+
+
+def test_online_feedback_changes_the_next_recommendation(policy: ServingPolicy) -> None:
+    learner = OnlineLearner(policy)
+    before = _rec(policy, learner, "1", 5, "none").items
+    top = policy.item_ids[before[0]]
+    learner.apply([{"seq": s, "user_key": "1", "item_id": top, "type": "skip", "value": 1.0}
+                   for s in range(1, 6)])  # fmt: skip
+    after = _rec(policy, learner, "1", 5, "none").items
+    assert before[0] not in after[:1]  # five skips pushed the top item down
+    clicked = policy.item_ids[after[0]]
+    learner.apply([{"seq": 6, "user_key": "1", "item_id": clicked, "type": "click", "value": 1.0}])
+    assert learner.snapshot.histories["1"] == (after[0],)
+    nxt = _rec(policy, learner, "1", 5, "none").items
+    assert after[0] not in nxt  # a clicked item joins the history and is not shown again
+
+
+def test_state_is_a_function_of_the_log(policy: ServingPolicy) -> None:
+    rng = np.random.default_rng(0)
+    rows = [{"seq": s, "user_key": str(rng.integers(1, 50)),
+             "item_id": policy.item_ids[int(rng.integers(policy.n_items))],
+             "type": ["click", "skip", "rating", "view"][s % 4], "value": float(s % 5 + 1)}
+            for s in range(1, 120)]  # fmt: skip
+    one = OnlineLearner(policy)
+    for s in range(0, len(rows), 7):  # applied in batches as they arrive ...
+        one.apply(rows[s : s + 7])
+    one.apply(rows[:30])  # ... with redeliveries ignored
+    two = OnlineLearner(policy)
+    two.apply(list(reversed(rows)))  # ... or rebuilt at once from the log
+    np.testing.assert_allclose(one.snapshot.bandit.theta, two.snapshot.bandit.theta, atol=1e-10)
+    assert one.snapshot.histories == two.snapshot.histories
+    assert one.snapshot.version == two.snapshot.version == len(rows)
+
+
+def test_same_request_same_slate(policy: ServingPolicy) -> None:
+    learner = OnlineLearner(policy)
+    a = _rec(policy, learner, "9", 8, "softmax", seed=123)
+    b = _rec(policy, learner, "9", 8, "softmax", seed=123)
+    assert a.items.tolist() == b.items.tolist()
+    np.testing.assert_array_equal(a.slot_prob, b.slot_prob)
+
+
+def test_rewards() -> None:
+    assert reward_of("click", 1.0, 4.0) == (1.0, True)
+    assert reward_of("rating", 4.0, 4.0) == (1.0, True)
+    assert reward_of("rating", 3.5, 4.0) == (-1.0, False)
+    assert reward_of("skip", 1.0, 4.0) == (-1.0, False)
+    assert reward_of("view", 1.0, 4.0) == (0.0, False)
