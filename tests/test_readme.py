@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 from pathlib import Path
 
@@ -79,3 +80,27 @@ def test_readme_ope_example_runs() -> None:
     for v in values.values():  # the click rate of a fashion widget: well under 1%
         assert 0.001 < float(v) < 0.02
     assert 0.001 < truth < 0.02
+
+
+def test_readme_serving_loop_runs(tmp_path: Path) -> None:
+    """The serving walkthrough, as a newcomer pastes it into a shell (on a free port)."""
+    import socket
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    loop = next(b for b in blocks if "recloop serve" in b and "recloop retrain" in b)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    script = loop.replace("8000", port)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"propensity"' in out and '"stored":true' in out
+    assert "recloop_online_updates 1" in out
+    assert (tmp_path / "runs" / "retrained" / "model" / "model.json").exists()
+    assert "| ips |" in out and "logged (behaviour) mean reward" in out
