@@ -50,3 +50,20 @@ def test_missing_files_and_wrong_class(saved, tmp_path) -> None:
         Recommender.load(tmp_path / "empty")
     with pytest.raises(CheckpointError, match="holds a ease model, not pop"):
         get_model("pop").load(folder)
+
+
+def test_available_cores_honours_the_bench_share(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A bench worker caps torch's threads at its cell's share (RECLOOP_CPUS)."""
+    import os
+
+    from recloop.models.training import available_cores
+
+    monkeypatch.delenv("RECLOOP_CPUS", raising=False)
+    full = available_cores()
+    assert full == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("RECLOOP_CPUS", "1")
+    assert available_cores() == 1
+    monkeypatch.setenv("RECLOOP_CPUS", str(full + 8))
+    assert available_cores() == full  # never above the affinity mask
+    monkeypatch.setenv("RECLOOP_CPUS", "zero")
+    assert available_cores() == full  # a bad value is ignored

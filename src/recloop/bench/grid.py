@@ -267,18 +267,24 @@ def _offline_cells(off: dict[str, Any], datasets: list[str], seeds: list[int],
     return cells
 
 
+def _section(table: dict[str, Any], cls: type, extra: set[str], where: str,
+             seed_key: str = "seed") -> dict[str, Any]:  # fmt: skip
+    """A mode's table checked (known keys, no own seeds); its config options returned."""
+    _check_keys(table, _fields(cls) | extra, where)
+    if seed_key in table:
+        raise ConfigError(f"{where}: seeds come from the grid's top-level `seeds`")
+    return {k: v for k, v in table.items() if k not in extra}
+
+
 def _simulator_cells(sim: dict[str, Any], datasets: list[str], seeds: list[int],
                      source: str) -> list[Cell]:  # fmt: skip
     from recloop.rl.arena import ArenaConfig
 
-    _check_keys(sim, _fields(ArenaConfig) | _SIM, f"{source} [simulator]")
-    opts = {k: v for k, v in sim.items() if k not in _SIM}
+    opts = _section(sim, ArenaConfig, _SIM, f"{source} [simulator]", seed_key="seeds")
     for key in ("agents", "guardrail"):
         if key in opts:
             value = opts[key]
             opts[key] = tuple(value) if isinstance(value, list) else (value,)
-    if "seeds" in opts:
-        raise ConfigError(f"{source} [simulator]: seeds come from the grid's top-level `seeds`")
     _check_nested(opts, f"{source} [simulator]")
     cells = []
     for data in datasets:
@@ -295,10 +301,7 @@ def _ope_cells(ope: dict[str, Any], datasets: list[str], seeds: list[int],
     from recloop.ope.obd import CAMPAIGNS
     from recloop.ope.simcheck import SimCheckConfig
 
-    _check_keys(ope, _fields(SimCheckConfig) | _OPE, f"{source} [ope]")
-    if "seed" in ope:
-        raise ConfigError(f"{source} [ope]: seeds come from the grid's top-level `seeds`")
-    opts = {k: v for k, v in ope.items() if k not in _OPE}
+    opts = _section(ope, SimCheckConfig, _OPE, f"{source} [ope]")
     cpus = _cpus(ope, f"{source} [ope]")
     cells = []
     for data in datasets:
@@ -323,10 +326,7 @@ def _diagnose_cells(diag: dict[str, Any], datasets: list[str], seeds: list[int],
                     source: str) -> list[Cell]:  # fmt: skip
     from recloop.bench.diagnose import DiagnoseConfig
 
-    _check_keys(diag, _fields(DiagnoseConfig) | _SIM, f"{source} [diagnose]")
-    if "seed" in diag:
-        raise ConfigError(f"{source} [diagnose]: seeds come from the grid's top-level `seeds`")
-    opts = {k: v for k, v in diag.items() if k not in _SIM}
+    opts = _section(diag, DiagnoseConfig, _SIM, f"{source} [diagnose]")
     _check_nested(opts, f"{source} [diagnose]")
     return [
         Cell(

@@ -129,6 +129,8 @@ def run_cell(cell_json: str, folder: str) -> dict[str, Any]:
         try:
             import torch
 
+            # the cell's share of the machine: torch models set their threads from it
+            os.environ["RECLOOP_CPUS"] = str(max(1, cell.cpus))
             torch.set_num_threads(max(1, cell.cpus))
             rows, extras = _compute(cell, Path(folder))
             out["rows"] = rows.to_csv(index=False)

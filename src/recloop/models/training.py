@@ -71,11 +71,15 @@ class TrainConfig:
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
+    """CPU cores this process may run on: the affinity mask (not the machine's total), capped
+    by ``RECLOOP_CPUS`` when set (a bench worker sets it to its cell's share, so parallel
+    cells do not each start a thread per core)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = os.environ.get("RECLOOP_CPUS", "")
+    return min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

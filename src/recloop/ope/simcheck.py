@@ -33,12 +33,7 @@ import pandas as pd
 
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError, DataError
-from recloop.ope.estimators import (
-    Estimate,
-    one_item_estimates,
-    pseudo_inverse,
-    slate_independent_ips,
-)
+from recloop.ope.estimators import Estimate, one_item_estimates
 from recloop.ope.policies import (
     Exploration,
     action_distribution,
@@ -46,6 +41,7 @@ from recloop.ope.policies import (
     slot_marginals,
 )
 from recloop.ope.regression import cross_fitted_rates
+from recloop.ope.slates import pseudo_inverse, slate_independent_ips
 from recloop.progress import progress_bar
 from recloop.sim.core import SimConfig, UserBatch
 from recloop.sim.world import World
