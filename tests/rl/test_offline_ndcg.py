@@ -42,3 +42,23 @@ def test_popularity_agent_by_hand(fitted) -> None:
         rank = ranked.index(t)
         gains.append(1 / np.log2(rank + 2) if rank < 10 else 0.0)
     assert got == pytest.approx(np.mean(gains))
+
+
+def test_arena_tests_pair_users_over_seeds() -> None:
+    """Paired tests against greedy use each user's seed-averaged return, by hand."""
+    import pandas as pd
+
+    from recloop.rl.arena import arena_tests
+
+    greedy = {(0, 1): 1.0, (0, 2): 2.0, (0, 3): 0.0, (1, 1): 3.0, (1, 2): 2.0, (1, 3): 1.0}
+    agent = {(0, 1): 2.0, (0, 2): 2.0, (0, 3): 4.0, (1, 1): 3.0, (1, 2): 5.0, (1, 3): 0.0}
+    rows = [{"method": m, "variant": "plain", "seed": s, "user": u, "return": r}
+            for m, table in (("greedy", greedy), ("reinforce_topk", agent))
+            for (s, u), r in table.items()]  # fmt: skip
+    sessions = pd.DataFrame(rows)
+    test, _ = arena_tests(sessions)[("reinforce_topk", "plain")]
+    # user means: greedy 2, 2, 0.5; agent 2.5, 3.5, 2 → differences 0.5, 1.5, 1.5
+    assert test.n == 3
+    assert test.mean_diff == pytest.approx((0.5 + 1.5 + 1.5) / 3)
+    per_seed, _ = arena_tests(sessions, by_user=False)[("reinforce_topk", "plain")]
+    assert per_seed.n == 6 and per_seed.mean_diff == pytest.approx(7.0 / 6)

@@ -240,13 +240,13 @@ def _cell(stage: _Stage, name: str, guard: bool, seed: int, dataset: Dataset, mo
     return {"summary": summary, "returns": ev.returns.tolist()}
 
 
-def arena_tests(sessions: pd.DataFrame, reference: str = "greedy", by_user: bool = False
+def arena_tests(sessions: pd.DataFrame, reference: str = "greedy", by_user: bool = True
                 ) -> dict[tuple[str, str], tuple[Any, float]]:  # fmt: skip
     """Paired tests of every (agent, guardrail) against ``reference`` without the guardrail.
 
-    Pairs are (seed, start user), or with ``by_user`` each user's return averaged over seeds
-    first (the evaluation users are the same in every seed, so this is the pairing whose
-    units are independent). Returns ``{key: (PairedTest, Holm-corrected Wilcoxon p)}``,
+    Pairs are users, each user's return averaged over seeds first (the evaluation users are
+    the same in every seed, so these are the independent units); ``by_user=False`` pairs
+    (seed, start user) instead, which counts a user once per seed. Returns ``{key: (PairedTest, Holm-corrected Wilcoxon p)}``,
     corrected over all keys together.
     """
     ref = sessions[(sessions["method"] == reference) & (sessions["variant"] == "plain")]
@@ -272,12 +272,12 @@ def arena_tests(sessions: pd.DataFrame, reference: str = "greedy", by_user: bool
 
 
 def arena_table(tidy: pd.DataFrame, sessions: pd.DataFrame, reference: str = "greedy",
-                by_user: bool = False) -> str:  # fmt: skip
+                by_user: bool = True) -> str:  # fmt: skip
     """Markdown: one row per agent and guardrail setting, return compared with ``reference``.
 
     Return is the mean per session with a 95% CI over sessions (all seeds); Δ is the mean
     paired difference against ``reference`` without the guardrail (:func:`arena_tests`:
-    pairs of seed and user, or users with ``by_user``), with Holm-corrected Wilcoxon
+    users, or pairs of seed and user with ``by_user=False``), with Holm-corrected Wilcoxon
     p-values. Other columns are means over seeds.
     """
     order = {m: i for i, m in enumerate(METHODS)}

@@ -219,7 +219,10 @@ class ServingPolicy:
         w = s.online_weight
         if exploration == "thompson":
             draws = z[None, :] + w * bandit.sample_scores(row, s.thompson_sims, rng)
-            tops = np.argsort(-np.where(allowed, draws, -np.inf), axis=1, kind="stable")[:, :k]
+            masked = np.where(allowed, draws, -np.inf)
+            part = np.argpartition(-masked, k - 1, axis=1)[:, :k]  # each draw's top k, unordered
+            order = np.argsort(-np.take_along_axis(masked, part, 1), axis=1, kind="stable")
+            tops = np.take_along_axis(part, order, 1)
             slate = tops[0]
             slot_prob = (tops == slate[None, :]).mean(axis=0)
             slate_prob = float((tops == slate[None, :]).all(axis=1).mean())
