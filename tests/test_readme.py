@@ -41,8 +41,10 @@ def test_readme_deep_model_example_runs(tmp_path, monkeypatch) -> None:
 def test_readme_commands_match_ci() -> None:
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    main = "recloop bench benchmarks/grids/quick.toml --out bench-quick && recloop report bench-quick"
-    assert f'pip install -c constraints.txt -e . && {main}' in text
+    main = (
+        "recloop bench benchmarks/grids/quick.toml --out bench-quick && recloop report bench-quick"
+    )
+    assert f"pip install -c constraints.txt -e . && {main}" in text
     assert (README.parent / "benchmarks" / "grids" / "quick.toml").exists()
     install = '-c constraints.txt -e ".[dev,text,rl,distributed,serve]"'
     pg = "RECLOOP_TEST_PG_URL=$(bash .ci/postgres.sh)"

@@ -148,3 +148,17 @@ def test_rewards() -> None:
     assert reward_of("rating", 3.5, 4.0) == (-1.0, False)
     assert reward_of("skip", 1.0, 4.0) == (-1.0, False)
     assert reward_of("view", 1.0, 4.0) == (0.0, False)
+
+
+def test_top_k_matches_a_stable_sort() -> None:
+    from recloop.serve.policy import top_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(5, 60))
+        scores = rng.integers(0, 4, n).astype(float)  # many ties
+        allowed = rng.random(n) < 0.8
+        allowed[:5] = True
+        k = int(rng.integers(1, min(int(allowed.sum()), 10) + 1))
+        expected = np.argsort(-np.where(allowed, scores, -np.inf), kind="stable")[:k]
+        assert top_k(scores, allowed, k).tolist() == expected.tolist(), trial

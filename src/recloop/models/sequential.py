@@ -291,7 +291,8 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
 
     def _score(self, users: np.ndarray, history: History) -> np.ndarray:
         module = self.module_
-        module.eval()
+        if module.training:  # eval() walks every submodule: skip it when already set
+            module.eval()
         enc = self._encoder()
         out = np.empty((len(users), self.n_items_), dtype=np.float32)
         with torch.inference_mode():

@@ -75,6 +75,17 @@ class Recommendation:
     explanations: list[list[tuple[int, float]]]
 
 
+def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best allowed items, best first, ties to the lower index (as a stable sort of
+    every score would give), in O(items)."""
+    masked = np.where(allowed, scores, -np.inf)
+    part = np.argpartition(-masked, k - 1)[:k]
+    kth = masked[part].min()
+    above = np.flatnonzero(masked > kth)
+    chosen = np.concatenate([above, np.flatnonzero(masked == kth)[: k - len(above)]])
+    return chosen[np.lexsort((chosen, -masked[chosen]))]
+
+
 def user_key(user_id: str, key: str) -> str:
     """The stored form of a user id: itself, or its HMAC-SHA256 under ``key``."""
     if not key:
@@ -228,9 +239,13 @@ class ServingPolicy:
             slate_prob = float((tops == slate[None, :]).all(axis=1).mean())
             final = draws[0]
             exact = False
+        elif exploration == "none":
+            final = z + w * bandit.mean_scores(row)[0]
+            slate = top_k(final, allowed, k)
+            slot_prob, slate_prob, exact = np.ones(k), 1.0, True
         else:
             final = z + w * bandit.mean_scores(row)[0]
-            kind = {"none": "greedy"}.get(exploration, exploration)
+            kind = exploration
             draw = sample_slates(final[None, :], Exploration(kind, s.epsilon, s.temperature), k,
                                  rng, allowed[None, :], n_sim=s.softmax_sims)  # fmt: skip
             slate, slot_prob = draw.slates[0], draw.slot_prob[0].copy()
