@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -285,7 +285,7 @@ class Service:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _admin(
+async def _admin(  # async: a dependency that only reads needs no thread-pool hop
     request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     token = request.app.state.service.settings.admin_token
@@ -299,7 +299,7 @@ def _admin(
         raise HttpError(403, "the bearer token is wrong")
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -310,13 +310,14 @@ admin = APIRouter(prefix="/admin", dependencies=[Depends(_admin)])
 
 
 @public.post("/recommend", response_model=RecommendOut)
-def recommend(body: RecommendIn, service: ServiceDep) -> RecommendOut:
-    return service.recommend(body)
+def recommend(body: RecommendIn, service: ServiceDep) -> Response:
+    # the schema documents the answer; it is serialised once, without re-validation
+    return Response(service.recommend(body).model_dump_json(), media_type="application/json")
 
 
 @public.post("/feedback", response_model=FeedbackOut)
-def feedback(body: FeedbackIn, service: ServiceDep) -> FeedbackOut:
-    return service.feedback(body)
+def feedback(body: FeedbackIn, service: ServiceDep) -> Response:
+    return Response(service.feedback(body).model_dump_json(), media_type="application/json")
 
 
 @public.get("/health")
@@ -392,6 +393,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        # few handler threads: more only contend for the GIL and stretch the latency tail
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.handler_threads
         service = Service(settings)
         service.start()
         app.state.service = service

@@ -36,6 +36,7 @@ class Settings:
     max_k: int = 100
     seed: int = 0
     torch_threads: int = 1
+    handler_threads: int = 2  # threads that run the (CPU-bound) request handlers
 
     def __post_init__(self) -> None:
         if self.exploration not in EXPLORATIONS:
@@ -48,7 +49,7 @@ class Settings:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"RECLOOP_{name.upper()} must be > 0")
         for name in ("softmax_sims", "thompson_sims", "queue_size", "learner_batch", "max_k",
-                     "torch_threads"):  # fmt: skip
+                     "torch_threads", "handler_threads"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"RECLOOP_{name.upper()} must be >= 1")
         if self.online_weight < 0:
