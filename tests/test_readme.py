@@ -44,7 +44,7 @@ def test_readme_commands_match_ci() -> None:
     main = (
         "recloop bench benchmarks/grids/quick.toml --out bench-quick && recloop report bench-quick"
     )
-    assert f"pip install -c constraints.txt -e . && {main}" in text
+    assert f'pip install -c constraints.txt -e ".[text]" && {main}' in text
     assert (README.parent / "benchmarks" / "grids" / "quick.toml").exists()
     install = '-c constraints.txt -e ".[dev,text,rl,distributed,serve]"'
     pg = "RECLOOP_TEST_PG_URL=$(bash .ci/postgres.sh)"
