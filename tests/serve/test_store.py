@@ -57,6 +57,10 @@ def test_idempotent_on_event_id_and_conflicts_named(db_url: str) -> None:
     with pytest.raises(DataError, match="unknown feedback type"):
         store.add_feedback(Feedback("e2", "r1", "u1", "i1", "like", 1.0))
     assert store.count("feedback") == 1  # failed events left nothing behind
+    assert store.max_seq() == first[0]
+    with pytest.raises(Conflict, match="already used"):
+        store.log_request("r1", "u1", "v", "none", _slate(), 1.0)
+    assert store.count("shown") == 3  # the refused request added nothing
     store.close()
 
 

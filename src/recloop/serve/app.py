@@ -120,6 +120,7 @@ class Service:
         self.metrics = Metrics()
         self.policy = ServingPolicy(settings.run_dir, settings)
         self.store: EventStore = open_store(settings.store_url)
+        self.schema_version = self.store.schema_version()  # migrations ran at open
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=settings.queue_size)
         self._learn_lock = threading.Lock()
         self._resync = threading.Event()
@@ -205,17 +206,11 @@ class Service:
         rec = policy.recommend(key, snapshot, body.k, exploration, rng, body.history, body.exclude)
         version = f"{policy.version}+{snapshot.version}"
         ids = [policy.item_ids[i] for i in rec.items]
-        try:
-            self.store.log_request(
-                request_id, key, version, exploration,
-                list(zip(ids, rec.scores.tolist(), rec.slot_prob.tolist(), strict=True)),
-                rec.slate_prob,
-            )  # fmt: skip
-        except Exception as e:
-            if self._is_duplicate(e):
-                raise HttpError(409, f"request_id {request_id!r} was already used; send a new "
-                                     f"one or none") from None  # fmt: skip
-            raise
+        self.store.log_request(
+            request_id, key, version, exploration,
+            list(zip(ids, rec.scores.tolist(), rec.slot_prob.tolist(), strict=True)),
+            rec.slate_prob,
+        )  # fmt: skip
         items = [
             ItemOut(
                 item_id=policy.item_ids[i],
@@ -236,11 +231,6 @@ class Service:
             exploration=exploration, items=items, slate_propensity=rec.slate_prob,
             propensity_exact=rec.exact, cold_start=rec.cold_start,
         )  # fmt: skip
-
-    @staticmethod
-    def _is_duplicate(e: Exception) -> bool:
-        text = f"{type(e).__name__} {e}".lower()
-        return "unique" in text or "duplicate" in text or "integrity" in text
 
     def feedback(self, body: FeedbackIn) -> FeedbackOut:
         key = user_key(body.user_id, self.settings.pseudonymize_key)
@@ -272,8 +262,7 @@ class Service:
     def delete_user(self, user_id: str) -> dict[str, Any]:
         key = user_key(user_id, self.settings.pseudonymize_key)
         with self._learn_lock:
-            seqs = self.store.feedback()
-            top = int(seqs["seq"].max()) if len(seqs) else 0
+            top = self.store.max_seq()
             deleted = self.store.delete_user(key)
             self._forgotten[key] = top
             self.learner = self._rebuilt(self.policy)
@@ -323,7 +312,7 @@ def feedback(body: FeedbackIn, service: ServiceDep) -> Response:
 @public.get("/health")
 def health(service: ServiceDep) -> dict[str, Any]:
     return {"status": "ok", "model_version": service.model_version,
-            "store": service.store.dialect, "schema_version": service.store.schema_version()}  # fmt: skip
+            "store": service.store.dialect, "schema_version": service.schema_version}  # fmt: skip
 
 
 @public.get("/metrics", response_class=PlainTextResponse)

@@ -130,8 +130,7 @@ class ServingPolicy:
             _, s, vt = svds(m, k=k, random_state=0)
             vectors = (vt.T * np.sqrt(s)).astype(np.float64)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        self.vectors = vectors / np.maximum(norms, 1e-12)
-        self.bandit_features = self.vectors
+        self.vectors = vectors / np.maximum(norms, 1e-12)  # explanations and bandit features
 
     def _model_vectors(self) -> np.ndarray | None:
         encoder = getattr(self.model, "_encoder", None)
@@ -143,7 +142,7 @@ class ServingPolicy:
             return np.asarray(encoder().item_weights().numpy(), dtype=np.float64)
 
     def new_bandit(self) -> LinearBandit:
-        return LinearBandit(self.bandit_features, kind="thompson",
+        return LinearBandit(self.vectors, kind="thompson",
                             scale=self.settings.thompson_scale, seed=self.settings.seed)  # fmt: skip
 
     # ----------------------------------------------------------------- ids
@@ -172,12 +171,12 @@ class ServingPolicy:
 
     # ----------------------------------------------------------------- scoring
     def _base_scores(
-        self, key: str, items: np.ndarray, sent: bool
+        self, key: str, items: np.ndarray, online: bool
     ) -> tuple[np.ndarray, str | None]:
+        """The model's scores given ``items``; ``online``: they differ from the run's data."""
         from recloop.models.base import History
 
         u = self.user_index.get(key)
-        online = len(items) > len(self.known_history(key)) or sent
         if len(items) == 0:
             return self.popularity.copy(), "popular"
         if u is not None and not online:
@@ -212,7 +211,7 @@ class ServingPolicy:
         )
         online = np.asarray(snapshot.histories.get(key, ()), np.int64)
         items = np.concatenate([base, online])
-        raw, cold = self._base_scores(key, items, sent)
+        raw, cold = self._base_scores(key, items, sent or len(online) > 0)
         allowed = np.ones(self.n_items, bool)
         allowed[items] = False
         if exclude:
@@ -243,10 +242,10 @@ class ServingPolicy:
             final = z + w * bandit.mean_scores(row)[0]
             slate = top_k(final, allowed, k)
             slot_prob, slate_prob, exact = np.ones(k), 1.0, True
-        else:
+        else:  # epsilon or softmax
             final = z + w * bandit.mean_scores(row)[0]
-            kind = exploration
-            draw = sample_slates(final[None, :], Exploration(kind, s.epsilon, s.temperature), k,
+            rule = Exploration(exploration, s.epsilon, s.temperature)
+            draw = sample_slates(final[None, :], rule, k,
                                  rng, allowed[None, :], n_sim=s.softmax_sims)  # fmt: skip
             slate, slot_prob = draw.slates[0], draw.slot_prob[0].copy()
             slate_prob, exact = float(draw.prob[0]), bool(draw.slot_exact)

@@ -87,6 +87,7 @@ class EventStore:
 
     dialect = "base"
     placeholder = "?"
+    integrity_errors: tuple[type[Exception], ...] = ()  # the backend's unique-key violation
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -143,8 +144,20 @@ class EventStore:
         slate_prob: float,
         created_at: float | None = None,
     ) -> None:
-        """Record one recommendation: ``slate`` holds (item_id, score, propensity) in order."""
+        """Record one recommendation: ``slate`` holds (item_id, score, propensity) in order.
+        A ``request_id`` already stored raises :class:`Conflict`."""
         now = time.time() if created_at is None else created_at
+        try:
+            self._insert_request(request_id, user_key, model_version, exploration, slate,
+                                 slate_prob, now)  # fmt: skip
+        except self.integrity_errors:
+            raise Conflict(
+                f"request_id {request_id!r} was already used; send a new one or none"
+            ) from None
+
+    def _insert_request(self, request_id: str, user_key: str, model_version: str,
+                        exploration: str, slate: Sequence[tuple[str, float, float]],
+                        slate_prob: float, now: float) -> None:  # fmt: skip
         with self._transaction() as cur:
             cur.execute(
                 self._q("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)"),
@@ -267,6 +280,12 @@ class EventStore:
                             (user_key,))  # fmt: skip
             return int(cur.fetchone()[0])
 
+    def max_seq(self) -> int:
+        """The highest feedback ``seq`` stored (0 for none)."""
+        with self._transaction() as cur:
+            cur.execute("SELECT COALESCE(MAX(seq), 0) FROM feedback")
+            return int(cur.fetchone()[0])
+
     def feedback(self, after_seq: int = 0, limit: int | None = None) -> pd.DataFrame:
         """Feedback rows with ``seq > after_seq``, in ``seq`` order."""
         sql = f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback WHERE seq > ? ORDER BY seq"
@@ -297,6 +316,7 @@ class SQLiteStore(EventStore):
     """SQLite in WAL mode with ``synchronous=FULL``; one connection behind a lock."""
 
     dialect = "sqlite"
+    integrity_errors = (sqlite3.IntegrityError,)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -350,6 +370,7 @@ class PostgresStore(EventStore):
                 'PostgreSQL needs psycopg: pip install -c constraints.txt -e ".[serve]"'
             ) from e
         self._psycopg = psycopg
+        self.integrity_errors = (psycopg.IntegrityError,)
         self._pool: queue.Queue[Any] = queue.Queue()
         self._all: list[Any] = []
         for _ in range(pool_size):
