@@ -112,6 +112,90 @@ async def drive(port: int, path: str, bodies: list[bytes], concurrency: int, sec
     return np.asarray(latencies) * 1000.0, errors, elapsed, kept
 
 
+async def drive_open(port: int, path: str, bodies: list[bytes], concurrency: int,
+                     seconds: float, rate: float, seed: int) -> tuple[np.ndarray, int, float]:  # fmt: skip
+    """Open loop: requests arrive as a Poisson process of ``rate`` per second (seeded), and
+    each is sent on the first free one of ``concurrency`` connections. Latency counts from
+    the scheduled arrival, so time spent waiting for a free connection is included (no
+    coordinated omission): a server slower than ``rate`` shows as growing latency."""
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, int(rate * seconds * 2) + 10)
+    arrivals = np.cumsum(gaps)
+    arrivals = arrivals[arrivals < seconds]
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        client = Client(port)
+        while (job := await queue.get()) is not None:
+            due, body = job
+            status, _ = await client.post(path, body)
+            latencies.append(time.perf_counter() - due)
+            errors += status != 200
+        if client.writer is not None:
+            client.writer.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for n, at in enumerate(arrivals):
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((start + at, bodies[n % len(bodies)]))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return np.asarray(latencies) * 1000.0, errors, time.perf_counter() - start
+
+
+def propensity_check(run: Path, seed: int, users: int = 20) -> pd.DataFrame:
+    """Softmax slot-3..10 propensities on ML-1M: the frequency estimate against the
+    Rao-Blackwellised one, at several draw counts, against a 20,000-draw Rao-Blackwellised
+    reference. Each row: relative RMS error over the shown items and the time per request."""
+    from recloop.ope.policies import Exploration, slot_marginals
+    from recloop.serve.policy import OnlineLearner, ServingPolicy
+    from recloop.serve.settings import Settings
+
+    policy = ServingPolicy(run, Settings(run_dir=str(run)))
+    snapshot = OnlineLearner(policy).snapshot
+    rule = Exploration("softmax", temperature=policy.settings.temperature)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in rng.choice(policy.user_ids, users, replace=False):
+        rec = policy.recommend(str(user), snapshot, 10, "softmax", rng)
+        allowed = np.ones(policy.n_items, bool)
+        allowed[policy.known_history(str(user))] = False
+        final = rec.scores  # only the shown items' final scores are returned: rebuild all
+        raw = policy.model.score(np.array([policy.user_index[str(user)]]))[0].astype(np.float64)
+        z = (raw - raw[allowed].mean()) / raw[allowed].std()
+        ref, _ = slot_marginals(z[None], rule, 10, allowed[None], n_sim=20_000, seed=seed,
+                                rao_blackwell=True)  # fmt: skip
+        truth = ref[0, rec.items, np.arange(10)][2:]
+        assert np.allclose(final, z[rec.items])  # an untouched bandit adds nothing
+        for rb in (False, True):
+            for n in (64, 256, 1024):
+                t0 = time.perf_counter()
+                est, _ = slot_marginals(z[None], rule, 10, allowed[None], n_sim=n,
+                                        seed=seed + 1, rao_blackwell=rb)  # fmt: skip
+                ms = (time.perf_counter() - t0) * 1000
+                got = est[0, rec.items, np.arange(10)][2:]
+                rows.append({"estimator": "rao-blackwell" if rb else "frequency", "draws": n,
+                             "rel_rmse": float(np.sqrt(np.mean((got / truth - 1) ** 2))),
+                             "zeros": int((got <= 0).sum()), "ms": ms})  # fmt: skip
+    return pd.DataFrame(rows).groupby(["estimator", "draws"]).mean().reset_index()
+
+
+def grouping(port: int, worker: str) -> tuple[float, float]:
+    """(groups, requests) the server's ``worker`` has served so far, from /metrics."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith(f"recloop_{worker}_")}  # fmt: skip
+    return values[f"recloop_{worker}_groups"], values[f"recloop_{worker}_grouped"]
+
+
 def pin(cores: str) -> list[str]:
     return ["taskset", "-c", cores] if sys.platform.startswith("linux") else []
 
@@ -124,15 +208,31 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--explorations", default="none,epsilon,softmax,thompson")
     ap.add_argument("--seconds", type=float, default=10.0, help="per cell")
+    ap.add_argument(
+        "--rates",
+        default="300",
+        help="open-loop arrival rates (req/s) over 16 connections; '' for none",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--server-cores", default="0")
     ap.add_argument("--client-cores", default="1")
+    ap.add_argument(
+        "--propensities",
+        action="store_true",
+        help="only compare softmax propensity estimators (in process)",
+    )
     args = ap.parse_args()
     run = args.run or train(args.work, args.epochs)
+    if args.propensities:
+        table = propensity_check(run, args.seed)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        table.to_csv(RESULTS / "serve_propensities.csv", index=False)
+        return
     vocab = json.loads((run / "vocab.json").read_text())
     users = [str(u) for u in vocab["users"]]
     concurrency = [int(c) for c in args.concurrency.split(",")]
     modes = args.explorations.split(",")
+    rates = [float(r) for r in args.rates.split(",") if r]
     rng = random.Random(args.seed)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,14 +259,22 @@ def main() -> None:
                                       "exploration": mode}).encode() for _ in range(5000)]  # fmt: skip
                 asyncio.run(drive(port, "/recommend", bodies, 4, 2.0))  # warm-up
                 for c in concurrency:
+                    before = grouping(port, "recommend")
                     lat, errors, elapsed, kept = asyncio.run(
                         drive(port, "/recommend", bodies, c, args.seconds, keep=not pool)
                     )
+                    group = _mean_group(before, grouping(port, "recommend"))
                     pool = pool or kept
-                    rows += _rows("recommend", mode, c, lat, errors, elapsed, args.seed)
-                    print(f"recommend {mode:8s} c={c:3d}: p50 {np.percentile(lat, 50):6.1f} ms "
-                          f"p99 {np.percentile(lat, 99):6.1f} ms {len(lat) / elapsed:7.1f} req/s "
-                          f"errors {errors}", flush=True)  # fmt: skip
+                    rows += _rows("recommend", mode, c, lat, errors, elapsed, args.seed, group)
+                    _say("recommend", mode, c, "closed", lat, elapsed, group, errors)
+                for rate in rates:  # open loop: a fixed arrival rate over 16 connections
+                    before = grouping(port, "recommend")
+                    lat, errors, elapsed = asyncio.run(drive_open(
+                        port, "/recommend", bodies, 16, args.seconds, rate, args.seed))  # fmt: skip
+                    group = _mean_group(before, grouping(port, "recommend"))
+                    rows += _rows("recommend", mode, 16, lat, errors, elapsed, args.seed, group,
+                                  rate)  # fmt: skip
+                    _say("recommend", mode, 16, f"{rate:g}/s", lat, elapsed, group, errors)
             served = [json.loads(p) for p in pool]
             for c in concurrency:
                 bodies = []
@@ -177,27 +285,40 @@ def main() -> None:
                         "event_id": f"c{c}-{n}", "request_id": rec["request_id"],
                         "user_id": rec["user_id"], "item_id": item,
                         "type": rng.choice(["click", "view", "skip"])}).encode())  # fmt: skip
+                before = grouping(port, "feedback")
                 lat, errors, elapsed, _ = asyncio.run(drive(port, "/feedback", bodies, c,
                                                             args.seconds))  # fmt: skip
-                rows += _rows("feedback", "none", c, lat, errors, elapsed, args.seed)
-                print(f"feedback          c={c:3d}: p50 {np.percentile(lat, 50):6.1f} ms "
-                      f"p99 {np.percentile(lat, 99):6.1f} ms {len(lat) / elapsed:7.1f} req/s "
-                      f"errors {errors}", flush=True)  # fmt: skip
+                group = _mean_group(before, grouping(port, "feedback"))
+                rows += _rows("feedback", "none", c, lat, errors, elapsed, args.seed, group)
+                _say("feedback", "none", c, "closed", lat, elapsed, group, errors)
         finally:
             server.terminate()
             server.wait(timeout=30)
     write(pd.DataFrame(rows), args)
 
 
+def _say(endpoint: str, mode: str, c: int, arrival: str, lat: np.ndarray, elapsed: float,
+         group: float, errors: int) -> None:  # fmt: skip
+    print(f"{endpoint:9s} {mode:8s} c={c:3d} {arrival:>7s}: p50 {np.percentile(lat, 50):6.1f} "
+          f"ms p99 {np.percentile(lat, 99):6.1f} ms {len(lat) / elapsed:7.1f} req/s "
+          f"group {group:5.1f} errors {errors}", flush=True)  # fmt: skip
+
+
+def _mean_group(before: tuple[float, float], after: tuple[float, float]) -> float:
+    groups = after[0] - before[0]
+    return (after[1] - before[1]) / groups if groups else 0.0
+
+
 def _rows(endpoint: str, mode: str, c: int, lat: np.ndarray, errors: int, elapsed: float,
-          seed: int) -> list[dict[str, object]]:  # fmt: skip
+          seed: int, group: float, rate: float = float("nan")) -> list[dict[str, object]]:  # fmt: skip
     from recloop.runs import git_sha, machine
 
     values = {"p50_ms": np.percentile(lat, 50), "p95_ms": np.percentile(lat, 95),
               "p99_ms": np.percentile(lat, 99), "req_per_s": len(lat) / elapsed,
-              "errors": float(errors)}  # fmt: skip
+              "errors": float(errors), "mean_group": group}  # fmt: skip
     return [{"benchmark": "serve_load", "dataset": "ml-1m", "method": endpoint, "variant": mode,
-             "seed": seed, "split": "load", "concurrency": c, "metric": k, "value": float(v),
+             "seed": seed, "split": "load", "concurrency": c, "offered_per_s": rate,
+             "metric": k, "value": float(v),
              "n": len(lat), "git_sha": git_sha(), "machine": machine()}
             for k, v in values.items()]  # fmt: skip
 
@@ -205,19 +326,23 @@ def _rows(endpoint: str, mode: str, c: int, lat: np.ndarray, errors: int, elapse
 def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / "serve_load.csv", index=False)
-    wide = frame.pivot_table(index=["method", "variant", "concurrency"], columns="metric",
-                             values="value").reset_index()  # fmt: skip
+    frame = frame.assign(arrival=[("closed loop" if np.isnan(r) else f"open, {r:g}/s")
+                                  for r in frame["offered_per_s"]])  # fmt: skip
+    wide = frame.pivot_table(index=["method", "variant", "concurrency", "arrival"],
+                             columns="metric", values="value").reset_index()  # fmt: skip
     lines = [
         f"SASRec on ML-1M, `recloop serve` (SQLite, synchronous=FULL) on core "
         f"{args.server_cores}, client on core {args.client_cores}, {args.seconds:g} s per cell, "
         f"k = 10.",
         "",
-        "| endpoint | exploration | clients | p50 ms | p95 ms | p99 ms | req/s | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| endpoint | exploration | clients | arrivals | p50 ms | p95 ms | p99 ms | req/s "
+        "| mean group | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in wide.itertuples():
-        lines.append(f"| {r.method} | {r.variant} | {r.concurrency} | {r.p50_ms:.1f} | "
-                     f"{r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.req_per_s:.0f} | {r.errors:.0f} |")  # fmt: skip
+        lines.append(f"| {r.method} | {r.variant} | {r.concurrency} | {r.arrival} | "
+                     f"{r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.req_per_s:.0f} | "
+                     f"{r.mean_group:.1f} | {r.errors:.0f} |")  # fmt: skip
     (RESULTS / "serve_load.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

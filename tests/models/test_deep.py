@@ -220,3 +220,19 @@ def test_trainer_decays_lr_on_a_plateau_and_stops_after_patience() -> None:
     assert lrs == [0.1] * 4 + [0.05] * 4 + [0.025] * 2
     assert (state.best_epoch, state.best_metric, state.epoch) == (6, 0.3, 10)
     assert state.stopped_early
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_user_states_dot_the_item_table_are_the_scores(name: str) -> None:
+    data = cycle_dataset(n_users=12, n_items=9, length=8)
+    model = get_model(name)({"dim": 16, "max_len": 6}, epochs=2, batch_size=8)
+    model.fit(data)
+    users = np.array([0, 5, 11])
+    got = model.user_states(users)
+    assert got is not None
+    states, table = got
+    assert states.shape == (3, 16) and table.shape == (9, 16)
+    np.testing.assert_allclose(states @ table.T, model.score(users), rtol=1e-5, atol=1e-5)
+    rl = get_model(name)({"dim": 16, "max_len": 6, "head": "sqn"}, epochs=1, batch_size=8)
+    rl.fit(data)
+    assert rl.user_states(users) is None  # an RL head ranks: not a dot product

@@ -67,6 +67,74 @@ def test_cold_start_is_not_an_error(server: Server) -> None:
         assert r.json()["user_id"].startswith("anonymous-")
 
 
+def test_concurrent_requests_are_grouped_and_each_gets_its_own_answer(server: Server) -> None:
+    """16 clients at once: the recommend worker serves them in groups (one model call each),
+    and every answer is the one that user gets alone; feedback is committed in groups and
+    every event is stored once."""
+    users = [str(u) for u in range(1, 65)]
+    with server.client() as c:
+        alone = {u: [i["item_id"] for i in c.post("/recommend", json={"user_id": u, "k": 5})
+                     .json()["items"]] for u in users}  # fmt: skip
+    answers: dict[str, list[list[str]]] = {u: [] for u in users}
+    served: list[tuple[str, str, str]] = []
+    errors: list[str] = []
+
+    def client(part: list[str]) -> None:
+        with server.client() as c:
+            for _ in range(3):
+                for u in part:
+                    r = c.post("/recommend", json={"user_id": u, "k": 5})
+                    if r.status_code != 200:
+                        errors.append(r.text)
+                        continue
+                    body = r.json()
+                    answers[u].append([i["item_id"] for i in body["items"]])
+                    served.append((u, body["request_id"], body["items"][-1]["item_id"]))
+
+    threads = [threading.Thread(target=client, args=(users[n::16],)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(answers[u] == [alone[u]] * 3 for u in users)
+
+    def feed(part: list[tuple[str, str, str]]) -> None:
+        with server.client() as c:
+            for u, rid, item in part:
+                body = {"event_id": f"v-{rid}", "request_id": rid, "user_id": u,
+                        "item_id": item, "type": "view"}  # fmt: skip
+                for _ in range(2):  # a retry is a duplicate, not a second event
+                    r = c.post("/feedback", json=body)
+                    if r.status_code != 200:
+                        errors.append(r.text)
+
+    threads = [threading.Thread(target=feed, args=(served[n::16],)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with server.client() as c:
+        metrics = c.get("/metrics").text
+    grouped = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+               if line.startswith(("recloop_recommend_", "recloop_feedback_"))}  # fmt: skip
+    assert grouped["recloop_recommend_grouped"] == 64 + 3 * 64
+    assert grouped["recloop_recommend_groups"] < grouped["recloop_recommend_grouped"]
+    assert grouped["recloop_feedback_grouped"] == 2 * len(served)
+    store = open_store(server.db)
+    assert store.count("feedback") == len(served) == 3 * 64
+    store.close()
+
+
+def test_nul_in_an_id_is_refused_by_name(server: Server) -> None:
+    with server.client() as c:
+        r = c.post("/recommend", json={"user_id": "a\u0000b", "k": 3})
+        assert r.status_code == 422 and "NUL" in r.json()["error"]
+        r = c.delete("/admin/users/a%00b", headers=AUTH)
+        assert r.status_code == 422 and "NUL" in r.json()["error"]
+
+
 def test_admin_needs_the_token(server: Server) -> None:
     with server.client() as c:
         for method, path, kw in (("DELETE", "/admin/users/1", {}),

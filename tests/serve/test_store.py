@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from recloop.errors import ConfigError, DataError
-from recloop.serve.store import Conflict, Feedback, NotShown, open_store
+from recloop.serve.store import Conflict, Feedback, NotShown, Served, open_store
 
 
 def _slate() -> list[tuple[str, float, float]]:
@@ -61,6 +61,34 @@ def test_idempotent_on_event_id_and_conflicts_named(db_url: str) -> None:
     with pytest.raises(Conflict, match="already used"):
         store.log_request("r1", "u1", "v", "none", _slate(), 1.0)
     assert store.count("shown") == 3  # the refused request added nothing
+    store.close()
+
+
+def test_a_group_commit_stores_the_good_and_names_the_bad(db_url: str) -> None:
+    """One transaction for a group: a bad request or event is refused alone, and the group's
+    duplicates and conflicts are judged in order, as if sent one by one."""
+    store = open_store(db_url)
+    store.log_request("r0", "u1", "v", "none", _slate(), 1.0)
+    served = [Served(rid, "u1", "v", "none", tuple(_slate()), 1.0)
+              for rid in ("r1", "r0", "r2", "r1")]  # fmt: skip
+    results = store.log_requests(served)
+    assert [r is None for r in results] == [True, False, True, False]
+    assert all("already used" in str(r) for r in results if r is not None)
+    assert store.count("requests") == 3 and store.count("shown") == 9
+    events = [Feedback("e1", "r1", "u1", "i1", "click", 1.0),   # stored
+              Feedback("e2", "r9", "u1", "i1", "click", 1.0),   # unknown request
+              Feedback("e1", "r1", "u1", "i1", "click", 1.0),   # duplicate of the first
+              Feedback("e1", "r1", "u1", "i1", "skip", 1.0),    # same id, other content
+              Feedback("e3", "r2", "u1", "i3", "view", 1.0),    # stored
+              Feedback("e4", "r2", "u1", "i3", "like", 1.0)]  # unknown type  # fmt: skip
+    out = store.add_feedback_many(events)
+    assert isinstance(out[0], tuple) and out[0][1] is False
+    assert isinstance(out[1], NotShown) and "unknown" in str(out[1])
+    assert out[2] == (out[0][0], True)
+    assert isinstance(out[3], Conflict)
+    assert isinstance(out[4], tuple) and out[4][0] > out[0][0]
+    assert isinstance(out[5], DataError)
+    assert store.feedback()["event_id"].tolist() == ["e1", "e3"]
     store.close()
 
 

@@ -289,6 +289,26 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         return softmax_cross_entropy(states.float(), weights.float(), target,
                                      bf16=self.config.bf16, row_weights=row_weights)  # fmt: skip
 
+    def user_states(
+        self, users: np.ndarray, history: History | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(states, table)``: (B, d) each user's state and the (I, d) item table whose dot
+        product is :meth:`score` (what a server can compute once per user and keep), or
+        ``None`` when an RL head ranks and the score is not that dot product."""
+        u, h = self._resolve(users, history)
+        if self.module_ is not self._encoder():
+            return None
+        module = self.module_
+        if module.training:
+            module.eval()
+        states = []
+        with torch.inference_mode():
+            for s in range(0, len(u), 512):
+                seq = left_padded(h.indptr, h.items, u[s : s + 512], self.config.max_len)
+                states.append(module.encode(seq).float().numpy())
+            table = module.item_weights().float().numpy()
+        return np.concatenate(states) if states else np.zeros((0, table.shape[1])), table
+
     def _score(self, users: np.ndarray, history: History) -> np.ndarray:
         module = self.module_
         if module.training:  # eval() walks every submodule: skip it when already set

@@ -185,7 +185,11 @@ def _gumbel_top(z: F64, k: int, rng: np.random.Generator) -> I64:
     ``k`` of them no item outside the allowed set is ever drawn.
     """
     keys = z + rng.gumbel(size=z.shape)
-    return np.argsort(-keys, axis=1, kind="stable")[:, :k].astype(np.int64)
+    if k >= keys.shape[1]:
+        return np.argsort(-keys, axis=1, kind="stable")[:, :k].astype(np.int64)
+    part = np.argpartition(-keys, k - 1, axis=1)[:, :k]  # O(items); ties have probability 0
+    order = np.argsort(-np.take_along_axis(keys, part, 1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, 1).astype(np.int64)
 
 
 def slot_marginals(
@@ -196,14 +200,22 @@ def slot_marginals(
     *,
     n_sim: int = 10_000,
     seed: int = 0,
+    rao_blackwell: bool = False,
 ) -> tuple[F64, bool]:
     """(B, I, K) probability that item ``i`` is in slot ``k``, and whether it is exact.
 
     Exact for ``greedy`` and ``epsilon`` (``(1 − ε)·[i is the greedy item k] + ε / m``). For
     ``softmax``, the first two slots are exact and slots 3 onwards are Monte-Carlo estimates
     over ``n_sim`` slates per user (users with identical distributions share one
-    simulation). A Monte-Carlo marginal can be 0 for a rare item and ``1 / p̂`` is biased
-    upwards, so log the exact slate probability where the estimator allows it.
+    simulation): by default the fraction of draws with ``i`` in slot ``k``. A frequency can
+    be 0 for a rare item and ``1 / p̂`` is biased upwards, so log the exact slate probability
+    where the estimator allows it.
+
+    ``rao_blackwell=True`` averages, over the draws' first ``k − 1`` items, the exact
+    probability that ``i`` comes next: ``e_i [i not drawn yet] / (mass not drawn yet)``. It
+    is unbiased like the frequency, positive for every item some draw leaves available, and
+    its variance is far lower, so a few dozen draws do what thousands of counts do (the
+    serving layer's estimate; measured in ``benchmarks/serve_load.py --propensities``).
     """
     s, mask = _inputs(scores, allowed, k)
     b, n_items = s.shape
@@ -238,11 +250,42 @@ def slot_marginals(
     unique, inverse = np.unique(z, axis=0, return_inverse=True)
     counts = np.zeros((len(unique), n_items, k))
     for r, row in enumerate(unique):
+        if rao_blackwell:
+            counts[r] = _next_item_average(row, k, n_sim, rng)
+            continue
         draws = _gumbel_top(np.broadcast_to(row, (n_sim, n_items)), k, rng)
         for j in range(2, k):
             counts[r, :, j] = np.bincount(draws[:, j], minlength=n_items)
     out[:, :, 2:] = counts[inverse.reshape(-1), :, 2:] / n_sim
     return out, False
+
+
+def _next_item_average(z: F64, k: int, n_sim: int, rng: np.random.Generator) -> F64:
+    """(I, K) the Rao-Blackwellised slot marginals of slots 3..K, times ``n_sim``: for each
+    of ``n_sim`` Plackett–Luce prefixes, the exact next-item probabilities, summed.
+
+    The mass left after a prefix is summed over the items left (all terms ≥ 0, so no
+    cancellation); a draw whose left mass underflows at the global scale is redone in its
+    own scale."""
+    n_items = len(z)
+    draws = _gumbel_top(np.broadcast_to(z, (n_sim, n_items)), k - 1, rng)
+    e = np.exp(z - z.max())  # 0 for items not allowed
+    left_e = np.broadcast_to(e, (n_sim, n_items)).copy()
+    sims = np.arange(n_sim)
+    left_e[sims, draws[:, 0]] = 0.0
+    out = np.zeros((n_items, k))
+    for j in range(2, k):
+        left_e[sims, draws[:, j - 1]] = 0.0
+        mass = left_e.sum(axis=1)
+        ok = mass > 0.0
+        out[:, j] = (1.0 / mass[ok]) @ left_e[ok]
+        for sim in np.flatnonzero(~ok):  # underflow: every item left is far below the top
+            rest = np.isfinite(z)
+            rest[draws[sim, :j]] = False
+            zz = np.where(rest, z, -np.inf)
+            p = np.exp(zz - zz.max())
+            out[:, j] += p / p.sum()
+    return out
 
 
 def draw_slates(
@@ -273,11 +316,13 @@ def sample_slates(
     allowed: np.ndarray | None = None,
     *,
     n_sim: int = 10_000,
+    rao_blackwell: bool = False,
 ) -> SlateDraw:
     """Draw one ordered slate of ``k`` allowed items per user, with its probabilities.
 
     ``slot_prob`` is exact unless ``exploration`` is ``softmax`` with ``k > 2``; then slots 3
-    onwards are Monte-Carlo estimates over ``n_sim`` draws (``slot_exact`` is False).
+    onwards are Monte-Carlo estimates over ``n_sim`` draws (``slot_exact`` is False; see
+    :func:`slot_marginals` for ``rao_blackwell``).
     """
     s, mask = _inputs(scores, allowed, k)
     b = s.shape[0]
@@ -287,7 +332,8 @@ def sample_slates(
     cols = np.arange(k)[None, :]
     if exploration.kind == "softmax":
         seed = int(rng.integers(2**32))
-        marg, exact = slot_marginals(s, exploration, k, mask, n_sim=n_sim, seed=seed)
+        marg, exact = slot_marginals(s, exploration, k, mask, n_sim=n_sim, seed=seed,
+                                     rao_blackwell=rao_blackwell)  # fmt: skip
         return SlateDraw(slates, prob, marg[rows[:, None], slates, cols], exact)
     eps = 0.0 if exploration.kind == "greedy" else exploration.epsilon
     greedy = _greedy(s, mask, k)

@@ -19,18 +19,20 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recloop.errors import CheckpointError, ConfigError, DataError, RecloopError, UnknownIdError
+from recloop.serve.batching import GroupWorker, Overloaded
 from recloop.serve.metrics import Metrics
-from recloop.serve.policy import OnlineLearner, ServingPolicy, user_key
+from recloop.serve.policy import OnlineLearner, Query, Recommendation, ServingPolicy, user_key
 from recloop.serve.settings import Settings
-from recloop.serve.store import Conflict, EventStore, Feedback, NotShown, open_store
+from recloop.serve.store import Conflict, EventStore, Feedback, NotShown, Served, open_store
 
 __all__ = ["Service", "create_app"]
 
@@ -42,15 +44,24 @@ class HttpError(Exception):
 
 
 # ------------------------------------------------------------------ schemas
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("ids may not contain the NUL character (\\u0000)")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]  # an id: any text but NUL (PostgreSQL refuses it)
+
+
 class RecommendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = Field(None, min_length=1, max_length=256)
-    history: list[str] | None = Field(None, max_length=2000)
+    user_id: Text | None = Field(None, min_length=1, max_length=256)
+    history: list[Text] | None = Field(None, max_length=2000)
     k: int = Field(10, ge=1)
     exploration: Literal["none", "epsilon", "softmax", "thompson"] | None = None
-    exclude: list[str] = Field(default_factory=list, max_length=100_000)
-    request_id: str | None = Field(None, min_length=1, max_length=128)
+    exclude: list[Text] = Field(default_factory=list, max_length=100_000)
+    request_id: Text | None = Field(None, min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _who(self) -> RecommendIn:
@@ -87,10 +98,10 @@ class RecommendOut(BaseModel):
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    event_id: str = Field(min_length=1, max_length=128)
-    request_id: str = Field(min_length=1, max_length=128)
-    user_id: str = Field(min_length=1, max_length=256)
-    item_id: str = Field(min_length=1, max_length=256)
+    event_id: Text = Field(min_length=1, max_length=128)
+    request_id: Text = Field(min_length=1, max_length=128)
+    user_id: Text = Field(min_length=1, max_length=256)
+    item_id: Text = Field(min_length=1, max_length=256)
     type: Literal["click", "rating", "skip", "view"]
     value: float = 1.0
 
@@ -106,6 +117,25 @@ class ReloadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_dir: str = Field(min_length=1, max_length=4096)
+
+
+def _answer(policy: ServingPolicy, rec: Recommendation, request_id: str, user_id: str,
+            version: str, exploration: str) -> bytes:  # fmt: skip
+    """A :class:`RecommendOut` as JSON bytes, built directly with orjson (the schema documents
+    it; a pydantic round trip per request cost more than the rest of the answer)."""
+    ids, titles = policy.item_ids, policy.titles
+    items = [
+        {"item_id": ids[i], "title": titles[i], "score": sc, "propensity": p,
+         "explanation": [{"item_id": ids[j], "title": titles[j], "similarity": sim}
+                         for j, sim in expl]}
+        for i, sc, p, expl in zip(rec.items.tolist(), rec.scores.tolist(),
+                                  rec.slot_prob.tolist(), rec.explanations, strict=True)
+    ]  # fmt: skip
+    return orjson.dumps({
+        "request_id": request_id, "user_id": user_id, "model_version": version,
+        "exploration": exploration, "items": items, "slate_propensity": rec.slate_prob,
+        "propensity_exact": rec.exact, "cold_start": rec.cold_start,
+    })  # fmt: skip
 
 
 # ------------------------------------------------------------------ the service
@@ -129,6 +159,12 @@ class Service:
         self.learner = self._rebuilt(self.policy)
         self._thread = threading.Thread(target=self._learn_loop, name="recloop-learner",
                                         daemon=True)  # fmt: skip
+        self.recommender: GroupWorker[RecommendIn, bytes] = GroupWorker(
+            "recommend", self.recommend_many, settings.max_batch, settings.max_pending
+        )
+        self.recorder: GroupWorker[FeedbackIn, bytes] = GroupWorker(
+            "feedback", self.feedback_many, settings.max_batch, settings.max_pending
+        )
         self._publish_metrics()
 
     # ---------------------------------------------------------- online learning
@@ -141,8 +177,12 @@ class Service:
 
     def start(self) -> None:
         self._thread.start()
+        self.recommender.start()
+        self.recorder.start()
 
     def stop(self) -> None:
+        self.recommender.stop()
+        self.recorder.stop()
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
@@ -186,67 +226,86 @@ class Service:
         m.set("recloop_online_updates", "Feedback events applied by the online learner.",
               self.learner.snapshot.version)  # fmt: skip
         m.set("recloop_learner_queue", "Events waiting for the online learner.", self.queue.qsize())
+        for w in (self.recommender, self.recorder):
+            m.set(f"recloop_{w.name}_groups", f"Groups the {w.name} worker has served "
+                  "(each: one model call or one commit).", w.groups)  # fmt: skip
+            m.set(f"recloop_{w.name}_grouped", f"Requests the {w.name} worker has served.", w.jobs)
 
     @property
     def model_version(self) -> str:
         return f"{self.policy.version}+{self.learner.snapshot.version}"
 
     # ---------------------------------------------------------- handlers
-    def recommend(self, body: RecommendIn) -> RecommendOut:
+    def recommend_many(self, bodies: list[RecommendIn]) -> list[bytes | Exception]:
+        """Answer a group of ``/recommend`` requests (the recommend worker's job): one
+        batched model call, one transaction for their log rows. Each answer is JSON bytes,
+        or the error of that request alone."""
         policy, snapshot = self.policy, self.learner.snapshot
         s = self.settings
-        if body.k > s.max_k:
-            raise HttpError(422, f"k={body.k} is above the limit of {s.max_k}; ask for fewer items")
-        request_id = body.request_id or uuid.uuid4().hex
-        user_id = body.user_id if body.user_id is not None else f"anonymous-{request_id}"
-        key = user_key(user_id, s.pseudonymize_key)
-        exploration = body.exploration or s.exploration
-        digest = int(hashlib.sha256(request_id.encode()).hexdigest()[:16], 16)
-        rng = np.random.default_rng([s.seed, digest])
-        rec = policy.recommend(key, snapshot, body.k, exploration, rng, body.history, body.exclude)
         version = f"{policy.version}+{snapshot.version}"
-        ids = [policy.item_ids[i] for i in rec.items]
-        self.store.log_request(
-            request_id, key, version, exploration,
-            list(zip(ids, rec.scores.tolist(), rec.slot_prob.tolist(), strict=True)),
-            rec.slate_prob,
-        )  # fmt: skip
-        items = [
-            ItemOut(
-                item_id=policy.item_ids[i],
-                title=policy.titles[i],
-                score=float(sc),
-                propensity=float(p),
-                explanation=[
-                    Explanation(item_id=policy.item_ids[j], title=policy.titles[j], similarity=sim)
-                    for j, sim in expl
-                ],
-            )
-            for i, sc, p, expl in zip(
-                rec.items, rec.scores, rec.slot_prob, rec.explanations, strict=True
-            )
-        ]
-        return RecommendOut(
-            request_id=request_id, user_id=user_id, model_version=version,
-            exploration=exploration, items=items, slate_propensity=rec.slate_prob,
-            propensity_exact=rec.exact, cold_start=rec.cold_start,
-        )  # fmt: skip
+        out: list[bytes | Exception | None] = [None] * len(bodies)
+        todo: list[tuple[int, str, str, str, Query]] = []
+        for n, body in enumerate(bodies):
+            if body.k > s.max_k:
+                out[n] = HttpError(422, f"k={body.k} is above the limit of {s.max_k}; ask for "
+                                        f"fewer items")  # fmt: skip
+                continue
+            request_id = body.request_id or uuid.uuid4().hex
+            user_id = body.user_id if body.user_id is not None else f"anonymous-{request_id}"
+            key = user_key(user_id, s.pseudonymize_key)
+            exploration = body.exploration or s.exploration
+            rng = None  # the greedy ranking draws nothing; seeding a generator costs 60 µs
+            if exploration != "none":
+                digest = int(hashlib.sha256(request_id.encode()).hexdigest()[:16], 16)
+                rng = np.random.default_rng([s.seed, digest])
+            query = Query(key, body.k, exploration, rng, body.history, body.exclude)
+            todo.append((n, request_id, user_id, key, query))
+        recs = policy.recommend_many([t[4] for t in todo], snapshot)
+        served, answers = [], []
+        for (n, request_id, user_id, key, query), rec in zip(todo, recs, strict=True):
+            if isinstance(rec, Exception):
+                out[n] = rec
+                continue
+            ids = [policy.item_ids[i] for i in rec.items]
+            served.append(Served(request_id, key, version, query.exploration,
+                                 tuple(zip(ids, rec.scores.tolist(), rec.slot_prob.tolist(),
+                                           strict=True)), rec.slate_prob))  # fmt: skip
+            answers.append((n, request_id, user_id, query.exploration, rec))
+        conflicts = self.store.log_requests(served) if served else []
+        for (n, request_id, user_id, exploration, rec), conflict in zip(answers, conflicts,
+                                                                         strict=True):  # fmt: skip
+            out[n] = conflict or _answer(policy, rec, request_id, user_id, version, exploration)
+        return [o if o is not None else RuntimeError("unanswered") for o in out]
 
-    def feedback(self, body: FeedbackIn) -> FeedbackOut:
-        key = user_key(body.user_id, self.settings.pseudonymize_key)
-        event = Feedback(body.event_id, body.request_id, key, body.item_id, body.type, body.value)
-        seq, duplicate = self.store.add_feedback(event)
-        if not duplicate:
-            self.metrics.inc("recloop_events_stored_total", "Feedback events stored.")
-            row = {"seq": seq, "user_key": key, "item_id": body.item_id, "type": body.type,
-                   "value": body.value}  # fmt: skip
-            try:
-                self.queue.put_nowait(row)
-            except queue.Full:  # stored durably; the learner re-reads the log
-                self.metrics.inc("recloop_learner_overflows_total",
-                                 "Events the learner's queue could not take (re-read from the log).")  # fmt: skip
-                self._resync.set()
-        return FeedbackOut(event_id=body.event_id, stored=True, duplicate=duplicate, seq=seq)
+    def feedback_many(self, bodies: list[FeedbackIn]) -> list[bytes | Exception]:
+        """Store a group of ``/feedback`` events in one transaction (the feedback worker's
+        job; one commit, so every event is durable before any is answered), then queue the
+        new ones for the online learner."""
+        keys = [user_key(b.user_id, self.settings.pseudonymize_key) for b in bodies]
+        events = [Feedback(b.event_id, b.request_id, key, b.item_id, b.type, b.value)
+                  for b, key in zip(bodies, keys, strict=True)]  # fmt: skip
+        results = self.store.add_feedback_many(events)
+        out: list[bytes | Exception] = []
+        for body, key, result in zip(bodies, keys, results, strict=True):
+            if isinstance(result, Exception):
+                out.append(result)
+                continue
+            seq, duplicate = result
+            if not duplicate:
+                self._learn({"seq": seq, "user_key": key, "item_id": body.item_id,
+                             "type": body.type, "value": body.value})  # fmt: skip
+            out.append(FeedbackOut(event_id=body.event_id, stored=True, duplicate=duplicate,
+                                   seq=seq).model_dump_json().encode())  # fmt: skip
+        return out
+
+    def _learn(self, row: dict[str, Any]) -> None:
+        self.metrics.inc("recloop_events_stored_total", "Feedback events stored.")
+        try:
+            self.queue.put_nowait(row)
+        except queue.Full:  # stored durably; the learner re-reads the log
+            self.metrics.inc("recloop_learner_overflows_total",
+                             "Events the learner's queue could not take (re-read from the log).")  # fmt: skip
+            self._resync.set()
 
     def reload(self, run_dir: str) -> dict[str, Any]:
         from dataclasses import replace
@@ -299,14 +358,15 @@ admin = APIRouter(prefix="/admin", dependencies=[Depends(_admin)])
 
 
 @public.post("/recommend", response_model=RecommendOut)
-def recommend(body: RecommendIn, service: ServiceDep) -> Response:
-    # the schema documents the answer; it is serialised once, without re-validation
-    return Response(service.recommend(body).model_dump_json(), media_type="application/json")
+async def recommend(body: RecommendIn, service: ServiceDep) -> Response:
+    # queued for the recommend worker, which serves concurrent requests as one group
+    return Response(await service.recommender(body), media_type="application/json")
 
 
 @public.post("/feedback", response_model=FeedbackOut)
-def feedback(body: FeedbackIn, service: ServiceDep) -> Response:
-    return Response(service.feedback(body).model_dump_json(), media_type="application/json")
+async def feedback(body: FeedbackIn, service: ServiceDep) -> Response:
+    # answered after the worker's group commit: the event is durable before the 200
+    return Response(await service.recorder(body), media_type="application/json")
 
 
 @public.get("/health")
@@ -329,6 +389,8 @@ def reload(body: ReloadIn, service: ServiceDep) -> dict[str, Any]:
 
 @admin.delete("/users/{user_id}")
 def delete_user(user_id: str, service: ServiceDep) -> dict[str, Any]:
+    if "\x00" in user_id:
+        raise HttpError(422, "user_id may not contain the NUL character (%00)")
     return service.delete_user(user_id)
 
 
@@ -411,6 +473,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, _validation_message(exc))
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": "1"})
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:

@@ -12,9 +12,10 @@ For one request the policy
    while serving; it starts at zero, so an unchanged service ranks exactly as the run's model;
 4. draws the slate with the requested exploration and the exact probability of what it
    shows (:mod:`recloop.ope.policies`): ``none`` (greedy, probability 1), ``epsilon``,
-   ``softmax`` (Plackett–Luce; slot propensities after the second slot are Monte-Carlo
-   estimates) or ``thompson`` (one posterior draw of the bandit; propensities are
-   Monte-Carlo estimates over ``thompson_sims`` draws);
+   ``softmax`` (Plackett–Luce; slot propensities after the second slot are
+   Rao-Blackwellised Monte-Carlo estimates over ``softmax_sims`` prefixes) or ``thompson``
+   (one posterior draw of the bandit; propensities are Monte-Carlo estimates over
+   ``thompson_sims`` draws);
 5. explains each item by the history items most similar to it (cosine similarity of the
    model's item vectors: the item table of a sequential model, else a truncated SVD of the
    interaction matrix).
@@ -28,7 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,7 +39,7 @@ from recloop.errors import DataError
 from recloop.ope.policies import Exploration, sample_slates
 from recloop.rl.bandits import LinearBandit
 
-__all__ = ["Recommendation", "ServingPolicy", "Snapshot", "reward_of"]
+__all__ = ["Query", "Recommendation", "ServingPolicy", "Snapshot", "reward_of"]
 
 HISTORY_MODELS = ("sasrec", "gru4rec", "itemknn", "ease", "markov")
 MAX_TASTE = 50  # recent items that define the bandit's user taste
@@ -62,6 +63,24 @@ class Snapshot(NamedTuple):
     version: int  # feedback events applied
     bandit: LinearBandit
     histories: dict[str, tuple[int, ...]]  # user_key → items added online, oldest first
+
+
+class Query(NamedTuple):
+    """One request as the policy sees it (the user id already pseudonymised)."""
+
+    key: str
+    k: int
+    exploration: str
+    rng: np.random.Generator | None  # every exploration but "none" draws from it
+    history: list[str] | None = None
+    exclude: list[str] | None = None
+
+
+class _Resolved(NamedTuple):
+    query: Query
+    items: np.ndarray  # the history the model conditions on (run data or sent, + online)
+    allowed: np.ndarray  # (I,) bool: items that may be shown
+    changed: bool  # the history differs from the run's data (sent, or grown online)
 
 
 @dataclass(frozen=True)
@@ -131,6 +150,12 @@ class ServingPolicy:
             vectors = (vt.T * np.sqrt(s)).astype(np.float64)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.vectors = vectors / np.maximum(norms, 1e-12)  # explanations and bandit features
+        # a sequential model's state of every known user, computed once: a user whose
+        # history has not changed since training is then scored by one dot product
+        states = getattr(self.model, "user_states", None)
+        got = states(np.arange(len(self.user_ids))) if states is not None else None
+        self.states: np.ndarray | None = got[0] if got is not None else None
+        self.table: np.ndarray | None = got[1] if got is not None else None
 
     def _model_vectors(self) -> np.ndarray | None:
         encoder = getattr(self.model, "_encoder", None)
@@ -170,27 +195,44 @@ class ServingPolicy:
         return row
 
     # ----------------------------------------------------------------- scoring
-    def _base_scores(
-        self, key: str, items: np.ndarray, online: bool
-    ) -> tuple[np.ndarray, str | None]:
-        """The model's scores given ``items``; ``online``: they differ from the run's data."""
+    def _base_scores(self, queries: list[_Resolved]) -> tuple[np.ndarray, list[str | None]]:
+        """(B, I) the model's scores of every item for each query, and its cold-start reason.
+
+        The queries that need the model are scored in one call (one forward pass of a
+        sequential model for the whole group): a history model gets each query's items as
+        one row of a batch history; any other model scores known users by index."""
         from recloop.models.base import History
 
-        u = self.user_index.get(key)
-        if len(items) == 0:
-            return self.popularity.copy(), "popular"
-        if u is not None and not online:
-            return self.model.score(np.array([u]))[0].astype(np.float64), None
-        if not self.uses_history:
-            if u is not None:
-                return self.model.score(np.array([u]))[0].astype(np.float64), None
-            return self.popularity.copy(), "popular"
-        row = 0 if u is None else u
-        indptr = np.zeros(self.history.n_users + 1, np.int64)
-        indptr[row + 1 :] = len(items)
-        h = History(indptr, np.asarray(items, np.int64), self.n_items)
-        scores = self.model.score(np.array([row]), history=h)[0].astype(np.float64)
-        return scores, (None if u is not None else "history")
+        out = np.empty((len(queries), self.n_items))
+        cold: list[str | None] = [None] * len(queries)
+        by_history, by_user, users, by_state, state_users = [], [], [], [], []
+        for n, q in enumerate(queries):
+            u = self.user_index.get(q.query.key)
+            if len(q.items) == 0 or (not self.uses_history and u is None):
+                out[n], cold[n] = self.popularity, "popular"
+            elif self.states is not None and u is not None and not q.changed:
+                by_state.append(n)
+                state_users.append(u)
+            elif self.uses_history:
+                by_history.append(n)
+                cold[n] = None if u is not None else "history"
+            else:
+                by_user.append(n)
+                users.append(u)
+        if by_history:
+            lengths = np.array([len(queries[n].items) for n in by_history], np.int64)
+            indptr = np.zeros(self.history.n_users + 1, np.int64)
+            indptr[1 : len(lengths) + 1] = np.cumsum(lengths)
+            indptr[len(lengths) + 1 :] = lengths.sum()
+            h = History(indptr, np.concatenate([queries[n].items for n in by_history]),
+                        self.n_items)  # fmt: skip
+            out[by_history] = self.model.score(np.arange(len(by_history)), history=h)
+        if by_user:
+            out[by_user] = self.model.score(np.array(users))
+        if by_state:
+            assert self.states is not None and self.table is not None
+            out[by_state] = self.states[state_users] @ self.table.T
+        return out, cold
 
     def recommend(
         self,
@@ -202,32 +244,92 @@ class ServingPolicy:
         history: list[str] | None = None,
         exclude: list[str] | None = None,
     ) -> Recommendation:
-        s = self.settings
-        sent = history is not None
+        """One request's slate (see the module docstring)."""
+        (rec,) = self.recommend_many([Query(key, k, exploration, rng, history, exclude)], snapshot)
+        if isinstance(rec, Exception):
+            raise rec
+        return rec
+
+    def recommend_many(
+        self, queries: list[Query], snapshot: Snapshot
+    ) -> list[Recommendation | DataError]:
+        """Several requests at once against one online ``snapshot``: their model scores come
+        from one batched call; each is then ranked, explored and explained on its own (its
+        ``rng`` alone decides its draws). A query with unknown ids gets its error; the others
+        are served."""
+        resolved: list[_Resolved | DataError] = []
+        for q in queries:
+            try:
+                resolved.append(self._resolve(q, snapshot))
+            except DataError as e:
+                resolved.append(e)
+        good = [r for r in resolved if isinstance(r, _Resolved)]
+        finished = iter(self._finish_group(good, snapshot)) if good else iter(())
+        return [r if isinstance(r, DataError) else next(finished) for r in resolved]
+
+    def _finish_group(
+        self, group: list[_Resolved], snapshot: Snapshot
+    ) -> list[Recommendation | DataError]:
+        """Rank, explore and explain a group: the z-scores and the bandit's mean scores are
+        computed for the whole group at once, the draws per request."""
+        raw, colds = self._base_scores(group)
+        allowed = np.stack([r.allowed for r in group])
+        count = allowed.sum(axis=1)
+        finite = np.asarray(np.isfinite(np.where(allowed, raw, 0.0)).all(axis=1))
+        masked = np.where(allowed, np.nan_to_num(raw), 0.0)
+        mu = masked.sum(axis=1) / count
+        sd = np.sqrt(np.where(allowed, (masked - mu[:, None]) ** 2, 0.0).sum(axis=1) / count)
+        z = (raw - mu[:, None]) / np.where(sd > 0, sd, 1.0)[:, None]
+        z[sd <= 0] = 0.0
+        bandit = snapshot.bandit
+        rows = np.concatenate([self.taste_row(r.items) for r in group])
+        learned = bool(np.any(bandit.theta))  # an untouched bandit adds exactly 0
+        mean = self.settings.online_weight * bandit.mean_scores(rows) if learned else None
+        out: list[Recommendation | DataError] = []
+        for n, r in enumerate(group):
+            if not finite[n]:
+                out.append(DataError(f"the model in {self.run_dir} produced non-finite scores"))
+                continue
+            final = z[n] if mean is None else z[n] + mean[n]
+            out.append(self._finish(r, z[n], final, rows[n : n + 1], colds[n], snapshot))
+        done = [(n, rec) for n, rec in enumerate(out) if isinstance(rec, Recommendation)]
+        if done:
+            why = self.explain_many(
+                [rec.items for _, rec in done], [group[n].items for n, _ in done]
+            )
+            for (n, rec), expl in zip(done, why, strict=True):
+                out[n] = replace(rec, explanations=expl)
+        return out
+
+    def _resolve(self, q: Query, snapshot: Snapshot) -> _Resolved:
         base = (
-            np.asarray(self.item_indices(history, "history"), np.int64)
-            if history is not None
-            else self.known_history(key)
+            np.asarray(self.item_indices(q.history, "history"), np.int64)
+            if q.history is not None
+            else self.known_history(q.key)
         )
-        online = np.asarray(snapshot.histories.get(key, ()), np.int64)
+        online = np.asarray(snapshot.histories.get(q.key, ()), np.int64)
         items = np.concatenate([base, online])
-        raw, cold = self._base_scores(key, items, sent or len(online) > 0)
         allowed = np.ones(self.n_items, bool)
         allowed[items] = False
-        if exclude:
-            allowed[self.item_indices(exclude, "exclude")] = False
-        n_allowed = int(allowed.sum())
-        if n_allowed == 0:
+        if q.exclude:
+            allowed[self.item_indices(q.exclude, "exclude")] = False
+        if not allowed.any():
             raise DataError("every item is excluded for this user; send fewer exclusions")
-        k = min(k, n_allowed)
-        if not np.isfinite(raw[allowed]).all():
-            raise DataError(f"the model in {self.run_dir} produced non-finite scores")
-        mu, sd = raw[allowed].mean(), raw[allowed].std()
-        z = (raw - mu) / sd if sd > 0 else np.zeros_like(raw)
-        row = self.taste_row(items)
+        return _Resolved(q, items, allowed, q.history is not None or len(online) > 0)
+
+    def _finish(self, r: _Resolved, z: np.ndarray, final: np.ndarray, row: np.ndarray,
+                cold: str | None, snapshot: Snapshot) -> Recommendation:  # fmt: skip
+        """One request's slate from its z-scores and final scores (``z`` + the bandit's mean)."""
+        s = self.settings
+        q, allowed = r.query, r.allowed
+        exploration, rng = q.exploration, q.rng
+        if rng is None and exploration != "none":
+            raise ValueError(f"exploration {exploration!r} needs a random generator")
+        k = min(q.k, int(allowed.sum()))
         bandit = snapshot.bandit
         w = s.online_weight
         if exploration == "thompson":
+            assert rng is not None
             draws = z[None, :] + w * bandit.sample_scores(row, s.thompson_sims, rng)
             masked = np.where(allowed, draws, -np.inf)
             part = np.argpartition(-masked, k - 1, axis=1)[:, :k]  # each draw's top k, unordered
@@ -239,19 +341,27 @@ class ServingPolicy:
             final = draws[0]
             exact = False
         elif exploration == "none":
-            final = z + w * bandit.mean_scores(row)[0]
             slate = top_k(final, allowed, k)
             slot_prob, slate_prob, exact = np.ones(k), 1.0, True
-        else:  # epsilon or softmax
-            final = z + w * bandit.mean_scores(row)[0]
+        elif exploration == "epsilon":  # the ranking, or with probability ε a uniform slate
+            assert rng is not None
+            greedy, eps = top_k(final, allowed, k), s.epsilon
+            m = int(allowed.sum())
+            explore = rng.random() < eps
+            slate = rng.choice(np.flatnonzero(allowed), k, replace=False) if explore else greedy
+            same = slate == greedy
+            slot_prob = (1.0 - eps) * same + eps / m
+            slate_prob = (1.0 - eps) * float(same.all()) + eps / float(np.prod(m - np.arange(k)))
+            exact = True
+        else:  # softmax
+            assert rng is not None
             rule = Exploration(exploration, s.epsilon, s.temperature)
-            draw = sample_slates(final[None, :], rule, k,
-                                 rng, allowed[None, :], n_sim=s.softmax_sims)  # fmt: skip
+            draw = sample_slates(final[None, :], rule, k, rng, allowed[None, :],
+                                 n_sim=s.softmax_sims, rao_blackwell=True)  # fmt: skip
             slate, slot_prob = draw.slates[0], draw.slot_prob[0].copy()
             slate_prob, exact = float(draw.prob[0]), bool(draw.slot_exact)
-            if not exact:  # count the shown draw too, so no logged propensity is 0
-                n = s.softmax_sims
-                slot_prob[2:] = (slot_prob[2:] * n + 1.0) / (n + 1.0)
+            if not exact and (slot_prob <= 0).any():  # no draw left a shown item available
+                slot_prob = self._with_shown_prefix(final, allowed, slate, slot_prob, rule)
         return Recommendation(
             items=slate,
             scores=final[slate],
@@ -259,20 +369,47 @@ class ServingPolicy:
             slate_prob=slate_prob,
             exact=exact,
             cold_start=cold,
-            explanations=self.explain(slate, items),
+            explanations=[],  # filled for the whole group by explain_many
         )
+
+    def _with_shown_prefix(self, final: np.ndarray, allowed: np.ndarray, slate: np.ndarray,
+                           slot_prob: np.ndarray, rule: Exploration) -> np.ndarray:  # fmt: skip
+        """Count the shown slate's own prefix as one more draw (n → n + 1) where an estimate
+        is 0, so no logged propensity is 0 (``1/p`` must exist)."""
+        n = self.settings.softmax_sims
+        logits = np.where(allowed, final / rule.temperature, -np.inf)
+        out = slot_prob.copy()
+        for j in np.flatnonzero(out <= 0):
+            rest = logits.copy()
+            rest[slate[:j]] = -np.inf
+            p = np.exp(rest - rest.max())
+            out[j] = p[slate[j]] / p.sum() / (n + 1)
+        return out
 
     def explain(self, slate: np.ndarray, history: np.ndarray) -> list[list[tuple[int, float]]]:
         """For each item of ``slate``: up to 3 (history item, cosine similarity), best first."""
-        recent = np.unique(np.asarray(history[-MAX_TASTE:], np.int64))
-        if len(recent) == 0:
-            return [[] for _ in slate]
-        sims = self.vectors[slate] @ self.vectors[recent].T  # (k, h)
-        out = []
-        for row in sims:
-            order = np.argsort(-row, kind="stable")[:N_EXPLAIN]
-            out.append([(int(recent[j]), float(row[j])) for j in order if row[j] > 0])
-        return out
+        return self.explain_many([slate], [history])[0]
+
+    def explain_many(
+        self, slates: list[np.ndarray], histories: list[np.ndarray]
+    ) -> list[list[list[tuple[int, float]]]]:
+        """:meth:`explain` for a group of slates, with one batched product."""
+        b, h = len(slates), MAX_TASTE
+        k = max(len(sl) for sl in slates)
+        recent = np.full((b, h), -1, np.int64)
+        shown = np.zeros((b, k), np.int64)
+        for n, (sl, hist) in enumerate(zip(slates, histories, strict=True)):
+            r = np.unique(np.asarray(hist[-h:], np.int64))
+            recent[n, : len(r)] = r
+            shown[n, : len(sl)] = sl
+        v = self.vectors
+        sims = v[shown] @ v[np.maximum(recent, 0)].transpose(0, 2, 1)  # (b, k, h)
+        sims[np.broadcast_to((recent < 0)[:, None, :], sims.shape)] = -np.inf
+        order = np.argsort(-sims, axis=2, kind="stable")[:, :, :N_EXPLAIN]
+        best = np.take_along_axis(sims, order, 2).tolist()
+        ids = np.take_along_axis(np.broadcast_to(recent[:, None, :], sims.shape), order, 2).tolist()
+        return [[[(i, x) for i, x in zip(ids[n][j], best[n][j], strict=True) if x > 0]
+                 for j in range(len(sl))] for n, sl in enumerate(slates)]  # fmt: skip
 
 
 class OnlineLearner:

@@ -26,7 +26,7 @@ class Settings:
     exploration: str = "none"  # the default when a request names none
     epsilon: float = 0.1
     temperature: float = 0.25  # on z-scored ranking scores
-    softmax_sims: int = 256  # Monte-Carlo draws for softmax slot propensities after slot 2
+    softmax_sims: int = 64  # prefixes drawn for softmax slot propensities after slot 2
     thompson_sims: int = 128  # Monte-Carlo draws for Thompson sampling's propensities
     thompson_scale: float = 1.0
     online_weight: float = 1.0  # weight of the online bandit next to the model's z-scores
@@ -36,7 +36,9 @@ class Settings:
     max_k: int = 100
     seed: int = 0
     torch_threads: int = 1
-    handler_threads: int = 2  # threads that run the (CPU-bound) request handlers
+    handler_threads: int = 2  # threads that run the other (CPU-bound) handlers
+    max_batch: int = 64  # requests one worker serves as one group (one forward, one commit)
+    max_pending: int = 4096  # requests queued for a worker; beyond it the answer is a 503
 
     def __post_init__(self) -> None:
         if self.exploration not in EXPLORATIONS:
@@ -49,7 +51,7 @@ class Settings:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"RECLOOP_{name.upper()} must be > 0")
         for name in ("softmax_sims", "thompson_sims", "queue_size", "learner_batch", "max_k",
-                     "torch_threads", "handler_threads"):  # fmt: skip
+                     "torch_threads", "handler_threads", "max_batch", "max_pending"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"RECLOOP_{name.upper()} must be >= 1")
         if self.online_weight < 0:

@@ -17,8 +17,9 @@ Tables:
   request when it is written, so it carries the shown item's position, propensity and model
   version. ``seq`` numbers events in arrival order.
 
-A feedback row is committed before :meth:`EventStore.add_feedback` returns: the service
-acknowledges an event only after this call.
+A feedback row is committed before :meth:`EventStore.add_feedback` (or
+:meth:`EventStore.add_feedback_many`, one transaction for a group of events) returns: the
+service acknowledges an event only after this call.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import pandas as pd
 
 from recloop.errors import ConfigError, DataError, RecloopError
 
-__all__ = ["EVENT_TYPES", "Conflict", "EventStore", "Feedback", "NotShown", "open_store"]
+__all__ = ["EVENT_TYPES", "Conflict", "EventStore", "Feedback", "NotShown", "Served", "open_store"]
 
 EVENT_TYPES = ("click", "rating", "skip", "view")
 FEEDBACK_COLUMNS = (
@@ -53,6 +54,18 @@ class Conflict(RecloopError):
 
 class NotShown(RecloopError):
     """Feedback on a request that does not exist, or on an item it did not show."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """One recommendation to log: ``slate`` holds (item_id, score, propensity) in order."""
+
+    request_id: str
+    user_key: str
+    model_version: str
+    exploration: str
+    slate: tuple[tuple[str, float, float], ...]
+    slate_prob: float
 
 
 @dataclass(frozen=True)
@@ -147,27 +160,73 @@ class EventStore:
         """Record one recommendation: ``slate`` holds (item_id, score, propensity) in order.
         A ``request_id`` already stored raises :class:`Conflict`."""
         now = time.time() if created_at is None else created_at
-        try:
-            self._insert_request(request_id, user_key, model_version, exploration, slate,
-                                 slate_prob, now)  # fmt: skip
-        except self.integrity_errors:
-            raise Conflict(
-                f"request_id {request_id!r} was already used; send a new one or none"
-            ) from None
+        (result,) = self.log_requests(
+            [Served(request_id, user_key, model_version, exploration, tuple(slate), slate_prob)],
+            created_at=now,
+        )
+        if result is not None:
+            raise result
 
-    def _insert_request(self, request_id: str, user_key: str, model_version: str,
-                        exploration: str, slate: Sequence[tuple[str, float, float]],
-                        slate_prob: float, now: float) -> None:  # fmt: skip
+    def log_requests(
+        self, served: Sequence[Served], created_at: float | None = None
+    ) -> list[Conflict | None]:
+        """Record several recommendations in one transaction (one commit: the service's group
+        commit). Returns, per request, ``None`` or the :class:`Conflict` of a ``request_id``
+        already used (that request is not stored; the others are)."""
+        now = time.time() if created_at is None else created_at
+        ids = [r.request_id for r in served]
+        try:
+            with self._transaction() as cur:
+                taken = self._taken(cur, ids)
+                out: list[Conflict | None] = []
+                new = []
+                for r in served:
+                    if r.request_id in taken:
+                        out.append(Conflict(f"request_id {r.request_id!r} was already used; "
+                                            f"send a new one or none"))  # fmt: skip
+                        continue
+                    taken.add(r.request_id)
+                    new.append(r)
+                    out.append(None)
+                if new:  # one statement per table for the whole group
+                    cur.executemany(
+                        self._q("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                        [(r.request_id, r.user_key, now, r.model_version, r.exploration,
+                          len(r.slate), float(r.slate_prob)) for r in new],
+                    )  # fmt: skip
+                    cur.executemany(
+                        self._q("INSERT INTO shown VALUES (?, ?, ?, ?, ?)"),
+                        [(r.request_id, p, item, float(sc), float(pr))
+                         for r in new for p, (item, sc, pr) in enumerate(r.slate)],
+                    )  # fmt: skip
+                return out
+        except self.integrity_errors:  # another server took one of the ids meanwhile
+            return [self._log_one(r, now) for r in served]
+
+    def _taken(self, cur: Any, ids: list[str]) -> set[str]:
+        """The ``request_id``s among ``ids`` already stored."""
+        marks = ", ".join([self.placeholder] * len(ids))
+        cur.execute(f"SELECT request_id FROM requests WHERE request_id IN ({marks})", ids)
+        return {str(row[0]) for row in cur.fetchall()}
+
+    def _log_one(self, r: Served, now: float) -> Conflict | None:
+        """One request in its own transaction (the slow path after a race on an id)."""
         with self._transaction() as cur:
             cur.execute(
-                self._q("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                (request_id, user_key, now, model_version, exploration, len(slate), slate_prob),
-            )
+                self._q("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (request_id) DO NOTHING"),
+                (r.request_id, r.user_key, now, r.model_version, r.exploration, len(r.slate),
+                 float(r.slate_prob)),
+            )  # fmt: skip
+            if cur.rowcount != 1:
+                return Conflict(f"request_id {r.request_id!r} was already used; send a new one "
+                                f"or none")  # fmt: skip
             cur.executemany(
                 self._q("INSERT INTO shown VALUES (?, ?, ?, ?, ?)"),
-                [(request_id, p, item, float(s), float(pr)) for p, (item, s, pr) in
-                 enumerate(slate)],
+                [(r.request_id, p, item, float(sc), float(pr))
+                 for p, (item, sc, pr) in enumerate(r.slate)],
             )  # fmt: skip
+            return None
 
     def add_feedback(self, event: Feedback, created_at: float | None = None) -> tuple[int, bool]:
         """Store ``event`` durably; returns ``(seq, duplicate)``.
@@ -177,53 +236,74 @@ class EventStore:
         request, another user's request, or an item the request did not show raises
         :class:`NotShown`.
         """
+        (result,) = self.add_feedback_many([event], created_at)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def add_feedback_many(
+        self, events: Sequence[Feedback], created_at: float | None = None
+    ) -> list[tuple[int, bool] | Conflict | NotShown | DataError]:
+        """Store several events in one transaction, in order (one commit: the service's group
+        commit). Per event: ``(seq, duplicate)`` as :meth:`add_feedback` returns, or the
+        error it would raise; a rejected event writes nothing and the others are stored."""
+        now = time.time() if created_at is None else created_at
+        out: list[tuple[int, bool] | Conflict | NotShown | DataError] = []
+        with self._transaction() as cur:
+            for event in events:
+                try:
+                    out.append(self._add_one(cur, event, now))
+                except (Conflict, NotShown, DataError) as e:
+                    out.append(e)
+        return out
+
+    def _add_one(self, cur: Any, event: Feedback, now: float) -> tuple[int, bool]:
+        """One event inside a transaction; every check comes before its only write."""
         if event.type not in EVENT_TYPES:
             raise DataError(f"unknown feedback type {event.type!r}; use one of {EVENT_TYPES}")
-        now = time.time() if created_at is None else created_at
-        with self._transaction() as cur:
-            found = self._existing(cur, event)
-            if found is not None:
-                return found, True
-            cur.execute(
-                self._q(
-                    "SELECT r.user_key, r.model_version, s.position, s.propensity FROM requests r "
-                    "JOIN shown s ON s.request_id = r.request_id "
-                    "WHERE r.request_id = ? AND s.item_id = ? ORDER BY s.position LIMIT 1"
-                ),
-                (event.request_id, event.item_id),
+        found = self._existing(cur, event)
+        if found is not None:
+            return found, True
+        cur.execute(
+            self._q(
+                "SELECT r.user_key, r.model_version, s.position, s.propensity FROM requests r "
+                "JOIN shown s ON s.request_id = r.request_id "
+                "WHERE r.request_id = ? AND s.item_id = ? ORDER BY s.position LIMIT 1"
+            ),
+            (event.request_id, event.item_id),
+        )
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(self._q("SELECT 1 FROM requests WHERE request_id = ?"),
+                        (event.request_id,))  # fmt: skip
+            if cur.fetchone() is None:
+                raise NotShown(
+                    f"request_id {event.request_id!r} is unknown; send the request_id that "
+                    f"/recommend returned"
+                )
+            raise NotShown(
+                f"item {event.item_id!r} was not shown in request {event.request_id!r}; "
+                f"feedback must be on an item of that response"
             )
-            row = cur.fetchone()
-            if row is None:
-                cur.execute(self._q("SELECT 1 FROM requests WHERE request_id = ?"),
-                            (event.request_id,))  # fmt: skip
-                if cur.fetchone() is None:
-                    raise NotShown(
-                        f"request_id {event.request_id!r} is unknown; send the request_id that "
-                        f"/recommend returned"
-                    )
-                raise NotShown(
-                    f"item {event.item_id!r} was not shown in request {event.request_id!r}; "
-                    f"feedback must be on an item of that response"
-                )
-            user_key, version, position, propensity = row
-            if user_key != event.user_key:
-                raise NotShown(
-                    f"request {event.request_id!r} was served to another user; send the "
-                    f"user_id of that request"
-                )
-            cur.execute(
-                self._q(
-                    "INSERT INTO feedback (event_id, request_id, user_key, item_id, type, value, "
-                    "position, propensity, model_version, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
-                ),
-                (event.event_id, event.request_id, event.user_key, event.item_id, event.type,
-                 float(event.value), position, propensity, version, now),
-            )  # fmt: skip
-            found = self._existing(cur, event)
-            if found is None:  # pragma: no cover - the row was just written
-                raise RecloopError(f"event {event.event_id!r} was not stored")
-            return found, False
+        user_key, version, position, propensity = row
+        if user_key != event.user_key:
+            raise NotShown(
+                f"request {event.request_id!r} was served to another user; send the "
+                f"user_id of that request"
+            )
+        cur.execute(
+            self._q(
+                "INSERT INTO feedback (event_id, request_id, user_key, item_id, type, value, "
+                "position, propensity, model_version, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+            ),
+            (event.event_id, event.request_id, event.user_key, event.item_id, event.type,
+             float(event.value), position, propensity, version, now),
+        )  # fmt: skip
+        found = self._existing(cur, event)
+        if found is None:  # pragma: no cover - the row was just written
+            raise RecloopError(f"event {event.event_id!r} was not stored")
+        return found, False
 
     def _existing(self, cur: Any, event: Feedback) -> int | None:
         cur.execute(
