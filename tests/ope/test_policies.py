@@ -160,3 +160,19 @@ def test_rao_blackwell_survives_underflow() -> None:
     exact = _exact_slot_marginals(scores, soft, 4)
     # exact given each drawn prefix; a prefix of probability 5e-5 is missing from 50 draws
     np.testing.assert_allclose(marg[0], exact, atol=1e-4)
+
+
+def test_unique_rows_is_numpys_unique() -> None:
+    from recloop.ope.policies import _unique_rows
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(5, 7))
+    base[1, 0] = base[3, 0]  # rows that tie on their first column
+    base[:, -1] = -np.inf  # a disallowed item
+    z = base[rng.integers(0, 5, 40)]
+    unique, inverse = _unique_rows(z)
+    expected, expected_inverse = np.unique(z, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(unique, expected)
+    np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+    one, inv = _unique_rows(z[:1])
+    np.testing.assert_array_equal(one, z[:1]) and np.testing.assert_array_equal(inv, [0])

@@ -247,7 +247,7 @@ def slot_marginals(
         raise ConfigError(f"n_sim must be positive, got {n_sim}")
     rng = np.random.default_rng(seed)
     # users with the same distribution share one simulation (contexts repeat in logs)
-    unique, inverse = np.unique(z, axis=0, return_inverse=True)
+    unique, inverse = _unique_rows(z)
     counts = np.zeros((len(unique), n_items, k))
     for r, row in enumerate(unique):
         if rao_blackwell:
@@ -260,26 +260,61 @@ def slot_marginals(
     return out, False
 
 
+def _unique_rows(z: F64) -> tuple[F64, I64]:
+    """``np.unique(z, axis=0, return_inverse=True)`` (same rows, same order), by hashing each
+    row's bytes: numpy's version views a row as a record of ``I`` fields and cost 17 ms for
+    one row of 3,706 items."""
+    first: dict[bytes, int] = {}
+    inverse = np.empty(len(z), np.int64)
+    for n, row in enumerate(z):
+        inverse[n] = first.setdefault(row.tobytes(), len(first))
+    unique = z[np.fromiter(_firsts(inverse, len(first)), np.int64, len(first))]
+    order = np.lexsort(unique.T[::-1]) if len(unique) > 1 else np.zeros(1, np.int64)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return unique[order], rank[inverse]
+
+
+def _firsts(inverse: I64, n: int) -> list[int]:
+    """The first position of each of ``n`` groups numbered in order of appearance."""
+    out, seen = [], 0
+    for pos, g in enumerate(inverse.tolist()):
+        if g == seen:
+            out.append(pos)
+            seen += 1
+            if seen == n:
+                break
+    return out
+
+
 def _next_item_average(z: F64, k: int, n_sim: int, rng: np.random.Generator) -> F64:
     """(I, K) the Rao-Blackwellised slot marginals of slots 3..K, times ``n_sim``: for each
     of ``n_sim`` Plackett–Luce prefixes, the exact next-item probabilities, summed.
 
-    The mass left after a prefix is summed over the items left (all terms ≥ 0, so no
-    cancellation); a draw whose left mass underflows at the global scale is redone in its
-    own scale."""
+    With ``e = exp(z − max z)``, draw ``s`` leaves mass ``m_s = Σe − Σ_{prefix} e`` and item
+    ``i`` gets ``e_i / m_s`` unless the prefix holds it: summed over draws, ``e_i Σ_s 1/m_s``
+    less each prefix item's own share, in O(I + n_sim·K) per slot. A draw whose left mass is
+    below 1e-8 of the total (the subtraction would lose digits) is summed exactly over the
+    items left, in log space."""
     n_items = len(z)
-    draws = _gumbel_top(np.broadcast_to(z, (n_sim, n_items)), k - 1, rng)
+    # Gumbel noise as −log of a standard exponential: the same law, a third of numpy's
+    # gumbel() time (this estimator is new, so no earlier result's random stream changes)
+    keys = z - np.log(rng.standard_exponential((n_sim, n_items)))
+    part = np.argpartition(-keys, k - 2, axis=1)[:, : k - 1]
+    draws = np.take_along_axis(part, np.argsort(-np.take_along_axis(keys, part, 1), axis=1), 1)
     e = np.exp(z - z.max())  # 0 for items not allowed
-    left_e = np.broadcast_to(e, (n_sim, n_items)).copy()
-    sims = np.arange(n_sim)
-    left_e[sims, draws[:, 0]] = 0.0
+    total = e.sum()
+    drawn = e[draws]  # (n_sim, k - 1)
+    gone = np.cumsum(drawn, axis=1)
     out = np.zeros((n_items, k))
     for j in range(2, k):
-        left_e[sims, draws[:, j - 1]] = 0.0
-        mass = left_e.sum(axis=1)
-        ok = mass > 0.0
-        out[:, j] = (1.0 / mass[ok]) @ left_e[ok]
-        for sim in np.flatnonzero(~ok):  # underflow: every item left is far below the top
+        mass = total - gone[:, j - 1]
+        ok = mass > 1e-8 * total
+        inv = np.where(ok, 1.0 / np.where(ok, mass, 1.0), 0.0)
+        share = np.bincount(draws[:, :j].ravel(), weights=(drawn[:, :j] * inv[:, None]).ravel(),
+                            minlength=n_items)  # fmt: skip
+        out[:, j] = np.maximum(e * inv.sum() - share, 0.0)
+        for sim in np.flatnonzero(~ok):  # little mass left: sum the items left directly
             rest = np.isfinite(z)
             rest[draws[sim, :j]] = False
             zz = np.where(rest, z, -np.inf)

@@ -26,7 +26,7 @@ class Settings:
     exploration: str = "none"  # the default when a request names none
     epsilon: float = 0.1
     temperature: float = 0.25  # on z-scored ranking scores
-    softmax_sims: int = 64  # prefixes drawn for softmax slot propensities after slot 2
+    softmax_sims: int = 32  # prefixes drawn for softmax slot propensities after slot 2
     thompson_sims: int = 128  # Monte-Carlo draws for Thompson sampling's propensities
     thompson_scale: float = 1.0
     online_weight: float = 1.0  # weight of the online bandit next to the model's z-scores
