@@ -118,3 +118,29 @@ def test_bad_urls_are_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
         open_store("")
     with pytest.raises(ConfigError, match=r"cannot connect .*\*\*\*"):
         open_store("postgresql://nobody:secret@127.0.0.1:1/none")
+
+
+def test_settings_from_the_environment() -> None:
+    from recloop.serve.settings import Settings
+
+    s = Settings.from_env({"RECLOOP_EPSILON": "0.3", "RECLOOP_FLUSH_REQUESTS": "yes",
+                           "RECLOOP_MAX_BATCH": "8"}, run_dir="r")  # fmt: skip
+    assert (s.epsilon, s.flush_requests, s.max_batch, s.run_dir) == (0.3, True, 8, "r")
+    assert Settings.from_env({"RECLOOP_FLUSH_REQUESTS": "0"}).flush_requests is False
+    with pytest.raises(ConfigError, match="RECLOOP_FLUSH_REQUESTS='maybe' is not a valid bool"):
+        Settings.from_env({"RECLOOP_FLUSH_REQUESTS": "maybe"})
+    with pytest.raises(ConfigError, match="RECLOOP_MAX_BATCH must be >= 1"):
+        Settings.from_env({"RECLOOP_MAX_BATCH": "0"})
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_request_logs_survive_reopening_either_way(db_url: str, flush: bool) -> None:
+    store = open_store(db_url)
+    store.flush_requests = flush
+    store.log_requests([Served(f"r{n}", "u", "v", "none", tuple(_slate()), 1.0) for n in range(5)])
+    store.add_feedback(Feedback("e1", "r3", "u", "i1", "click", 1.0))
+    store.close()
+    again = open_store(db_url)  # a new connection sees every committed row
+    assert again.count("requests") == 5 and again.count("shown") == 15
+    assert again.feedback()["request_id"].tolist() == ["r3"]
+    again.close()

@@ -150,6 +150,7 @@ class Service:
         self.metrics = Metrics()
         self.policy = ServingPolicy(settings.run_dir, settings)
         self.store: EventStore = open_store(settings.store_url)
+        self.store.flush_requests = settings.flush_requests
         self.schema_version = self.store.schema_version()  # migrations ran at open
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=settings.queue_size)
         self._learn_lock = threading.Lock()

@@ -14,6 +14,15 @@ __all__ = ["EXPLORATIONS", "Settings"]
 EXPLORATIONS = ("none", "epsilon", "softmax", "thompson")
 
 
+def _flag(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads at start-up. Environment variable: ``RECLOOP_`` + the
@@ -38,6 +47,7 @@ class Settings:
     torch_threads: int = 1
     handler_threads: int = 2  # threads that run the other (CPU-bound) handlers
     max_batch: int = 64  # requests one worker serves as one group (one forward, one commit)
+    flush_requests: bool = False  # fsync each /recommend log commit (feedback always is)
     max_pending: int = 4096  # requests queued for a worker; beyond it the answer is a 503
 
     def __post_init__(self) -> None:
@@ -75,7 +85,7 @@ class Settings:
             raw = source[key]
             kind: type = type(f.default)
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = _flag(raw) if kind is bool else kind(raw)
             except ValueError:
                 raise ConfigError(f"{key}={raw!r} is not a valid {kind.__name__}") from None
         return replace(cls(**values), **{k: v for k, v in overrides.items() if v is not None})

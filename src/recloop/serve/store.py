@@ -100,6 +100,7 @@ class EventStore:
 
     dialect = "base"
     placeholder = "?"
+    flush_requests = False  # fsync request logs on their own (RECLOOP_FLUSH_REQUESTS)
     integrity_errors: tuple[type[Exception], ...] = ()  # the backend's unique-key violation
 
     def __init__(self, url: str) -> None:
@@ -107,7 +108,7 @@ class EventStore:
 
     # ------------------------------------------------------------ backend hooks
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:  # pragma: no cover - overridden
+    def _transaction(self, flush: bool = True) -> Iterator[Any]:  # pragma: no cover - overridden
         raise NotImplementedError
         yield
 
@@ -172,11 +173,18 @@ class EventStore:
     ) -> list[Conflict | None]:
         """Record several recommendations in one transaction (one commit: the service's group
         commit). Returns, per request, ``None`` or the :class:`Conflict` of a ``request_id``
-        already used (that request is not stored; the others are)."""
+        already used (that request is not stored; the others are).
+
+        Unless ``flush_requests`` is set, the commit is not flushed to disk on its own
+        (SQLite ``synchronous=NORMAL`` for this transaction, PostgreSQL
+        ``synchronous_commit=off``): it survives a killed process at once, and a power cut
+        from the next flushed commit on. Feedback commits are always flushed, and a flush
+        writes every earlier commit of the log too, so the request of every acknowledged
+        event is on disk with it."""
         now = time.time() if created_at is None else created_at
         ids = [r.request_id for r in served]
         try:
-            with self._transaction() as cur:
+            with self._transaction(flush=self.flush_requests) as cur:
                 taken = self._taken(cur, ids)
                 out: list[Conflict | None] = []
                 new = []
@@ -416,9 +424,11 @@ class SQLiteStore(EventStore):
         self.path = path
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def _transaction(self, flush: bool = True) -> Iterator[Any]:
         with self._lock:
             cur = self._con.cursor()
+            if not flush:  # committed to the WAL without an fsync (see log_requests)
+                cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur
@@ -428,6 +438,8 @@ class SQLiteStore(EventStore):
             else:
                 cur.execute("COMMIT")
             finally:
+                if not flush:
+                    cur.execute("PRAGMA synchronous=FULL")
                 cur.close()
 
     def close(self) -> None:
@@ -463,10 +475,12 @@ class PostgresStore(EventStore):
             self._pool.put(con)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def _transaction(self, flush: bool = True) -> Iterator[Any]:
         con = self._pool.get()
         try:
             with con.transaction(), con.cursor() as cur:
+                if not flush:  # the next flushed commit writes this one's WAL too
+                    cur.execute("SET LOCAL synchronous_commit TO OFF")
                 yield cur
         finally:
             self._pool.put(con)
