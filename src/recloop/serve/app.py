@@ -2,8 +2,11 @@
 
 Endpoints: ``POST /recommend``, ``POST /feedback``, ``GET /health``, ``GET /metrics``, and,
 behind a bearer token, ``POST /admin/reload`` and ``DELETE /admin/users/{user_id}``.
-Handlers that compute are plain ``def`` (FastAPI runs them in its thread pool). Every error
-body is ``{"error": "<what is wrong and how to fix it>"}``.
+``/recommend`` and ``/feedback`` are ``async``: they queue their job for a worker thread that
+serves concurrent requests as one group (:mod:`recloop.serve.batching`: one model call, one
+commit), so the event loop never computes. The admin handlers are plain ``def`` (FastAPI
+runs them in its thread pool). Every error body is ``{"error": "<what is wrong and how to
+fix it>"}``.
 """
 
 from __future__ import annotations
