@@ -196,6 +196,19 @@ def grouping(port: int, worker: str) -> tuple[float, float]:
     return values[f"recloop_{worker}_groups"], values[f"recloop_{worker}_grouped"]
 
 
+def tidy_propensities(table: pd.DataFrame, seed: int, users: int = 20) -> pd.DataFrame:
+    """The estimator table as tidy rows (DESIGN.md): one figure a row."""
+    from recloop.runs import git_sha, machine
+
+    return pd.DataFrame([
+        {"benchmark": "serve_propensities", "dataset": "ml-1m", "method": r.estimator,
+         "variant": f"{int(r.draws)} draws", "seed": seed, "split": "softmax slots 3-10",
+         "metric": metric, "value": float(getattr(r, metric)), "n": users,
+         "git_sha": git_sha(), "machine": machine()}
+        for r in table.itertuples() for metric in ("rel_rmse", "zeros", "ms")
+    ])  # fmt: skip
+
+
 def pin(cores: str) -> list[str]:
     return ["taskset", "-c", cores] if sys.platform.startswith("linux") else []
 
@@ -226,7 +239,8 @@ def main() -> None:
     if args.propensities:
         table = propensity_check(run, args.seed)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        table.to_csv(RESULTS / "serve_propensities.csv", index=False)
+        tidy_propensities(table, args.seed).to_csv(RESULTS / "serve_propensities.csv",
+                                                   index=False)  # fmt: skip
         return
     vocab = json.loads((run / "vocab.json").read_text())
     users = [str(u) for u in vocab["users"]]
