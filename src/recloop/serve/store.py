@@ -24,15 +24,11 @@ service acknowledges an event only after this call.
 
 from __future__ import annotations
 
-import queue
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -400,110 +396,11 @@ class EventStore:
         return pd.DataFrame([tuple(r) for r in rows], columns=cols)
 
 
-class SQLiteStore(EventStore):
-    """SQLite in WAL mode with ``synchronous=FULL``; one connection behind a lock."""
-
-    dialect = "sqlite"
-    integrity_errors = (sqlite3.IntegrityError,)
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else url
-        folder = Path(path).parent
-        if not folder.is_dir():
-            raise ConfigError(f"cannot create the event store {path}: folder {folder} is missing")
-        try:
-            self._con = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                        timeout=30.0)  # fmt: skip
-            self._con.execute("PRAGMA journal_mode=WAL")
-            self._con.execute("PRAGMA synchronous=FULL")
-            self._con.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.DatabaseError as e:
-            raise ConfigError(f"{path} is not a usable SQLite event store ({e})") from e
-        self._lock = threading.Lock()
-        self.path = path
-
-    @contextmanager
-    def _transaction(self, flush: bool = True) -> Iterator[Any]:
-        with self._lock:
-            cur = self._con.cursor()
-            if not flush:  # committed to the WAL without an fsync (see log_requests)
-                cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            else:
-                cur.execute("COMMIT")
-            finally:
-                if not flush:
-                    cur.execute("PRAGMA synchronous=FULL")
-                cur.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._con.close()
-
-
-class PostgresStore(EventStore):
-    """PostgreSQL through psycopg 3, with a small pool of connections."""
-
-    dialect = "postgres"
-    placeholder = "%s"
-
-    def __init__(self, url: str, pool_size: int = 8) -> None:
-        super().__init__(url)
-        try:
-            import psycopg
-        except ImportError as e:  # pragma: no cover - the serve extra has it
-            raise ConfigError(
-                'PostgreSQL needs psycopg: pip install -c constraints.txt -e ".[serve]"'
-            ) from e
-        self._psycopg = psycopg
-        self.integrity_errors = (psycopg.IntegrityError,)
-        self._pool: queue.Queue[Any] = queue.Queue()
-        self._all: list[Any] = []
-        for _ in range(pool_size):
-            try:
-                con = psycopg.connect(url, connect_timeout=10)
-            except psycopg.Error as e:
-                self.close()
-                raise ConfigError(f"cannot connect to PostgreSQL at {_redact(url)} ({e})") from e
-            self._all.append(con)
-            self._pool.put(con)
-
-    @contextmanager
-    def _transaction(self, flush: bool = True) -> Iterator[Any]:
-        con = self._pool.get()
-        try:
-            with con.transaction(), con.cursor() as cur:
-                if not flush:  # the next flushed commit writes this one's WAL too
-                    cur.execute("SET LOCAL synchronous_commit TO OFF")
-                yield cur
-        finally:
-            self._pool.put(con)
-
-    def close(self) -> None:
-        for con in self._all:
-            con.close()
-        self._all = []
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
 def open_store(url: str) -> EventStore:
     """The event store at ``url`` (``sqlite:///path``, a file path, or ``postgresql://``),
-    with every migration applied."""
+    with every migration applied (backends: :mod:`recloop.serve.backends`)."""
+    from recloop.serve.backends import PostgresStore, SQLiteStore, redact
+
     if not url:
         raise ConfigError("the event store URL is empty; give sqlite:///PATH or postgresql://...")
     store: EventStore
@@ -513,7 +410,7 @@ def open_store(url: str) -> EventStore:
         store = SQLiteStore(url)
     else:
         raise ConfigError(
-            f"unsupported event store URL {_redact(url)!r}; use sqlite:///PATH or postgresql://"
+            f"unsupported event store URL {redact(url)!r}; use sqlite:///PATH or postgresql://"
         )
     try:
         store.migrate()
