@@ -19,7 +19,7 @@ correction (uniform or popularity proposals; Bengio & Senécal 2008, Yi et al. R
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
@@ -43,6 +43,7 @@ from recloop.models.encoders import (  # noqa: F401 - re-exported: the RL heads 
 from recloop.models.items import ItemConfig, TextFeatures
 from recloop.models.losses import softmax_cross_entropy
 from recloop.models.neural import TorchRecommender
+from recloop.models.training import resolve_bf16
 from recloop.rl.reward import Reward
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class SequentialConfig(ItemConfig):
     loss: str = option("ce", "ce: full softmax over all items; sampled: sampled softmax.")
     negatives: int = option(256, "Sampled softmax: negatives drawn per batch (shared).")
     sampler: str = option("uniform", "Sampled softmax proposal: uniform or pop (by count).")
-    bf16: bool = option(False, "bfloat16 autocast in training (CPUs with AVX512-BF16/AMX).")
+    bf16: bool = option(False, "bfloat16 autocast in training where the CPU has it natively "
+                        "(AVX512-BF16 or AMX); float32, with a warning, elsewhere.")  # fmt: skip
     cl_weight: float = option(0.0, "CL4SRec: weight λ of the contrastive loss (0 = off).")
     cl_temperature: float = option(0.5, "CL4SRec: InfoNCE temperature (cosine similarity).")
     cl_crop: float = option(0.6, "CL4SRec: crop keeps this share of a sequence (η).")
@@ -198,18 +200,20 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             self._catalogue, self._remap = torch.from_numpy(seen), torch.from_numpy(remap)
             q = np.where(counts > 0, q, 0.0)
         self._augment = self.config.augmenter
+        self._bf16 = resolve_bf16(self.config.bf16)
         self._proposal = q / q.sum()
         with np.errstate(divide="ignore"):
             self._log_q = torch.from_numpy(np.log(self._proposal).astype(np.float32))
         if self.config.head != "none":  # the learner's training context
             learner = self._learner()
             learner.ce, learner.allowed = self._ce, self._catalogue
+            learner.config = replace(learner.config, bf16=self._bf16)
             learner.warmup = float(self.config.rl_warmup * (self._lengths - 1).sum())
             self._reward = self.config.reward
 
     def _release(self) -> None:
         for name in ("_indptr", "_items", "_ratings", "_users", "_lengths", "_proposal",
-                     "_log_q", "_catalogue", "_remap", "_augment", "_reward"):  # fmt: skip
+                     "_log_q", "_catalogue", "_remap", "_augment", "_reward", "_bf16"):  # fmt: skip
             self.__dict__.pop(name, None)
         if self.config.head != "none":
             from recloop.rl.heads import full_softmax_ce
@@ -246,7 +250,7 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
                                                  batch.seed))  # fmt: skip
         seq = left_padded(self._indptr, self._items, batch.users, cfg.max_len + 1)
         inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, L) each
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
             main = self._next_item_loss(inputs, targets, batch.negatives)
             if cfg.cl_weight == 0:
                 return main
@@ -287,7 +291,7 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         if self._catalogue is not None:
             weights, target = weights[self._catalogue], self._remap[target]
         return softmax_cross_entropy(states.float(), weights.float(), target,
-                                     bf16=self.config.bf16, row_weights=row_weights)  # fmt: skip
+                                     bf16=self._bf16, row_weights=row_weights)  # fmt: skip
 
     def user_states(
         self, users: np.ndarray, history: History | None = None
