@@ -36,20 +36,21 @@ def test_greedy_is_the_models_own_ranking(policy: ServingPolicy, run_dir: Path) 
         assert rec.cold_start is None
 
 
-def test_epsilon_propensities_by_hand(policy: ServingPolicy) -> None:
+@pytest.mark.parametrize("k", [5, 10])  # 10: m (m − 1) ⋯ overflows int64 (it once did here)
+def test_epsilon_propensities_by_hand(policy: ServingPolicy, k: int) -> None:
     learner = OnlineLearner(policy)
-    greedy = _rec(policy, learner, "1", 5, "none").items
+    greedy = _rec(policy, learner, "1", k, "none").items
     m = policy.n_items - len(policy.known_history("1"))  # allowed items
     eps = 0.2
     seen_random = False
     for seed in range(40):
-        rec = _rec(policy, learner, "1", 5, "epsilon", seed=seed)
+        rec = _rec(policy, learner, "1", k, "epsilon", seed=seed)
         same = rec.items == greedy
         expected = np.where(same, 1 - eps + eps / m, eps / m)
         np.testing.assert_allclose(rec.slot_prob, expected)
-        falling = np.prod(m - np.arange(5, dtype=np.float64))
+        falling = np.prod(m - np.arange(k, dtype=np.float64))
         slate = (1 - eps) * same.all() + eps / falling
-        assert rec.slate_prob == pytest.approx(slate, rel=1e-12)
+        assert rec.slate_prob == pytest.approx(slate, rel=1e-12, abs=0)
         seen_random |= not same.all()
     assert seen_random  # with ε = 0.2 over 40 draws, some slates explored
 

@@ -137,6 +137,20 @@ def _falling(m: np.ndarray, k: int) -> F64:
     return out
 
 
+def epsilon_propensities(
+    slates: np.ndarray, greedy: np.ndarray, epsilon: float, m: np.ndarray
+) -> tuple[F64, F64]:
+    """(B, k) slot and (B,) slate probabilities of drawn ε-greedy slates: the greedy slate
+    with probability ``1 − ε``, otherwise a uniform ordered slate of ``k`` of the ``m``
+    allowed items (``m``: (B,) counts). The slates must be valid draws (distinct, allowed)."""
+    same = np.asarray(slates) == np.asarray(greedy)
+    m = np.asarray(m, dtype=np.float64)
+    slot = (1.0 - epsilon) * same + epsilon / m[:, None]
+    # float falling factorial: m (m − 1) ⋯ overflows int64 from k ≈ 6 on real catalogues
+    slate = (1.0 - epsilon) * same.all(axis=1) + epsilon / _falling(m, same.shape[1])
+    return slot, slate
+
+
 def slate_probability(
     slates: np.ndarray,
     scores: np.ndarray,
@@ -353,6 +367,5 @@ def sample_slates(
                                      rao_blackwell=rao_blackwell)  # fmt: skip
         return SlateDraw(slates, prob, marg[rows[:, None], slates, cols], exact)
     eps = 0.0 if exploration.kind == "greedy" else exploration.epsilon
-    greedy = _greedy(s, mask, k)
-    slot_prob = (1.0 - eps) * (slates == greedy) + eps / mask.sum(axis=1, keepdims=True)
+    slot_prob, _ = epsilon_propensities(slates, _greedy(s, mask, k), eps, mask.sum(axis=1))
     return SlateDraw(slates, prob, slot_prob, True)

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -190,7 +190,7 @@ class Service:
         for (n, request_id, user_id, exploration, rec), conflict in zip(answers, conflicts,
                                                                          strict=True):  # fmt: skip
             out[n] = conflict or answer(policy, rec, request_id, user_id, version, exploration)
-        return [o if o is not None else RuntimeError("unanswered") for o in out]
+        return cast("list[bytes | Exception]", out)  # every slot is filled above
 
     def feedback_many(self, bodies: list[FeedbackIn]) -> list[bytes | Exception]:
         """Store a group of ``/feedback`` events in one transaction (the feedback worker's

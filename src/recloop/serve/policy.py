@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from recloop.errors import DataError
-from recloop.ope.policies import Exploration, sample_slates
+from recloop.ope.policies import Exploration, epsilon_propensities, sample_slates
 from recloop.rl.bandits import LinearBandit
 
 __all__ = ["Query", "Recommendation", "ServingPolicy", "Snapshot", "reward_of"]
@@ -323,14 +323,15 @@ class ServingPolicy:
         s = self.settings
         q, allowed = r.query, r.allowed
         exploration, rng = q.exploration, q.rng
-        if rng is None and exploration != "none":
-            raise ValueError(f"exploration {exploration!r} needs a random generator")
         k = min(q.k, int(allowed.sum()))
-        bandit = snapshot.bandit
-        w = s.online_weight
+        if exploration == "none":
+            slate = top_k(final, allowed, k)
+            return self._recommendation(slate, final, np.ones(k), 1.0, True, cold)
+        if rng is None:
+            raise ValueError(f"exploration {exploration!r} needs a random generator")
         if exploration == "thompson":
-            assert rng is not None
-            draws = z[None, :] + w * bandit.sample_scores(row, s.thompson_sims, rng)
+            w = s.online_weight
+            draws = z[None, :] + w * snapshot.bandit.sample_scores(row, s.thompson_sims, rng)
             masked = np.where(allowed, draws, -np.inf)
             part = np.argpartition(-masked, k - 1, axis=1)[:, :k]  # each draw's top k, unordered
             order = np.argsort(-np.take_along_axis(masked, part, 1), axis=1, kind="stable")
@@ -338,30 +339,27 @@ class ServingPolicy:
             slate = tops[0]
             slot_prob = (tops == slate[None, :]).mean(axis=0)
             slate_prob = float((tops == slate[None, :]).all(axis=1).mean())
-            final = draws[0]
-            exact = False
-        elif exploration == "none":
-            slate = top_k(final, allowed, k)
-            slot_prob, slate_prob, exact = np.ones(k), 1.0, True
-        elif exploration == "epsilon":  # the ranking, or with probability ε a uniform slate
-            assert rng is not None
-            greedy, eps = top_k(final, allowed, k), s.epsilon
-            m = int(allowed.sum())
-            explore = rng.random() < eps
+            return self._recommendation(slate, draws[0], slot_prob, slate_prob, False, cold)
+        if exploration == "epsilon":  # the ranking, or with probability ε a uniform slate
+            greedy = top_k(final, allowed, k)
+            explore = rng.random() < s.epsilon
             slate = rng.choice(np.flatnonzero(allowed), k, replace=False) if explore else greedy
-            same = slate == greedy
-            slot_prob = (1.0 - eps) * same + eps / m
-            slate_prob = (1.0 - eps) * float(same.all()) + eps / float(np.prod(m - np.arange(k)))
-            exact = True
-        else:  # softmax
-            assert rng is not None
-            rule = Exploration(exploration, s.epsilon, s.temperature)
-            draw = sample_slates(final[None, :], rule, k, rng, allowed[None, :],
-                                 n_sim=s.softmax_sims, rao_blackwell=True)  # fmt: skip
-            slate, slot_prob = draw.slates[0], draw.slot_prob[0].copy()
-            slate_prob, exact = float(draw.prob[0]), bool(draw.slot_exact)
-            if not exact and (slot_prob <= 0).any():  # no draw left a shown item available
-                slot_prob = self._with_shown_prefix(final, allowed, slate, slot_prob, rule)
+            slot, whole = epsilon_propensities(slate[None, :], greedy[None, :], s.epsilon,
+                                               allowed.sum(keepdims=True))  # fmt: skip
+            return self._recommendation(slate, final, slot[0], float(whole[0]), True, cold)
+        rule = Exploration(exploration, s.epsilon, s.temperature)  # softmax
+        draw = sample_slates(final[None, :], rule, k, rng, allowed[None, :],
+                             n_sim=s.softmax_sims, rao_blackwell=True)  # fmt: skip
+        slate, slot_prob = draw.slates[0], draw.slot_prob[0].copy()
+        exact = bool(draw.slot_exact)
+        if not exact and (slot_prob <= 0).any():  # no draw left a shown item available
+            slot_prob = self._with_shown_prefix(final, allowed, slate, slot_prob, rule)
+        return self._recommendation(slate, final, slot_prob, float(draw.prob[0]), exact, cold)
+
+    @staticmethod
+    def _recommendation(slate: np.ndarray, final: np.ndarray, slot_prob: np.ndarray,
+                        slate_prob: float, exact: bool, cold: str | None) -> Recommendation:  # fmt: skip
+        """The answer of one request (explanations are filled for the whole group later)."""
         return Recommendation(
             items=slate,
             scores=final[slate],

@@ -52,6 +52,10 @@ class NotShown(RecloopError):
     """Feedback on a request that does not exist, or on an item it did not show."""
 
 
+def _reused(request_id: str) -> Conflict:
+    return Conflict(f"request_id {request_id!r} was already used; send a new one or none")
+
+
 @dataclass(frozen=True)
 class Served:
     """One recommendation to log: ``slate`` holds (item_id, score, propensity) in order."""
@@ -186,23 +190,13 @@ class EventStore:
                 new = []
                 for r in served:
                     if r.request_id in taken:
-                        out.append(Conflict(f"request_id {r.request_id!r} was already used; "
-                                            f"send a new one or none"))  # fmt: skip
+                        out.append(_reused(r.request_id))
                         continue
                     taken.add(r.request_id)
                     new.append(r)
                     out.append(None)
                 if new:  # one statement per table for the whole group
-                    cur.executemany(
-                        self._q("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                        [(r.request_id, r.user_key, now, r.model_version, r.exploration,
-                          len(r.slate), float(r.slate_prob)) for r in new],
-                    )  # fmt: skip
-                    cur.executemany(
-                        self._q("INSERT INTO shown VALUES (?, ?, ?, ?, ?)"),
-                        [(r.request_id, p, item, float(sc), float(pr))
-                         for r in new for p, (item, sc, pr) in enumerate(r.slate)],
-                    )  # fmt: skip
+                    self._insert_served(cur, new, now)
                 return out
         except self.integrity_errors:  # another server took one of the ids meanwhile
             return [self._log_one(r, now) for r in served]
@@ -215,22 +209,27 @@ class EventStore:
 
     def _log_one(self, r: Served, now: float) -> Conflict | None:
         """One request in its own transaction (the slow path after a race on an id)."""
-        with self._transaction() as cur:
-            cur.execute(
-                self._q("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (request_id) DO NOTHING"),
-                (r.request_id, r.user_key, now, r.model_version, r.exploration, len(r.slate),
-                 float(r.slate_prob)),
-            )  # fmt: skip
-            if cur.rowcount != 1:
-                return Conflict(f"request_id {r.request_id!r} was already used; send a new one "
-                                f"or none")  # fmt: skip
-            cur.executemany(
-                self._q("INSERT INTO shown VALUES (?, ?, ?, ?, ?)"),
-                [(r.request_id, p, item, float(sc), float(pr))
-                 for p, (item, sc, pr) in enumerate(r.slate)],
-            )  # fmt: skip
-            return None
+        try:
+            with self._transaction() as cur:
+                if self._taken(cur, [r.request_id]):
+                    return _reused(r.request_id)
+                self._insert_served(cur, [r], now)
+                return None
+        except self.integrity_errors:  # taken by another server since the check
+            return _reused(r.request_id)
+
+    def _insert_served(self, cur: Any, served: Sequence[Served], now: float) -> None:
+        """The rows of ``served`` (ids not yet taken): one statement per table."""
+        cur.executemany(
+            self._q("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)"),
+            [(r.request_id, r.user_key, now, r.model_version, r.exploration, len(r.slate),
+              float(r.slate_prob)) for r in served],
+        )  # fmt: skip
+        cur.executemany(
+            self._q("INSERT INTO shown VALUES (?, ?, ?, ?, ?)"),
+            [(r.request_id, p, item, float(sc), float(pr))
+             for r in served for p, (item, sc, pr) in enumerate(r.slate)],
+        )  # fmt: skip
 
     def add_feedback(self, event: Feedback, created_at: float | None = None) -> tuple[int, bool]:
         """Store ``event`` durably; returns ``(seq, duplicate)``.
