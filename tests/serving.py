@@ -126,6 +126,27 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=30.0)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_server(
+    request: pytest.FixtureRequest, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server per backend for a module's tests that need no fresh store: each such test
+    uses users and ids of its own and counts only what it adds (a server start costs ~6 s)."""
+    if request.param == "sqlite":
+        dbs: Iterator[str] = iter([f"sqlite:///{tmp_path_factory.mktemp('shared') / 'e.db'}"])
+    elif not PG_URL:
+        pytest.skip("PostgreSQL tests need RECLOOP_TEST_PG_URL=$(bash .ci/postgres.sh)")
+    else:
+        dbs = pg_database()
+    srv = Server(run_dir, next(dbs)).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        for _ in dbs:  # drop the PostgreSQL database
+            pass
+
+
 @pytest.fixture
 def server(run_dir: Path, db_url: str) -> Iterator[Server]:
     srv = Server(run_dir, db_url).start()

@@ -1,6 +1,7 @@
 """Quality bars on real data: the protocol ranks the classic baselines as the literature does.
 
-ML-100K bars are cheap (seconds) and run by default; ML-1M and BPR bars are marked ``slow``.
+The cheap ML-100K bars (seconds) run by default; ML-1M, BPR and the deep models' bars are
+marked ``slow`` (``.ci/run`` runs them after the default suite).
 Thresholds sit well below the figures in benchmarks/RESULTS.md, so they catch a broken
 protocol or model, not noise.
 """
@@ -83,6 +84,7 @@ def _fit_valid_eval(split, name, **params):
     return evaluate(model, split, "test", ks=(10,))
 
 
+@pytest.mark.slow  # ~100 s on this machine: a quality bar, not a unit test
 def test_ml100k_sasrec_beats_every_baseline(ml100k_split) -> None:
     # One seed, max_len 50 (about a minute): 0.09-0.10 measured (RESULTS.md); Markov, the
     # strongest baseline, reaches 0.077 and Popularity 0.043.

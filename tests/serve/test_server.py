@@ -58,8 +58,8 @@ def test_recommend_feedback_learn(server: Server) -> None:
     store.close()
 
 
-def test_cold_start_is_not_an_error(server: Server) -> None:
-    with server.client() as c:
+def test_cold_start_is_not_an_error(shared_server: Server) -> None:
+    with shared_server.client() as c:
         r = c.post("/recommend", json={"user_id": "never-seen", "k": 3})
         assert r.status_code == 200 and r.json()["cold_start"] == "popular"
         r = c.post("/recommend", json={"history": ["50", "181"], "k": 3})
@@ -67,11 +67,23 @@ def test_cold_start_is_not_an_error(server: Server) -> None:
         assert r.json()["user_id"].startswith("anonymous-")
 
 
-def test_concurrent_requests_are_grouped_and_each_gets_its_own_answer(server: Server) -> None:
+def _group_counts(server: Server) -> dict[str, float]:
+    with server.client() as c:
+        metrics = c.get("/metrics").text
+    return {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+            if line.startswith(("recloop_recommend_", "recloop_feedback_"))}  # fmt: skip
+
+
+def test_concurrent_requests_are_grouped_and_each_gets_its_own_answer(
+    shared_server: Server,
+) -> None:
     """16 clients at once: the recommend worker serves them in groups (one model call each),
     and every answer is the one that user gets alone; feedback is committed in groups and
     every event is stored once."""
-    users = [str(u) for u in range(1, 65)]
+    server = shared_server
+    users = [str(u) for u in range(101, 165)]  # users no other test of the module touches
+    store = open_store(server.db)
+    before, stored_before = _group_counts(server), store.count("feedback")
     with server.client() as c:
         alone = {u: [i["item_id"] for i in c.post("/recommend", json={"user_id": u, "k": 5})
                      .json()["items"]] for u in users}  # fmt: skip
@@ -115,28 +127,25 @@ def test_concurrent_requests_are_grouped_and_each_gets_its_own_answer(server: Se
     for t in threads:
         t.join()
     assert not errors
-    with server.client() as c:
-        metrics = c.get("/metrics").text
-    grouped = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-               if line.startswith(("recloop_recommend_", "recloop_feedback_"))}  # fmt: skip
+    after = _group_counts(server)
+    grouped = {name: after[name] - before.get(name, 0.0) for name in after}
     assert grouped["recloop_recommend_grouped"] == 64 + 3 * 64
     assert grouped["recloop_recommend_groups"] < grouped["recloop_recommend_grouped"]
     assert grouped["recloop_feedback_grouped"] == 2 * len(served)
-    store = open_store(server.db)
-    assert store.count("feedback") == len(served) == 3 * 64
+    assert store.count("feedback") - stored_before == len(served) == 3 * 64
     store.close()
 
 
-def test_nul_in_an_id_is_refused_by_name(server: Server) -> None:
-    with server.client() as c:
+def test_nul_in_an_id_is_refused_by_name(shared_server: Server) -> None:
+    with shared_server.client() as c:
         r = c.post("/recommend", json={"user_id": "a\u0000b", "k": 3})
         assert r.status_code == 422 and "NUL" in r.json()["error"]
         r = c.delete("/admin/users/a%00b", headers=AUTH)
         assert r.status_code == 422 and "NUL" in r.json()["error"]
 
 
-def test_admin_needs_the_token(server: Server) -> None:
-    with server.client() as c:
+def test_admin_needs_the_token(shared_server: Server) -> None:
+    with shared_server.client() as c:
         for method, path, kw in (("DELETE", "/admin/users/1", {}),
                                  ("POST", "/admin/reload", {"json": {"run_dir": "x"}})):  # fmt: skip
             r = c.request(method, path, **kw)
