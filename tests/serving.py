@@ -126,14 +126,11 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=30.0)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def shared_server(
-    request: pytest.FixtureRequest, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """One server per backend for a module's tests that need no fresh store: each such test
-    uses users and ids of its own and counts only what it adds (a server start costs ~6 s)."""
-    if request.param == "sqlite":
-        dbs: Iterator[str] = iter([f"sqlite:///{tmp_path_factory.mktemp('shared') / 'e.db'}"])
+def backend_server(backend: str, run_dir: Path, folder: Path) -> Iterator[Server]:
+    """A started server over a new store of ``backend`` (sqlite or postgres); stopped, and
+    its PostgreSQL database dropped, when the generator is closed."""
+    if backend == "sqlite":
+        dbs: Iterator[str] = iter([f"sqlite:///{folder / 'e.db'}"])
     elif not PG_URL:
         pytest.skip("PostgreSQL tests need RECLOOP_TEST_PG_URL=$(bash .ci/postgres.sh)")
     else:
@@ -145,6 +142,15 @@ def shared_server(
         srv.stop()
         for _ in dbs:  # drop the PostgreSQL database
             pass
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_server(
+    request: pytest.FixtureRequest, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server per backend for a module's tests that need no fresh store: each such test
+    uses users and ids of its own and counts only what it adds (a server start costs ~6 s)."""
+    yield from backend_server(request.param, run_dir, tmp_path_factory.mktemp("shared"))
 
 
 @pytest.fixture

@@ -14,28 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving import PG_URL, TOKEN, Server, pg_database
+from serving import TOKEN, Server, backend_server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def live(request: pytest.FixtureRequest, run_dir: Path,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:  # fmt: skip
-    if request.param == "sqlite":
-        dbs: Iterator[str] = iter([f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'e.db'}"])
-    elif not PG_URL:
-        pytest.skip("PostgreSQL tests need RECLOOP_TEST_PG_URL=$(bash .ci/postgres.sh)")
-    else:
-        dbs = pg_database()
-    db = next(dbs)
-    srv = Server(run_dir, db).start()
-    with srv.client() as c:
-        rec = c.post("/recommend", json={"user_id": "1", "k": 3}).json()
-    try:
+    """A server of its own (the fuzz may delete users and reload runs) and one request id."""
+    for srv in backend_server(request.param, run_dir, tmp_path_factory.mktemp("fuzz")):
+        with srv.client() as c:
+            rec = c.post("/recommend", json={"user_id": "1", "k": 3}).json()
         yield srv, rec["request_id"]
-    finally:
-        srv.stop()
-        for _ in dbs:  # drop the PostgreSQL database
-            pass
 
 
 json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
