@@ -196,9 +196,15 @@ def test_sim_agents_compares_with_the_greedy_model(tiny_csv, tmp_path) -> None:
     args = ["sim", "agents", "--data", str(tiny_csv), "--columns", COLS, "--agents",
             "random,popularity,greedy,thompson,reinforce_topk", "--steps", "5", "--n-envs", "4",
             "--eval-users", "10", "--param", "slate_size=3", "--param", "session_cap=5",
-            "--guardrail", "--out", str(out), "--quiet"]  # fmt: skip
+            "--guardrail", "--out", str(out), "--save-runs", str(tmp_path / "runs"),
+            "--quiet"]  # fmt: skip
     proc = run(*args)
     assert "Δ vs greedy" in proc.stdout
+    # the trained REINFORCE agent (no guardrail) is a run that `recloop recommend` reads
+    (saved,) = [p for p in (tmp_path / "runs").iterdir() if p.name.endswith("-reinforce_topk-s0")]
+    assert f"runs in {tmp_path / 'runs'}: {saved.name}" in proc.stdout
+    rec = run("recommend", str(saved), "--user", "user5", "-k", "3").stdout
+    assert len([line for line in rec.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]) == 3
     rows = pd.read_csv(out / "results.csv")
     assert set(rows["method"]) == {"random", "popularity", "greedy", "thompson", "reinforce_topk"}
     assert set(rows["variant"]) == {"plain", "guardrail"}

@@ -121,6 +121,15 @@ def sim_agents(
             help="Write results.csv, sessions.csv and summary.md here; finished cells are reused.",
         ),
     ] = None,
+    save_runs: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-runs",
+            help="Save each trained reinforce_topk agent (without the guardrail) as a run "
+            "directory here, DATA-AGENT-sSEED, which `recloop serve`, `recommend` and "
+            "`evaluate` take.",
+        ),
+    ] = None,
     columns: Columns = "",
     quiet: Quiet = False,
 ) -> None:
@@ -154,10 +163,11 @@ def sim_agents(
     ds = load_dataset(data, **({"columns": cols} if cols else {}))
     cells = out / "cells" if out else None
     if replay:
-        tidy, sessions = run_replay(ds, config, cut_frac, cells, progress=not quiet)
+        tidy, sessions = run_replay(ds, config, cut_frac, cells, progress=not quiet,
+                                    runs=save_runs)  # fmt: skip
         where = f"logged-data mode (the last {cut_frac:.0%} of the interactions replayed)"
     else:
-        tidy, sessions, w = run_arena(ds, config, cells, progress=not quiet)
+        tidy, sessions, w = run_arena(ds, config, cells, progress=not quiet, runs=save_runs)
         where = f"simulator ({w.describe()})"
     ran = tuple(dict.fromkeys(tidy["method"]))
     text = arena_table(tidy, sessions) if "greedy" in ran else arena_table(
@@ -170,3 +180,6 @@ def sim_agents(
         sessions.to_csv(out / "sessions.csv", index=False)
         (out / "summary.md").write_text(text + "\n")
         typer.echo(f"\nwrote {out / 'results.csv'}, sessions.csv and summary.md")
+    if save_runs is not None:
+        saved = sorted(p.name for p in save_runs.glob("*") if (p / "config.json").exists())
+        typer.echo(f"runs in {save_runs}: {', '.join(saved) or 'none (no reinforce_topk cell)'}")

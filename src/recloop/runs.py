@@ -137,7 +137,6 @@ def train_run(
         data: an already prepared ``(dataset, split)`` pair (saves reloading in comparisons).
     """
     from recloop.eval.protocol import evaluate
-    from recloop.models.base import History
 
     dataset, split = data if data is not None else prepare_data(spec)
     model = build_model(spec)
@@ -173,9 +172,24 @@ def train_run(
     if hasattr(model, "train_state_"):
         metrics["training"] = model.train_state_.to_dict()
     result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}
-    if out is None:
-        return result
-    folder = Path(out)
+    if out is not None:
+        save_run(Path(out), model, dataset, resolved, metrics, test.per_user)
+    return result
+
+
+def save_run(
+    folder: Path,
+    model: Any,
+    dataset: Any,
+    resolved: dict[str, Any],
+    metrics: dict[str, Any],
+    per_user_test: Any,
+) -> None:
+    """Write a run directory (``recloop recommend``/``serve``/``evaluate`` read it): the model
+    with every known interaction as its serving history, the resolved config with its hash
+    and provenance, the metrics, the per-user test rows and the id vocabulary."""
+    from recloop.models.base import History
+
     folder.mkdir(parents=True, exist_ok=True)
     # Serve-time history is everything known about the users, not just the training part.
     model.history_ = History.from_dataset(dataset)
@@ -190,7 +204,7 @@ def train_run(
     }
     _write_json(folder / "config.json", meta)
     _write_json(folder / "metrics.json", metrics)
-    test.per_user.to_csv(folder / "per_user_test.csv", index=False)
+    per_user_test.to_csv(folder / "per_user_test.csv", index=False)
     titles = dataset.titles(np.arange(dataset.n_items))
     _write_json(
         folder / "vocab.json",
@@ -200,7 +214,6 @@ def train_run(
             "titles": titles,
         },
     )
-    return result
 
 
 def _n_parameters(model: Any) -> int:

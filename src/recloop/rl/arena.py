@@ -35,6 +35,9 @@ from recloop.sim.world import World, WorldConfig
 
 #: Every agent and baseline, in table order (``ppo_sb3`` needs the ``rl`` extra).
 METHODS = (*AGENTS, "ppo_sb3")
+#: Agents whose trained policy is a sequence model's ranking (π's logits are the encoder's
+#: state against its item table), so they can be saved as a run and served.
+SERVABLE = ("reinforce_topk",)
 METRICS = ("return", "ctr", "session_length", "coverage", "diversity", "train_s",
            "env_steps_per_s", "offline_ndcg@10")  # fmt: skip
 
@@ -74,13 +77,16 @@ class ArenaConfig:
 
 
 def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None,
-              progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, World]:  # fmt: skip
+              progress: bool = False, runs: Path | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame, World]:  # fmt: skip
     """Run every (seed, agent, guardrail) cell; return tidy rows, per-session rows, the world.
 
     ``data`` is a dataset name or path (:func:`recloop.data.load_dataset`) or a ``Dataset``.
 
     With ``work``, each cell's results are kept in ``work/CELL.json`` and a rerun reuses
     them (the world and the greedy models are refitted, deterministically, when needed).
+    With ``runs``, each trained agent of :data:`SERVABLE` (without the guardrail) is also
+    saved as a run directory ``runs/DATA-AGENT-sSEED`` (see :func:`save_policy_run`).
     """
     dataset = load_dataset(data) if isinstance(data, str) else data
     data = dataset.name if not isinstance(data, str) else data
@@ -96,12 +102,12 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
         eval_batch=lambda: UserBatch(world, sim, len(ev_users)), eval_starts=ev_users,
         world=world,
     )  # fmt: skip
-    tidy, sessions = _run_grid(stage, data, dataset, config, work, progress)
+    tidy, sessions = _run_grid(stage, data, dataset, config, work, progress, runs)
     return tidy, sessions, world
 
 
 def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
-               work: Path | None = None, progress: bool = False
+               work: Path | None = None, progress: bool = False, runs: Path | None = None
                ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Logged-data mode: the same agents trained and evaluated on the real logs, replayed.
 
@@ -115,7 +121,8 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
     holds the next logged item (reward like 1.0 / other 0.2), and the log moves on either
     way. Return per session is therefore a sequential hit measure on real users, with no
     response model. PPO is skipped: its Gymnasium interface is the simulator's. Returns
-    tidy rows and per-session returns, as :func:`run_arena`, with ``split`` ``replay``.
+    tidy rows and per-session returns, as :func:`run_arena`, with ``split`` ``replay``
+    (``runs`` as there, folders ``DATA-replay-AGENT-sSEED``).
     """
     from recloop.sim.replay import ReplayBatch
 
@@ -151,7 +158,7 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
         eval_batch=lambda: ReplayBatch(dataset, sim, len(ev_episodes), cut=cut),
         eval_starts=ev_episodes,
     )  # fmt: skip
-    return _run_grid(stage, data, dataset, config, work, progress)
+    return _run_grid(stage, data, dataset, config, work, progress, runs)
 
 
 @dataclass
@@ -171,7 +178,8 @@ class _Stage:
 
 
 def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
-              work: Path | None, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+              work: Path | None, progress: bool, runs: Path | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Every (seed, agent, guardrail) cell of ``stage``, reusing the ones kept in ``work``."""
     from recloop.models.sequential import SASRec
 
@@ -184,14 +192,21 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
             for guard in config.guardrail if name != "ppo_sb3" else (False,):
                 variant = "guardrail" if guard else "plain"
                 path = work / f"{stage.prefix}-{name}-{variant}-s{seed}.json" if work else None
-                if path is not None and path.exists():
+                save = (runs / f"{stage.prefix}-{name}-s{seed}"
+                        if runs is not None and name in SERVABLE and not guard else None)  # fmt: skip
+                if (
+                    path is not None
+                    and path.exists()
+                    and (save is None or (save / "config.json").exists())
+                ):  # a cell whose run is asked for but missing trains again
                     result = json.loads(path.read_text())
                 else:
                     if model is None and name not in ("random", "popularity", "ppo_sb3"):
                         model = SASRec(seed=seed, **config.greedy).fit(
                             stage.split.train, valid=stage.split, progress=progress
                         )
-                    result = _cell(stage, name, guard, seed, dataset, model, config, progress)
+                    result = _cell(stage, name, guard, seed, dataset, model, config, progress,
+                                   save)  # fmt: skip
                     if path is not None:
                         path.parent.mkdir(parents=True, exist_ok=True)
                         tmp = path.with_name(f".{path.name}.tmp")
@@ -208,8 +223,9 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
 
 
 def _cell(stage: _Stage, name: str, guard: bool, seed: int, dataset: Dataset, model: Any,
-          config: ArenaConfig, progress: bool) -> dict[str, Any]:  # fmt: skip
-    """Train one agent (if it learns), then evaluate it on the stage's start states."""
+          config: ArenaConfig, progress: bool, save: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train one agent (if it learns), then evaluate it on the stage's start states (and
+    save it as a run directory in ``save``)."""
     sim = stage.sim
     if name == "ppo_sb3":
         from recloop.rl.sb3 import train_ppo
@@ -237,7 +253,49 @@ def _cell(stage: _Stage, name: str, guard: bool, seed: int, dataset: Dataset, mo
         # training throughput (agent + environment); evaluation's for agents that do not learn
         "env_steps_per_s": user_steps / train_s if train_s > 0 else ev.user_steps_per_s,
     }
+    if save is not None:
+        save_policy_run(agent, model, stage, dataset, seed, config, save, summary)
     return {"summary": summary, "returns": ev.returns.tolist()}
+
+
+def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, seed: int,
+                    config: ArenaConfig, folder: Path, summary: dict[str, Any]) -> None:  # fmt: skip
+    """Save a trained :data:`SERVABLE` agent as a run directory: the greedy SASRec with the
+    policy's encoder and item table, so ``recloop serve``, ``recommend`` and ``evaluate``
+    rank by the learned policy (its greedy slate: the top of π over unseen items). The
+    metrics are the protocol's on the stage's split, plus the agent's arena summary; the
+    config records the agent, its options and where it trained."""
+    import copy
+
+    from recloop.config import config_dict
+    from recloop.eval.protocol import evaluate
+    from recloop.runs import RunSpec, save_run
+
+    if agent.name not in SERVABLE:
+        raise ConfigError(f"{agent.name} cannot be saved as a run; servable agents: "
+                          f"{list(SERVABLE)}")  # fmt: skip
+    policy = copy.deepcopy(model)
+    policy.module_ = copy.deepcopy(agent.net.encoder).eval()
+    spec = RunSpec(model="sasrec", data=dataset.name, seed=seed)
+    valid = evaluate(policy, stage.split, "valid", ks=spec.ks)
+    test = evaluate(policy, stage.split, "test", ks=spec.ks)
+    resolved = {
+        "model": "sasrec", "params": config_dict(policy.config), "data": dataset.name,
+        "seed": seed, "split": "loo", "cold_frac": spec.cold_frac, "ks": list(spec.ks),
+        "min_user": 0, "min_item": 0, "columns": spec.columns,
+        **({"short_users": "train"} if stage.label == "replay" else {}),
+        "agent": {"name": agent.name, "stage": stage.label, "steps": config.steps,
+                  "n_envs": config.n_envs, "deep": dict(config.deep), "sim": dict(config.sim),
+                  "world": dict(config.world)},
+    }  # fmt: skip
+    metrics = {
+        "valid": valid.to_dict(), "test": test.to_dict(), "fit_s": summary["train_s"],
+        "params": int(sum(p.numel() for p in policy.module_.parameters())),
+        "n_eval_users": {"valid": int(valid.summary["all"][f"hr@{spec.ks[0]}"].n),
+                         "test": int(test.summary["all"][f"hr@{spec.ks[0]}"].n)},
+        "arena": summary,
+    }  # fmt: skip
+    save_run(folder, policy, dataset, resolved, metrics, test.per_user)
 
 
 def arena_tests(sessions: pd.DataFrame, reference: str = "greedy", by_user: bool = True
