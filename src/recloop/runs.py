@@ -146,7 +146,20 @@ def train_run(
     fit_s = time.perf_counter() - t0
     valid = evaluate(model, split, "valid", ks=spec.ks, progress=progress)
     test = evaluate(model, split, "test", ks=spec.ks, progress=progress)
-    resolved = {
+    resolved = resolved_config(spec, model)
+    metrics = run_metrics(model, valid, test, fit_s, spec.ks)
+    if hasattr(model, "train_state_"):
+        metrics["training"] = model.train_state_.to_dict()
+    result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}
+    if out is not None:
+        save_run(Path(out), model, dataset, resolved, metrics, test.per_user)
+    return result
+
+
+def resolved_config(spec: RunSpec, model: Any) -> dict[str, Any]:
+    """A run's ``config.json`` content (before provenance): the spec with the model's full
+    resolved options."""
+    return {
         "model": spec.model,
         "params": config_dict(model.config),
         "data": spec.data,
@@ -159,22 +172,23 @@ def train_run(
         "columns": spec.columns,
         **({"short_users": spec.short_users} if spec.short_users != "error" else {}),
     }
-    metrics = {
+
+
+def run_metrics(
+    model: Any, valid: Any, test: Any, fit_s: float, ks: tuple[int, ...]
+) -> dict[str, Any]:
+    """A run's ``metrics.json`` content: valid and test results, fit time, parameters and
+    the number of users each split evaluated."""
+    return {
         "valid": valid.to_dict(),
         "test": test.to_dict(),
         "fit_s": fit_s,
         "params": _n_parameters(model),
         "n_eval_users": {
-            "valid": int(valid.summary["all"][f"hr@{spec.ks[0]}"].n),
-            "test": int(test.summary["all"][f"hr@{spec.ks[0]}"].n),
+            "valid": int(valid.summary["all"][f"hr@{ks[0]}"].n),
+            "test": int(test.summary["all"][f"hr@{ks[0]}"].n),
         },
     }
-    if hasattr(model, "train_state_"):
-        metrics["training"] = model.train_state_.to_dict()
-    result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}
-    if out is not None:
-        save_run(Path(out), model, dataset, resolved, metrics, test.per_user)
-    return result
 
 
 def save_run(

@@ -267,34 +267,25 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
     config records the agent, its options and where it trained."""
     import copy
 
-    from recloop.config import config_dict
     from recloop.eval.protocol import evaluate
-    from recloop.runs import RunSpec, save_run
+    from recloop.runs import RunSpec, resolved_config, run_metrics, save_run
 
     if agent.name not in SERVABLE:
         raise ConfigError(f"{agent.name} cannot be saved as a run; servable agents: "
                           f"{list(SERVABLE)}")  # fmt: skip
     policy = copy.deepcopy(model)
     policy.module_ = copy.deepcopy(agent.net.encoder).eval()
-    spec = RunSpec(model="sasrec", data=dataset.name, seed=seed)
+    spec = RunSpec(model="sasrec", data=dataset.name, seed=seed,
+                   short_users="train" if stage.label == "replay" else "error")  # fmt: skip
     valid = evaluate(policy, stage.split, "valid", ks=spec.ks)
     test = evaluate(policy, stage.split, "test", ks=spec.ks)
     resolved = {
-        "model": "sasrec", "params": config_dict(policy.config), "data": dataset.name,
-        "seed": seed, "split": "loo", "cold_frac": spec.cold_frac, "ks": list(spec.ks),
-        "min_user": 0, "min_item": 0, "columns": spec.columns,
-        **({"short_users": "train"} if stage.label == "replay" else {}),
+        **resolved_config(spec, policy),
         "agent": {"name": agent.name, "stage": stage.label, "steps": config.steps,
                   "n_envs": config.n_envs, "deep": dict(config.deep), "sim": dict(config.sim),
                   "world": dict(config.world)},
     }  # fmt: skip
-    metrics = {
-        "valid": valid.to_dict(), "test": test.to_dict(), "fit_s": summary["train_s"],
-        "params": int(sum(p.numel() for p in policy.module_.parameters())),
-        "n_eval_users": {"valid": int(valid.summary["all"][f"hr@{spec.ks[0]}"].n),
-                         "test": int(test.summary["all"][f"hr@{spec.ks[0]}"].n)},
-        "arena": summary,
-    }  # fmt: skip
+    metrics = {**run_metrics(policy, valid, test, summary["train_s"], spec.ks), "arena": summary}
     save_run(folder, policy, dataset, resolved, metrics, test.per_user)
 
 
