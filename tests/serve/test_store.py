@@ -144,3 +144,53 @@ def test_request_logs_survive_reopening_either_way(db_url: str, flush: bool) -> 
     assert again.count("requests") == 5 and again.count("shown") == 15
     assert again.feedback()["request_id"].tolist() == ["r3"]
     again.close()
+
+
+def test_sqlite_checkpoints_off_the_writer_and_the_wal_restarts_under_steady_load(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The writer never runs a checkpoint itself below the backstop: the checkpointer
+    thread does, and under load without a pause it still makes the WAL start over, so the
+    file stays bounded; every committed row is there after reopening."""
+    import os
+    import sqlite3
+
+    from recloop.serve.backends import SQLiteStore
+
+    monkeypatch.setattr(SQLiteStore, "CHECKPOINT_EVERY", 0.005)
+    monkeypatch.setattr(SQLiteStore, "RESTART_FRAMES", 100)
+    path = tmp_path / "events.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLiteStore)
+    backstop = store._con.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    assert backstop == SQLiteStore.BACKSTOP_PAGES
+    store.flush_requests = False
+    n = 3000
+    for g in range(n):  # no pause: only the locked second pass can restart the WAL
+        store.log_requests([Served(f"r{g:05d}", f"u{g % 97}", "v", "none", tuple(_slate()), 1.0)])
+    # without the restart the WAL holds every commit's pages: several per commit
+    frames = os.path.getsize(f"{path}-wal") / 4096
+    assert frames < n
+    busy, wal, copied = store.checkpoint()  # idle now: one pass copies everything
+    assert (busy, wal) == (0, copied)
+    store.close()
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM requests").fetchone()[0] == n
+    assert con.execute("SELECT count(*) FROM shown").fetchone()[0] == 3 * n
+    con.close()
+
+
+def test_server_request_ids_are_time_ordered_uuid7() -> None:
+    import time
+    import uuid
+
+    from recloop.serve.app import new_request_id
+
+    first = [new_request_id() for _ in range(1000)]
+    time.sleep(0.002)
+    later = new_request_id()
+    assert len(set(first)) == 1000
+    parsed = uuid.UUID(later)
+    assert (parsed.version, parsed.variant, len(later)) == (7, uuid.RFC_4122, 32)
+    assert abs((parsed.int >> 80) / 1000 - time.time()) < 5  # its first 48 bits: now, in ms
+    assert max(first) < later  # a later millisecond sorts after

@@ -23,7 +23,23 @@ __all__ = ["PostgresStore", "SQLiteStore", "redact"]
 
 
 class SQLiteStore(EventStore):
-    """SQLite in WAL mode with ``synchronous=FULL``; one connection behind a lock."""
+    """SQLite in WAL mode with ``synchronous=FULL``; one connection behind a lock.
+
+    Checkpoints (copying the WAL into the database file, with an fsync) run on a thread of
+    their own with its own connection, in SQLite's ``PASSIVE`` mode, which never blocks a
+    writer. Left to SQLite, the commit that crosses the WAL's 1,000-page mark runs the
+    checkpoint itself: 30-40 ms here, once every ~26 groups of request logs at full load,
+    and every request queued behind that commit waited for it (the serving p99). See
+    :meth:`checkpoint` for how the WAL still restarts under steady load.
+    The writer's own automatic checkpoint stays as a backstop at ``BACKSTOP_PAGES``.
+    """
+
+    #: WAL pages after which the writer checkpoints itself (the checkpointer fell behind).
+    BACKSTOP_PAGES = 20_000
+    #: WAL frames (pages) after which the checkpointer makes the WAL restart
+    RESTART_FRAMES = 8_000
+    #: how often the checkpointer looks for new commits (seconds)
+    CHECKPOINT_EVERY = 0.1
 
     dialect = "sqlite"
     integrity_errors = (sqlite3.IntegrityError,)
@@ -40,10 +56,44 @@ class SQLiteStore(EventStore):
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=FULL")
             self._con.execute("PRAGMA foreign_keys=ON")
+            self._con.execute(f"PRAGMA wal_autocheckpoint={self.BACKSTOP_PAGES}")
+            self._checkpoints = sqlite3.connect(path, check_same_thread=False, timeout=30.0)
+            self._checkpoints.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"{path} is not a usable SQLite event store ({e})") from e
         self._lock = threading.Lock()
         self.path = path
+        self.commits = 0  # transactions committed (the checkpointer looks for new ones)
+        self._closed = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
+                                              name="recloop-checkpoint")  # fmt: skip
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        done = 0
+        while not self._closed.wait(self.CHECKPOINT_EVERY):
+            if self.commits != done:
+                done = self.commits
+                self.checkpoint()
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy committed WAL frames into the database; returns SQLite's (busy, WAL frames,
+        frames checkpointed) of the last pass.
+
+        The pass runs ``PASSIVE``, beside the writer. Under steady load frames committed
+        during the pass keep the WAL from restarting, so it only grows; once it holds
+        ``RESTART_FRAMES``, a second pass holds the writer's lock and copies just those
+        (10-20 ms, mostly two fsyncs; once every few seconds at full load), so the next
+        commit starts the WAL again from its beginning. A pause in the load does the
+        same for free."""
+        try:
+            row = self._checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if row[1] >= self.RESTART_FRAMES:
+                with self._lock:
+                    row = self._checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:  # busy or closing: the next round, or the backstop, does it
+            return (1, -1, -1)
+        return (int(row[0]), int(row[1]), int(row[2]))
 
     @contextmanager
     def _transaction(self, flush: bool = True) -> Iterator[Any]:
@@ -59,12 +109,16 @@ class SQLiteStore(EventStore):
                 raise
             else:
                 cur.execute("COMMIT")
+                self.commits += 1
             finally:
                 if not flush:
                     cur.execute("PRAGMA synchronous=FULL")
                 cur.close()
 
     def close(self) -> None:
+        self._closed.set()
+        self._checkpointer.join(timeout=30)
+        self._checkpoints.close()
         with self._lock:
             self._con.close()
 
