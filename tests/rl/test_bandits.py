@@ -55,3 +55,29 @@ def test_history_items_are_never_recommended_and_options_are_checked() -> None:
         LinearBandit(np.array([[np.nan, 1.0]]))
     with pytest.raises(ConfigError, match="epsilon"):
         LinearBandit(np.eye(3), kind="epsilon_greedy", epsilon=1.5)
+
+
+def test_thompson_draws_follow_each_update_and_float32_matches() -> None:
+    """The cached Cholesky factor of A⁻¹ is the current posterior's: after an update the
+    draws equal ones computed from scratch with the new A⁻¹; float32 scores are the float64
+    ones to single precision, from the same random numbers."""
+    rng = np.random.default_rng(3)
+    bandit = LinearBandit(rng.normal(size=(30, 4)), kind="thompson", scale=0.7)
+    hist = np.array([[1, 2, 0]])
+
+    def by_hand(seed: int) -> np.ndarray:
+        chol = np.linalg.cholesky(bandit.a_inv + 1e-12 * np.eye(8))
+        thetas = bandit.theta + 0.7 * np.random.default_rng(seed).standard_normal((6, 8)) @ chol.T
+        taste = bandit.phi[[0, 1]].mean(0)
+        return (thetas[:, :4] + taste * thetas[:, 4:]) @ bandit.phi.T
+
+    before = bandit.sample_scores(hist, 6, np.random.default_rng(0))
+    np.testing.assert_allclose(before, by_hand(0), rtol=1e-12)
+    slates = rng.integers(0, 30, (4, 2))
+    bandit.learn_batch(BanditBatch(np.tile(hist, (4, 1)), slates, rng.random((4, 2))))
+    after = bandit.sample_scores(hist, 6, np.random.default_rng(0))
+    np.testing.assert_allclose(after, by_hand(0), rtol=1e-12)
+    assert not np.allclose(after, before)
+    single = bandit.sample_scores(hist, 6, np.random.default_rng(0), np.float32)
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, after, rtol=1e-4, atol=1e-5)

@@ -106,9 +106,8 @@ class LinearBandit:
         kind = self.config.kind
         theta = self.theta
         if kind == "thompson":
-            chol = np.linalg.cholesky(self.a_inv + 1e-12 * np.eye(len(theta)))
             z = self.rng.standard_normal((len(taste), len(theta)))
-            thetas = theta + self.config.scale * z @ chol.T  # (B, 2d), one draw per slate
+            thetas = theta + self.config.scale * z @ self._posterior_factor().T  # (B, 2d)
             return self._linear(taste, thetas)
         mean = self._linear(taste, theta)  # (B, I): x · θ̂ for every item
         if kind == "epsilon_greedy":
@@ -116,23 +115,43 @@ class LinearBandit:
             return np.where(explore[:, None], self.rng.random(mean.shape), mean)
         return mean + self.config.alpha * np.sqrt(self._quadratic(taste).clip(0))
 
-    def sample_scores(self, history: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    def sample_scores(self, history: np.ndarray, n: int, rng: np.random.Generator,
+                      dtype: type = np.float64) -> np.ndarray:  # fmt: skip
         """(n, I) scores ``x · θ̃`` of ``n`` posterior draws ``θ̃ ~ N(θ̂, v² A⁻¹)`` for the
-        one observed history ``history`` (1, L), drawn with ``rng``."""
+        one observed history ``history`` (1, L), drawn with ``rng``. The draws are float64
+        whatever ``dtype``; ``np.float32`` computes the (n, I) product in single precision
+        (half the time and memory, for serving)."""
         taste = self.taste(history)
         theta = self.theta
-        chol = np.linalg.cholesky(self.a_inv + 1e-12 * np.eye(len(theta)))
-        thetas = theta + self.config.scale * rng.standard_normal((n, len(theta))) @ chol.T
-        return self._linear(np.repeat(taste, n, axis=0), thetas)
+        noise = rng.standard_normal((n, len(theta))) @ self._posterior_factor().T
+        return self._linear(np.repeat(taste, n, axis=0), theta + self.config.scale * noise,
+                            dtype)  # fmt: skip
+
+    def _posterior_factor(self) -> np.ndarray:
+        """The Cholesky factor of ``A⁻¹``, computed once per posterior (``a_inv`` is
+        replaced, never changed in place, by an update)."""
+        cached = getattr(self, "_factor", None)
+        if cached is None or cached[0] is not self.a_inv:
+            eye = np.eye(len(self.a_inv))
+            cached = (self.a_inv, np.linalg.cholesky(self.a_inv + 1e-12 * eye))
+            self._factor = cached
+        return cached[1]
 
     def mean_scores(self, history: np.ndarray) -> np.ndarray:
         """(B, I) the posterior-mean reward ``x · θ̂`` of every item (no exploration)."""
         return self._linear(self.taste(history), self.theta)
 
-    def _linear(self, taste: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    def _linear(self, taste: np.ndarray, theta: np.ndarray, dtype: type = np.float64
+                ) -> np.ndarray:  # fmt: skip
         """(B, I) ``x · θ`` of every item, for one ``θ`` (2d,) or one per user (B, 2d)."""
         d = self.phi.shape[1]
-        return (theta[..., :d] + taste * theta[..., d:]) @ self.phi.T
+        w = theta[..., :d] + taste * theta[..., d:]
+        if dtype is np.float64:
+            return w @ self.phi.T
+        phi = getattr(self, "_phi32", None)
+        if phi is None:
+            phi = self._phi32 = self.phi.astype(np.float32)
+        return w.astype(np.float32) @ phi.T
 
     def _quadratic(self, taste: np.ndarray, chunk: int = 64) -> np.ndarray:
         """(B, I) ``xᵀ A⁻¹ x`` for every item, without building the (B, I, 2d) features.
