@@ -96,3 +96,39 @@ def test_awaiting_from_the_event_loop() -> None:
     assert asyncio.run(many()) == list(range(1, 51))
     assert worker.jobs == 50
     worker.stop()
+
+
+def test_loop_callers_get_their_own_results_errors_and_cancellation() -> None:
+    """Loop callers of one group are resolved together on the loop: each gets its result
+    or its error, a caller cancelled before its turn is not run, and a full queue refuses
+    a loop caller too."""
+    gate = threading.Event()
+    ran: list[int] = []
+
+    def run(jobs: list[int]) -> list[int | Exception]:
+        gate.wait(5)
+        ran.extend(jobs)
+        return [ValueError(f"odd {j}") if j % 2 else j for j in jobs]
+
+    worker: GroupWorker[int, int] = GroupWorker("test", run, max_batch=8, max_pending=4)
+    worker.start()
+
+    async def scenario() -> list[object]:
+        busy = worker.submit(100)  # holds the worker on the gate while the group queues
+        _until_running(busy)
+        tasks = [asyncio.ensure_future(worker(j)) for j in range(4)]
+        await asyncio.sleep(0)  # each task queues its job
+        with pytest.raises(Overloaded):
+            await worker(9)
+        tasks[2].cancel()
+        await asyncio.sleep(0)
+        gate.set()
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    results = asyncio.run(scenario())
+    assert results[0] == 0
+    assert isinstance(results[1], ValueError) and "odd 1" in str(results[1])
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert isinstance(results[3], ValueError)
+    assert ran == [100, 0, 1, 3]  # the cancelled job never ran
+    worker.stop()

@@ -11,11 +11,12 @@ requests, and keeps the CPU-bound work off the event loop without a thread hop p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["GroupWorker", "Overloaded"]
 
@@ -44,7 +45,9 @@ class GroupWorker(Generic[J, R]):
         max_pending: int,
     ) -> None:
         self.name, self._run, self.max_batch = name, run, max_batch
-        self._queue: queue.Queue[tuple[J, Future[R]] | object] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[tuple[J, Future[R] | _LoopWaiter[R]] | object] = queue.Queue(
+            maxsize=max_pending
+        )
         self._thread = threading.Thread(target=self._loop, name=f"recloop-{name}", daemon=True)
         self.groups = 0  # groups run, and the jobs in them (for /metrics)
         self.jobs = 0
@@ -69,7 +72,19 @@ class GroupWorker(Generic[J, R]):
         return future
 
     async def __call__(self, job: J) -> R:
-        return await asyncio.wrap_future(self.submit(job))
+        """Run ``job`` through the worker from the event loop. The worker resolves every
+        loop caller of a group with one ``call_soon_threadsafe`` (one wake-up of the loop
+        per group, not per request)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[R] = loop.create_future()
+        try:
+            self._queue.put_nowait((job, _LoopWaiter(loop, waiter)))
+        except queue.Full:
+            raise Overloaded(
+                f"the server has {self._queue.maxsize} {self.name} jobs waiting; retry later "
+                f"or add servers"
+            ) from None
+        return await waiter
 
     def call(self, job: J) -> R:
         """Run ``job`` through the worker and wait for it (for callers off the event loop)."""
@@ -90,10 +105,10 @@ class GroupWorker(Generic[J, R]):
                     self._queue.put(_STOP)  # stop after this group
                     break
                 group.append(nxt)
-            pairs: list[tuple[J, Future[R]]] = group  # type: ignore[assignment]
+            pairs: list[tuple[J, Future[R] | _LoopWaiter[R]]] = group  # type: ignore[assignment]
             self._serve(pairs)
 
-    def _serve(self, pairs: list[tuple[J, Future[R]]]) -> None:
+    def _serve(self, pairs: list[tuple[J, Future[R] | _LoopWaiter[R]]]) -> None:
         live = [(job, f) for job, f in pairs if f.set_running_or_notify_cancel()]
         if not live:
             return
@@ -105,8 +120,37 @@ class GroupWorker(Generic[J, R]):
             results = [e] * len(live)
         self.groups += 1
         self.jobs += len(live)
+        on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[R], object]]] = {}
         for (_, future), result in zip(live, results, strict=True):
-            if isinstance(result, Exception):
+            if isinstance(future, _LoopWaiter):
+                on_loops.setdefault(future.loop, []).append((future.waiter, result))
+            elif isinstance(result, Exception):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        for loop, done in on_loops.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, done)
+
+
+class _LoopWaiter(Generic[R]):
+    """An event-loop caller's future, resolved on its loop."""
+
+    __slots__ = ("loop", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[R]) -> None:
+        self.loop, self.waiter = loop, waiter
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self.waiter.cancelled()  # read across threads: a stale True runs it anyway
+
+
+def _resolve(done: list[tuple[asyncio.Future[Any], object]]) -> None:
+    """On the loop: hand each waiter its result (one callback for the whole group)."""
+    for waiter, result in done:
+        if waiter.done():  # cancelled meanwhile (the client went away)
+            continue
+        if isinstance(result, Exception):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)
