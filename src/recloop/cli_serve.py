@@ -42,7 +42,7 @@ def serve(
     try:
         import uvicorn
 
-        from recloop.serve.app import create_app
+        from recloop.serve.app import serve_app
         from recloop.serve.settings import Settings
     except ImportError as e:
         raise ConfigError(
@@ -54,7 +54,10 @@ def serve(
         raise ConfigError(f"--port must be in 1..65535, not {port}")
     settings = Settings.from_env(run_dir=str(run_dir), db_url=db_url, exploration=exploration,
                                  seed=seed)  # fmt: skip
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, workers=1)
+    # no proxy-header rewriting (nothing reads the client address) and no Server header:
+    # per-request work the service does not need
+    uvicorn.run(serve_app(settings), host=host, port=port, log_level=log_level, workers=1,
+                proxy_headers=False, server_header=False)  # fmt: skip
 
 
 def retrain(
