@@ -6,7 +6,9 @@ behind a bearer token, ``POST /admin/reload`` and ``DELETE /admin/users/{user_id
 serves concurrent requests as one group (:mod:`recloop.serve.batching`: one model call, one
 commit), so the event loop never computes. The admin handlers are plain ``def`` (FastAPI
 runs them in its thread pool). Every error body is ``{"error": "<what is wrong and how to
-fix it>"}``.
+fix it>"}``. ``recloop serve`` runs :class:`ServeApp` (:func:`serve_app`), which answers
+``/recommend`` and ``/feedback`` before FastAPI's middleware and routing, with the same
+schemas, errors and metrics.
 """
 
 from __future__ import annotations
