@@ -205,6 +205,15 @@ def test_sim_agents_compares_with_the_greedy_model(tiny_csv, tmp_path) -> None:
     assert f"runs in {tmp_path / 'runs'}: {saved.name}" in proc.stdout
     rec = run("recommend", str(saved), "--user", "user5", "-k", "3").stdout
     assert len([line for line in rec.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]) == 3
+    # it records the CSV's path and columns, so `recloop evaluate` reloads the same data
+    cfg = json.loads((saved / "config.json").read_text())
+    assert (cfg["data"], cfg["columns"]) == (
+        str(tiny_csv),
+        dict(kv.split("=") for kv in COLS.split(",")),
+    )
+    ev = run("evaluate", str(saved), "--quiet").stdout
+    metrics = json.loads((saved / "metrics.json").read_text())
+    assert f"{metrics['test']['all']['ndcg@10']['mean']:.4f}" in ev
     rows = pd.read_csv(out / "results.csv")
     assert set(rows["method"]) == {"random", "popularity", "greedy", "thompson", "reinforce_topk"}
     assert set(rows["variant"]) == {"plain", "guardrail"}

@@ -164,10 +164,11 @@ def sim_agents(
     cells = out / "cells" if out else None
     if replay:
         tidy, sessions = run_replay(ds, config, cut_frac, cells, progress=not quiet,
-                                    runs=save_runs)  # fmt: skip
+                                    runs=save_runs, source=(data, cols))  # fmt: skip
         where = f"logged-data mode (the last {cut_frac:.0%} of the interactions replayed)"
     else:
-        tidy, sessions, w = run_arena(ds, config, cells, progress=not quiet, runs=save_runs)
+        tidy, sessions, w = run_arena(ds, config, cells, progress=not quiet, runs=save_runs,
+                                      source=(data, cols))  # fmt: skip
         where = f"simulator ({w.describe()})"
     ran = tuple(dict.fromkeys(tidy["method"]))
     text = arena_table(tidy, sessions) if "greedy" in ran else arena_table(

@@ -77,7 +77,8 @@ class ArenaConfig:
 
 
 def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None,
-              progress: bool = False, runs: Path | None = None
+              progress: bool = False, runs: Path | None = None,
+              source: tuple[str, dict[str, str]] | None = None,
               ) -> tuple[pd.DataFrame, pd.DataFrame, World]:  # fmt: skip
     """Run every (seed, agent, guardrail) cell; return tidy rows, per-session rows, the world.
 
@@ -86,8 +87,11 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     With ``work``, each cell's results are kept in ``work/CELL.json`` and a rerun reuses
     them (the world and the greedy models are refitted, deterministically, when needed).
     With ``runs``, each trained agent of :data:`SERVABLE` (without the guardrail) is also
-    saved as a run directory ``runs/DATA-AGENT-sSEED`` (see :func:`save_policy_run`).
+    saved as a run directory ``runs/DATA-AGENT-sSEED`` (see :func:`save_policy_run`);
+    ``source``, ``(path or name, column mapping)``, is how those runs reload the data when
+    ``data`` is a ``Dataset`` (default: its name).
     """
+    source = source or (data if isinstance(data, str) else data.name, {})
     dataset = load_dataset(data) if isinstance(data, str) else data
     data = dataset.name if not isinstance(data, str) else data
     split = leave_one_out(dataset)
@@ -100,14 +104,15 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
         label="sim", prefix=data, split=split, train=split.train, sim=sim,
         train_batch=lambda: UserBatch(world, sim, config.n_envs), train_starts=train_users,
         eval_batch=lambda: UserBatch(world, sim, len(ev_users)), eval_starts=ev_users,
-        world=world,
+        world=world, source=source[0], columns=dict(source[1]),
     )  # fmt: skip
     tidy, sessions = _run_grid(stage, data, dataset, config, work, progress, runs)
     return tidy, sessions, world
 
 
 def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
-               work: Path | None = None, progress: bool = False, runs: Path | None = None
+               work: Path | None = None, progress: bool = False, runs: Path | None = None,
+               source: tuple[str, dict[str, str]] | None = None,
                ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Logged-data mode: the same agents trained and evaluated on the real logs, replayed.
 
@@ -122,12 +127,13 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
     way. Return per session is therefore a sequential hit measure on real users, with no
     response model. PPO is skipped: its Gymnasium interface is the simulator's. Returns
     tidy rows and per-session returns, as :func:`run_arena`, with ``split`` ``replay``
-    (``runs`` as there, folders ``DATA-replay-AGENT-sSEED``).
+    (``runs`` and ``source`` as there, folders ``DATA-replay-AGENT-sSEED``).
     """
     from recloop.sim.replay import ReplayBatch
 
     if not 0.0 < cut_frac < 1.0:
         raise ConfigError(f"cut_frac must be in (0, 1), not {cut_frac}")
+    source = source or (data if isinstance(data, str) else data.name, {})
     dataset = load_dataset(data) if isinstance(data, str) else data
     data = dataset.name if not isinstance(data, str) else data
     ts = dataset.interactions["timestamp"].to_numpy()
@@ -156,7 +162,7 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
         train=past, sim=sim, train_batch=past_logs,
         train_starts=np.arange(past_logs(1).n_episodes),
         eval_batch=lambda: ReplayBatch(dataset, sim, len(ev_episodes), cut=cut),
-        eval_starts=ev_episodes,
+        eval_starts=ev_episodes, source=source[0], columns=dict(source[1]),
     )  # fmt: skip
     return _run_grid(stage, data, dataset, config, work, progress, runs)
 
@@ -175,6 +181,8 @@ class _Stage:
     eval_batch: Callable[[], Users]
     eval_starts: np.ndarray
     world: World | None = None  # PPO trains in the simulator only
+    source: str = ""  # how to load the data again (a saved run's ``data``), with
+    columns: dict[str, str] = field(default_factory=dict)  # a CSV/Parquet file's mapping
 
 
 def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
@@ -275,7 +283,8 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
                           f"{list(SERVABLE)}")  # fmt: skip
     policy = copy.deepcopy(model)
     policy.module_ = copy.deepcopy(agent.net.encoder).eval()
-    spec = RunSpec(model="sasrec", data=dataset.name, seed=seed,
+    spec = RunSpec(model="sasrec", data=stage.source or dataset.name, seed=seed,
+                   columns=stage.columns,
                    short_users="train" if stage.label == "replay" else "error")  # fmt: skip
     valid = evaluate(policy, stage.split, "valid", ks=spec.ks)
     test = evaluate(policy, stage.split, "test", ks=spec.ks)
