@@ -140,14 +140,14 @@ def train_run(
 
     dataset, split = data if data is not None else prepare_data(spec)
     model = build_model(spec)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     workdir = Path(out) / "train" if out is not None else None
     model.fit(split.train, progress=progress, valid=split, workdir=workdir)
-    fit_s = time.perf_counter() - t0
+    fit_s, fit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     valid = evaluate(model, split, "valid", ks=spec.ks, progress=progress)
     test = evaluate(model, split, "test", ks=spec.ks, progress=progress)
     resolved = resolved_config(spec, model)
-    metrics = run_metrics(model, valid, test, fit_s, spec.ks)
+    metrics = {**run_metrics(model, valid, test, fit_s, spec.ks), "fit_cpu_s": fit_cpu_s}
     if hasattr(model, "train_state_"):
         metrics["training"] = model.train_state_.to_dict()
     result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}

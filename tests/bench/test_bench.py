@@ -240,3 +240,26 @@ def test_folder_names_are_safe_and_a_config_change_starts_clean(tiny_csv, tmp_pa
     )
     res = run_grid(changed, out, progress=False)
     assert res.ran == [knn.name] and not marker.exists()  # rerun from a clean folder
+
+
+def test_fits_report_cpu_seconds_beside_wall_seconds(tiny_csv, monkeypatch) -> None:
+    """``fit_cpu_s`` counts the CPU a fit used, not time it spent waiting (a paused or busy
+    machine), so grid costs stay comparable when cells share a machine."""
+    from recloop.compare import run_rows
+    from recloop.models import get_model
+    from recloop.runs import train_run
+
+    cls = get_model("pop")
+    fit = cls.fit
+
+    def slow_fit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.4)  # waiting, as for a core another process holds
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "fit", slow_fit)
+    res = train_run(RunSpec(model="pop", data=str(tiny_csv)), None, progress=False)
+    wall, cpu = res["metrics"]["fit_s"], res["metrics"]["fit_cpu_s"]
+    assert wall >= 0.4 and 0.0 <= cpu < 0.2
+    rows = pd.DataFrame(run_rows(res, {"method": "pop"}))
+    by_metric = rows.set_index("metric")["value"]
+    assert by_metric["fit_cpu_s"] == cpu and by_metric["fit_s"] == wall

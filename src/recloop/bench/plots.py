@@ -63,14 +63,17 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
                     _bars(list(t["method"]), t["ndcg@10"].to_numpy(), ci[:, 0], ci[:, 1],
                           f"{dataset}: NDCG@10", "NDCG@10")))  # fmt: skip
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        axes[0].bar(range(len(t)), t["fit_s"], color="#dd8452")
+        x = np.arange(len(t))
+        axes[0].bar(x - 0.2, t["fit_s"], 0.4, color="#dd8452", label="wall")
+        axes[0].bar(x + 0.2, t["fit_cpu_s"].fillna(0), 0.4, color="#8172b3", label="CPU")
         axes[0].set_ylabel("training seconds")
+        axes[0].legend(fontsize=8)
         axes[1].bar(range(len(t)), t["params"].fillna(0), color="#55a868")
         axes[1].set_ylabel("parameters")
         for ax in axes:
             ax.set_xticks(range(len(t)), list(t["method"]), rotation=30, ha="right", fontsize=8)
             ax.grid(True, axis="y", alpha=0.3)
-        out.append((f"{dataset}: cost (training time and parameters)", _png(fig)))
+        out.append((f"{dataset}: cost (training wall and CPU seconds, parameters)", _png(fig)))
         curves = data.curves[data.curves["dataset"] == dataset] if len(data.curves) else data.curves
         if len(curves) and "valid_ndcg@10" in curves:
             fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))

@@ -121,7 +121,8 @@ def offline_summary(data: BenchData, dataset: str, baseline: str | None) -> pd.D
     users = per_user.assign(method=_label(per_user))
     table = summary_table(tidy, users, baseline=baseline)
     params = tidy[tidy["metric"] == "params"].groupby("method")["value"].mean()
-    return table.assign(params=table["method"].map(params))
+    cpu = tidy[tidy["metric"] == "fit_cpu_s"].groupby("method")["value"].mean()
+    return table.assign(params=table["method"].map(params), fit_cpu_s=table["method"].map(cpu))
 
 
 def _offline_methods(data: BenchData) -> set[str]:
@@ -133,7 +134,7 @@ def _offline_methods(data: BenchData) -> set[str]:
 def _offline_markdown(table: pd.DataFrame, baseline: str | None) -> str:
     from recloop.compare import markdown
 
-    text = markdown(table.drop(columns=["params"], errors="ignore"), baseline)
+    text = markdown(table.drop(columns=["params", "fit_cpu_s"], errors="ignore"), baseline)
     if "params" in table:
         text += "\n\nParameters: " + ", ".join(
             f"{m} {int(p):,}" for m, p in zip(table["method"], table["params"], strict=True)
