@@ -368,6 +368,14 @@ def bench_cmd(
             help="Run cells as Ray tasks: local, auto or ray://HOST:PORT (extra `distributed`).",
         ),
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Run only the cells whose names match this shell pattern, e.g. "
+            "'offline-ml-100k-*' (repeatable; see OUT/grid.json for the names).",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Run a benchmark grid; finished cells are skipped, so a killed bench resumes."""
@@ -377,9 +385,12 @@ def bench_cmd(
     spec = load_grid(grid)
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
-    res = run_grid(spec, out, jobs=jobs, ray_address=ray_address, progress=not quiet)
+    res = run_grid(spec, out, jobs=jobs, ray_address=ray_address, progress=not quiet,
+                   only=only or ())  # fmt: skip
+    left = len(spec.cells) - len(res.ran) - len(res.skipped)
     typer.echo(f"grid {spec.name}: {len(spec.cells)} cells, {len(res.ran)} run, "
-               f"{len(res.skipped)} already done, {len(res.failed)} failed")  # fmt: skip
+               f"{len(res.skipped)} already done, {len(res.failed)} failed"
+               + (f", {left} not selected by --only" if only else ""))  # fmt: skip
     for name, error in res.failed.items():
         typer.echo(f"  failed: {name}: {error} (see {out / 'cells' / name / 'log.txt'})")
     typer.echo(f"tidy rows: {out / 'results.csv'} ({len(res.rows)} rows)")

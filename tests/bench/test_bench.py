@@ -196,6 +196,35 @@ def test_killed_bench_resumes_with_only_the_missing_cells(tiny_csv, tmp_path) ->
     assert rows[rows["metric"] == "ndcg@10"]["seed"].nunique() == 6
 
 
+def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> None:
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(offline_grid([str(tiny_csv)]))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "recloop", "bench", str(grid_file), "--out", str(out), "--quiet"]
+    first = subprocess.run([*cmd, "--only", "offline-*-pop-s?", "--only", "*knn-s1"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "4 cells, 3 run, 0 already done, 0 failed, 1 not selected by --only" in first.stdout
+    done = sorted(p.parent.name for p in out.glob("cells/*/status.json"))
+    assert done == ["offline-tiny-itemknn-s1", "offline-tiny-pop-s0", "offline-tiny-pop-s1"]
+    rows = pd.read_csv(out / "results.csv")
+    assert sorted(set(zip(rows["method"], rows["seed"], strict=True))) == [
+        ("itemknn", 1), ("pop", 0), ("pop", 1)]  # fmt: skip
+    # the whole grid afterwards runs only the cell left out, and gathers all four
+    grid = parse_grid(grid_file.read_text())
+    rest = run_grid(grid, out, progress=False)
+    assert rest.ran == ["offline-tiny-itemknn-s0"] and len(rest.skipped) == 3
+    assert rest.rows[["method", "seed"]].drop_duplicates().shape[0] == 4
+    # a pattern that matches nothing names the problem and shows what names look like
+    with pytest.raises(
+        ConfigError, match=r"matches none of the grid's 4 cells.*offline-tiny-pop-s0"
+    ):
+        run_grid(grid, out, progress=False, only=["sim-*"])
+    bad = subprocess.run([*cmd, "--only", "sim-*"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "matches none" in bad.stderr + bad.stdout
+    assert "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize("name", ["quick", "full"])
 def test_shipped_grids_resolve(name: str) -> None:
     from recloop.bench import load_grid

@@ -20,13 +20,14 @@ fails its cell; the others go on.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import json
 import os
 import shutil
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -40,7 +41,7 @@ from recloop.compare import TIDY_COLUMNS
 from recloop.errors import ConfigError
 from recloop.progress import progress_bar
 
-__all__ = ["BenchResult", "run_cell", "run_grid"]
+__all__ = ["BenchResult", "run_cell", "run_grid", "select_cells"]
 
 #: Extra tables a mode writes besides its tidy rows.
 EXTRAS = ("per_user", "sessions", "curves")
@@ -213,20 +214,24 @@ def run_grid(
     jobs: int | None = None,
     ray_address: str | None = None,
     progress: bool = True,
+    only: Sequence[str] = (),
 ) -> BenchResult:
     """Run every cell of ``grid`` not already done in ``out``; gather all done cells' rows.
 
     ``jobs`` local processes run cells in parallel (default: the grid's ``jobs``). With
     ``ray_address`` (``local``, ``auto`` or ``ray://HOST:PORT``) the cells run as Ray tasks,
-    each declaring the CPUs its cell needs.
+    each declaring the CPUs its cell needs. ``only`` (shell patterns over cell names, e.g.
+    ``offline-ml-100k-*``) runs just the matching cells and leaves the others' folders
+    alone; the gathered rows are still every done cell's.
     """
+    selected = select_cells(grid, only)
     root = Path(out)
     cells_dir = root / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     _write(root / "grid.json", json.dumps({"name": grid.name, "baseline": grid.baseline,
                                            "cells": [asdict(c) for c in grid.cells]}, indent=1))  # fmt: skip
     todo, skipped = [], []
-    for cell in grid.cells:
+    for cell in selected:
         folder = cells_dir / cell.name
         st = _status(folder)
         if st is not None and st.get("state") == "done" and st.get("key") == cell.key:
@@ -246,7 +251,7 @@ def run_grid(
         if result["state"] != "done":
             failed[cell.name] = result["error"]
 
-    with progress_bar(len(grid.cells), f"bench {grid.name}", progress) as bar:
+    with progress_bar(len(selected), f"bench {grid.name}", progress) as bar:
         bar.advance(len(skipped))
         if ray_address is not None and todo:
             ray, started = _ray(ray_address)
@@ -293,6 +298,20 @@ def run_grid(
                         finish(cell, result)
                         bar.advance()
     return gather(grid, root, ran, skipped, failed)
+
+
+def select_cells(grid: Grid, only: Sequence[str] = ()) -> list[Cell]:
+    """The cells whose names match any of the shell patterns ``only`` (all cells if none)."""
+    if not only:
+        return list(grid.cells)
+    picked = [c for c in grid.cells if any(fnmatch.fnmatchcase(c.name, p) for p in only)]
+    if not picked:
+        names = ", ".join(c.name for c in grid.cells[:3])
+        raise ConfigError(
+            f"--only {' '.join(only)!s} matches none of the grid's {len(grid.cells)} cells; "
+            f"patterns match cell names such as {names} (wildcards: *, ?, [..])"
+        )
+    return picked
 
 
 @contextlib.contextmanager
