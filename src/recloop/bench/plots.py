@@ -65,7 +65,8 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
         x = np.arange(len(t))
         axes[0].bar(x - 0.2, t["fit_s"], 0.4, color="#dd8452", label="wall")
-        axes[0].bar(x + 0.2, t["fit_cpu_s"].fillna(0), 0.4, color="#8172b3", label="CPU")
+        has_cpu = t["fit_cpu_s"].notna().to_numpy()  # rows made before fits recorded it: no bar
+        axes[0].bar(x[has_cpu] + 0.2, t["fit_cpu_s"][has_cpu], 0.4, color="#8172b3", label="CPU")
         axes[0].set_ylabel("training seconds")
         axes[0].legend(fontsize=8)
         axes[1].bar(range(len(t)), t["params"].fillna(0), color="#55a868")

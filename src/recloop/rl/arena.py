@@ -76,6 +76,14 @@ class ArenaConfig:
                 raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
 
 
+def _loaded(data: str | Dataset, source: tuple[str, dict[str, str]] | None,
+            ) -> tuple[Dataset, str, tuple[str, dict[str, str]]]:  # fmt: skip
+    """The dataset, its label for rows and run names, and how saved runs reload it."""
+    if isinstance(data, str):
+        return load_dataset(data), data, source or (data, {})
+    return data, data.name, source or (data.name, {})
+
+
 def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None,
               progress: bool = False, runs: Path | None = None,
               source: tuple[str, dict[str, str]] | None = None,
@@ -91,9 +99,7 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     ``source``, ``(path or name, column mapping)``, is how those runs reload the data when
     ``data`` is a ``Dataset`` (default: its name).
     """
-    source = source or (data if isinstance(data, str) else data.name, {})
-    dataset = load_dataset(data) if isinstance(data, str) else data
-    data = dataset.name if not isinstance(data, str) else data
+    dataset, data, source = _loaded(data, source)
     split = leave_one_out(dataset)
     world = World.fit(dataset, make_config(WorldConfig, config.world), progress=progress)
     sim = make_config(SimConfig, config.sim)
@@ -133,9 +139,7 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
 
     if not 0.0 < cut_frac < 1.0:
         raise ConfigError(f"cut_frac must be in (0, 1), not {cut_frac}")
-    source = source or (data if isinstance(data, str) else data.name, {})
-    dataset = load_dataset(data) if isinstance(data, str) else data
-    data = dataset.name if not isinstance(data, str) else data
+    dataset, data, source = _loaded(data, source)
     ts = dataset.interactions["timestamp"].to_numpy()
     cut = int(np.quantile(ts, 1.0 - cut_frac, method="higher"))
     past = dataset.with_interactions(dataset.interactions[ts < cut].reset_index(drop=True))

@@ -83,7 +83,7 @@ class SQLiteStore(EventStore):
         The pass runs ``PASSIVE``, beside the writer. Under steady load frames committed
         during the pass keep the WAL from restarting, so it only grows; once it holds
         ``RESTART_FRAMES``, a second pass holds the writer's lock and copies just those
-        (10-20 ms, mostly two fsyncs; once every few seconds at full load), so the next
+        (10-50 ms measured, mostly two fsyncs; once every few seconds at full load), so the next
         commit starts the WAL again from its beginning. A pause in the load does the
         same for free."""
         try:

@@ -62,14 +62,17 @@ class GroupWorker(Generic[J, R]):
 
     def submit(self, job: J) -> Future[R]:
         future: Future[R] = Future()
+        self._put(job, future)
+        return future
+
+    def _put(self, job: J, waiter: Future[R] | _LoopWaiter[R]) -> None:
         try:
-            self._queue.put_nowait((job, future))
+            self._queue.put_nowait((job, waiter))
         except queue.Full:
             raise Overloaded(
                 f"the server has {self._queue.maxsize} {self.name} jobs waiting; retry later "
                 f"or add servers"
             ) from None
-        return future
 
     async def __call__(self, job: J) -> R:
         """Run ``job`` through the worker from the event loop. The worker resolves every
@@ -77,13 +80,7 @@ class GroupWorker(Generic[J, R]):
         per group, not per request)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[R] = loop.create_future()
-        try:
-            self._queue.put_nowait((job, _LoopWaiter(loop, waiter)))
-        except queue.Full:
-            raise Overloaded(
-                f"the server has {self._queue.maxsize} {self.name} jobs waiting; retry later "
-                f"or add servers"
-            ) from None
+        self._put(job, _LoopWaiter(loop, waiter))
         return await waiter
 
     def call(self, job: J) -> R:
