@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from recloop.bench import parse_grid, run_grid
+from recloop.bench.report import write_report
 from recloop.errors import ConfigError
 from recloop.rl.arena import ArenaConfig
 from recloop.runs import RunSpec
@@ -163,6 +164,9 @@ def test_local_processes_failures_and_rerun(tiny_csv, tmp_path) -> None:
     assert set(per_user["method"]) == {"pop", "itemknn"}
     failures = pd.read_csv(tmp_path / "out" / "failures.csv")
     assert len(failures) == 4
+    text = write_report(tmp_path / "out")[0].read_text()
+    assert "8 cells: 4 done, 4 failed, 0 not run yet." in text
+    assert "missing.csv pop seed 0 (failed)\n" in text
     # a rerun skips the done cells and retries only the failed ones
     again = run_grid(grid, tmp_path / "out", progress=False)
     assert sorted(again.ran) == sorted(res.failed) and len(again.skipped) == 4
@@ -210,11 +214,17 @@ def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> 
     rows = pd.read_csv(out / "results.csv")
     assert sorted(set(zip(rows["method"], rows["seed"], strict=True))) == [
         ("itemknn", 1), ("pop", 0), ("pop", 1)]  # fmt: skip
+    # a report of the part-run grid says what is missing, and marks it in the cell list
+    text = write_report(out)[0].read_text()
+    assert "4 cells: 3 done, 0 failed, 1 not run yet. The tables and plots cover" in text
+    assert "tiny.csv itemknn seed 0 (not run)\n" in text
+    assert "tiny.csv pop seed 0\n" in text
     # the whole grid afterwards runs only the cell left out, and gathers all four
     grid = parse_grid(grid_file.read_text())
     rest = run_grid(grid, out, progress=False)
     assert rest.ran == ["offline-tiny-itemknn-s0"] and len(rest.skipped) == 3
     assert rest.rows[["method", "seed"]].drop_duplicates().shape[0] == 4
+    assert "4 cells: 4 done, 0 failed, 0 not run yet.\n" in write_report(out)[0].read_text()
     # a pattern that matches nothing names the problem and shows what names look like
     with pytest.raises(
         ConfigError, match=r"matches none of the grid's 4 cells.*offline-tiny-pop-s0"

@@ -72,6 +72,9 @@ class BenchData:
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     cells: list[dict[str, Any]] = field(default_factory=list)
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: per cell of ``cells``: ``done``, ``failed`` or ``not run`` (empty: the folder has no
+    #: ``cells/``, e.g. rows copied out of a bench, so states are unknown)
+    states: list[str] = field(default_factory=list)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -89,6 +92,7 @@ def load_bench(folder: str | Path) -> BenchData:
     if not (root / "results.csv").exists():
         raise DataError(f"{root} holds no results.csv; run `recloop bench GRID --out {root}` first")
     meta = json.loads((root / "grid.json").read_text()) if (root / "grid.json").exists() else {}
+    cells = list(meta.get("cells", []))
     return BenchData(
         name=str(meta.get("name", root.name)),
         baseline=meta.get("baseline"),
@@ -96,9 +100,29 @@ def load_bench(folder: str | Path) -> BenchData:
         per_user=_read(root / "per_user.csv"),
         sessions=_read(root / "sessions.csv"),
         curves=_read(root / "curves.csv"),
-        cells=list(meta.get("cells", [])),
+        cells=cells,
         failures=_read(root / "failures.csv"),
+        states=_cell_states(root, cells),
     )
+
+
+def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
+    """Each cell's state by its folder's ``status.json`` (a cell of another config: not run)."""
+    from recloop.bench.grid import Cell
+    from recloop.bench.runner import _status
+
+    if not (root / "cells").is_dir():
+        return []
+    states = []
+    for spec in cells:
+        try:
+            cell = Cell(**spec)
+        except TypeError:  # a grid.json from another recloop version
+            return []
+        st = _status(root / "cells" / cell.name)
+        ok = st is not None and st.get("key") == cell.key and st.get("state") in ("done", "failed")
+        states.append(str(st["state"]) if ok and st is not None else "not run")
+    return states
 
 
 def _label(frame: pd.DataFrame) -> np.ndarray:
@@ -303,7 +327,15 @@ def render(data: BenchData) -> tuple[str, str]:
     """The report as ``(markdown, html)``."""
     md: list[str] = [f"# recloop bench: {data.name}", ""]
     cells = data.cells
-    md.append(f"{len(cells)} cells; {len(data.failures)} failed.")
+    if data.states:
+        done, left = data.states.count("done"), data.states.count("not run")
+        md.append(f"{len(cells)} cells: {done} done, {data.states.count('failed')} failed, "
+                  f"{left} not run yet.")  # fmt: skip
+        if left:
+            md[-1] += (" The tables and plots cover the done cells only; rerun "
+                       "`recloop bench GRID --out FOLDER` to finish the grid.")  # fmt: skip
+    else:
+        md.append(f"{len(cells)} cells; {len(data.failures)} failed.")
     summary = summary_lines(data)
     need = diagnose_markdown(data.rows)
     if need:
@@ -334,8 +366,11 @@ def render(data: BenchData) -> tuple[str, str]:
             f"- {r.cell}: {r.error}" for r in data.failures.itertuples()
         ]
     body = _md_table_to_html("\n".join(md))  # everything but the cell list
+    states = data.states or [""] * len(cells)
     cell_list = [f"- {c['mode']} {c['dataset']} {c['method']}"
-                 f"{'-' + c['variant'] if c.get('variant') else ''} seed {c['seed']}" for c in cells]  # fmt: skip
+                 f"{'-' + c['variant'] if c.get('variant') else ''} seed {c['seed']}"
+                 f"{'' if st in ('', 'done') else f' ({st})'}"
+                 for c, st in zip(cells, states, strict=True)]  # fmt: skip
     md += ["", "## Cells", "", *cell_list]
     markdown_text = "\n".join(md) + "\n"
     from recloop.bench.plots import plots
