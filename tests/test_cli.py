@@ -123,11 +123,18 @@ def test_train_a_torch_model_with_config_flags_then_resume(tiny_csv, tmp_path) -
     first = json.loads((out / "metrics.json").read_text())
     assert first["training"]["epoch"] == 2 and first["params"] > 0
     assert (out / "train" / "last.json").exists()
-    # Same command with more epochs: picks up at epoch 2 instead of starting over.
+    # Same command with more epochs: picks up at epoch 2 instead of starting over. Its cost
+    # counts the checkpoint's seconds too (made large here, as for a long first part).
+    last = json.loads((out / "train" / "last.json").read_text())
+    assert last["state"]["cpu_s"] > 0
+    last["state"].update(train_s=1000.0, cpu_s=900.0)
+    (out / "train" / "last.json").write_text(json.dumps(last))
     run(*args, "--epochs", "3")
-    second = json.loads((out / "metrics.json").read_text())["training"]
-    assert second["epoch"] == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    second = metrics["training"]
+    assert second["epoch"] == 3 and metrics["resumed_from_epoch"] == 2
     assert second["curve"][:2] == first["training"]["curve"]
+    assert 1000.0 < metrics["fit_s"] and 900.0 < metrics["fit_cpu_s"] < metrics["fit_s"]
     listing = run("models", "sasrec").stdout
     assert "--max-len 200" in listing and "--heads 1" in listing and "ease" not in listing
 

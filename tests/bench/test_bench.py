@@ -200,6 +200,47 @@ def test_killed_bench_resumes_with_only_the_missing_cells(tiny_csv, tmp_path) ->
     assert rows[rows["metric"] == "ndcg@10"]["seed"].nunique() == 6
 
 
+def test_a_cell_killed_mid_training_continues_its_checkpoint_exactly(tiny_csv, tmp_path) -> None:
+    text = f"""
+name = "resume"
+datasets = [{json.dumps(str(tiny_csv))}]
+seeds = [0]
+jobs = 1
+[offline]
+[[offline.methods]]
+model = "sasrec"
+params = {{ dim = 8, max_len = 5, batch_size = 16, epochs = 150, patience = 1000, lr_decay = 1.0 }}
+"""
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(text)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "recloop", "bench", str(grid_file), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    last = out / "cells" / "offline-tiny-sasrec-s0" / "run" / "train" / "last.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not last.exists() and proc.poll() is None:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-training: a few epochs are checkpointed
+    proc.wait()
+    killed_at = json.loads(last.read_text())["state"]["epoch"]
+    assert 1 <= killed_at < 150 and not (last.parent.parent.parent / "status.json").exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    metrics = json.loads((last.parent.parent / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] >= killed_at and metrics["training"]["epoch"] == 150
+    # the same cell never interrupted: the same curve and the same per-user test results
+    whole = run_grid(parse_grid(text), tmp_path / "whole", progress=False)
+    assert not whole.failed
+    ref = json.loads((tmp_path / "whole/cells/offline-tiny-sasrec-s0/run/metrics.json").read_text())
+    assert "resumed_from_epoch" not in ref
+    assert [r["loss"] for r in metrics["training"]["curve"]] == [
+        r["loss"] for r in ref["training"]["curve"]
+    ]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "per_user.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "per_user.csv"))  # fmt: skip
+
+
 def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> None:
     grid_file = tmp_path / "grid.toml"
     grid_file.write_text(offline_grid([str(tiny_csv)]))

@@ -1,11 +1,14 @@
 """Run a grid's cells in local processes or on Ray, resumably, and gather their tidy rows.
 
-Each cell gets its own folder ``OUT/cells/<cell name>/`` holding ``cell.json`` (the resolved
-config and its hash), ``rows.csv`` (tidy rows), per-user or per-session rows where the mode
-has them, ``log.txt`` (everything the cell printed) and, written last, ``status.json``. A cell
-whose ``status.json`` says ``done`` with the same config hash is skipped on a rerun, so a
-killed bench resumes where it stopped; a cell that raised is recorded as ``failed`` with its
-error, the others go on, and a rerun retries it.
+Each cell gets its own folder ``OUT/cells/<cell name>/`` holding ``started.json`` (the
+config hash it was started for), ``rows.csv`` (tidy rows), per-user or per-session rows
+where the mode has them, ``log.txt`` (everything the cell printed) and, written last,
+``status.json``. A cell whose ``status.json`` says ``done`` with the same config hash is
+skipped on a rerun, so a killed bench resumes where it stopped; a cell that raised is
+recorded as ``failed`` with its error, the others go on, and a rerun retries it. A cell
+killed part-way keeps its folder when rerun with the same config: its model continues from
+the last epoch's checkpoint (exactly, see :mod:`recloop.models.training`) and the
+simulator reuses the agents it finished.
 
 The worker computes a cell and returns its rows as text; the driver writes the cell's files
 (atomically; ``status.json`` is removed first and written last), so on a Ray cluster the
@@ -160,6 +163,14 @@ def _status(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def _started(folder: Path) -> dict[str, Any] | None:
+    """Which config a cell folder without a status was started for (``started.json``)."""
+    try:
+        return json.loads((folder / "started.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     # no status while the rows change: a kill in between leaves a cell that reruns, never old
@@ -237,11 +248,17 @@ def run_grid(
         if st is not None and st.get("state") == "done" and st.get("key") == cell.key:
             skipped.append(cell.name)
             continue
-        if folder.exists() and (st is None or st.get("key") != cell.key):
+        owner = st if st is not None else _started(folder)
+        if folder.exists() and (owner is None or owner.get("key") != cell.key):
             # another config (or an unknown one) left checkpoints and cached results here:
             # start clean, so nothing of it is reused
             shutil.rmtree(folder)
+        # the same config's folder is kept: a cell killed part-way continues its training
+        # checkpoint (resumption is exact) and the simulator's finished agents
         todo.append(cell)
+    for cell in todo:
+        (cells_dir / cell.name).mkdir(exist_ok=True)
+        _write(cells_dir / cell.name / "started.json", json.dumps({"key": cell.key}))
     failed: dict[str, str] = {}
     ran: list[str] = []
 

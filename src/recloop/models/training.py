@@ -122,6 +122,7 @@ class TrainState:
         best_epoch: the epoch (1-based) whose weights are kept; 0 before any.
         best_metric: its validation NDCG@10 (``nan`` without validation).
         train_s: seconds spent training and validating so far (across resumptions).
+        cpu_s: CPU seconds of the process (every thread) over the same epochs.
         time_to_best_s: ``train_s`` when the best epoch finished.
         curve: one row per epoch: ``epoch``, ``loss``, ``valid_ndcg@10``, ``train_s``.
         stopped_early: patience ran out before ``epochs``.
@@ -131,6 +132,7 @@ class TrainState:
     best_epoch: int = 0
     best_metric: float = float("nan")
     train_s: float = 0.0
+    cpu_s: float = 0.0
     time_to_best_s: float = 0.0
     curve: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
@@ -142,6 +144,7 @@ class TrainState:
             "best_epoch": self.best_epoch,
             "best_metric": None if np.isnan(self.best_metric) else self.best_metric,
             "train_s": self.train_s,
+            "cpu_s": self.cpu_s,
             "time_to_best_s": self.time_to_best_s,
             "s_per_epoch": self.train_s / max(self.epoch, 1),
             "stopped_early": self.stopped_early,
@@ -157,6 +160,7 @@ class TrainState:
             best_epoch=int(d["best_epoch"]),
             best_metric=float("nan") if best is None else float(best),
             train_s=float(d["train_s"]),
+            cpu_s=float(d.get("cpu_s", 0.0)),  # checkpoints before it was recorded: 0
             time_to_best_s=float(d["time_to_best_s"]),
             curve=list(d["curve"]),
             stopped_early=bool(d.get("stopped_early", False)),
@@ -216,7 +220,7 @@ class Trainer:
         n_batches: int | None = None
         with progress_bar(None, self.description, self.progress) as bar:
             while state.epoch < cfg.epochs and not self._patience_out(state):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 epoch = state.epoch
                 rng = np.random.default_rng([cfg.seed, epoch])
                 torch.manual_seed(epoch_seed(cfg.seed, epoch))
@@ -250,6 +254,7 @@ class Trainer:
                 metric = float(self.validate()) if self.validate is not None else float("nan")
                 state.epoch += 1
                 state.train_s += time.perf_counter() - t0
+                state.cpu_s += time.process_time() - c0
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 state.curve.append({"epoch": state.epoch, "loss": loss_sum / max(n, 1),
                                     "valid_ndcg@10": metric, "train_s": state.train_s,
