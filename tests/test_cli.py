@@ -134,7 +134,7 @@ def test_train_a_torch_model_with_config_flags_then_resume(tiny_csv, tmp_path) -
     second = metrics["training"]
     assert second["epoch"] == 3 and metrics["resumed_from_epoch"] == 2
     assert second["curve"][:2] == first["training"]["curve"]
-    assert 1000.0 < metrics["fit_s"] and 900.0 < metrics["fit_cpu_s"] < metrics["fit_s"]
+    assert metrics["fit_s"] > 1000.0 and 900.0 < metrics["fit_cpu_s"] < metrics["fit_s"]
     listing = run("models", "sasrec").stdout
     assert "--max-len 200" in listing and "--heads 1" in listing and "ease" not in listing
 
@@ -243,8 +243,16 @@ def test_sim_agents_compares_with_the_greedy_model(tiny_csv, tmp_path) -> None:
     proc = run("sim", "agents", "--data", str(tmp_path / "interleaved.csv"), "--columns", COLS, "--agents",
                "popularity,greedy,reinforce_topk,ppo_sb3", "--steps", "5", "--n-envs", "4",
                "--param", "slate_size=3", "--replay", "--cut-frac", "0.3", "--out", str(logged),
-               "--quiet")  # fmt: skip
+               "--save-runs", str(tmp_path / "logged-runs"), "--quiet")  # fmt: skip
     assert "logged-data mode" in proc.stdout and "Δ vs greedy" in proc.stdout
+    # a saved agent run records the time cut, so `recloop evaluate` splits the same past
+    (saved,) = (tmp_path / "logged-runs").glob("*-replay-reinforce_topk-s0")
+    cfg = json.loads((saved / "config.json").read_text())
+    ts = frame["ts"].to_numpy()
+    assert cfg["before"] == int(np.quantile(ts, 0.7, method="higher"))
+    ev = run("evaluate", str(saved), "--quiet").stdout
+    metrics = json.loads((saved / "metrics.json").read_text())
+    assert f"{metrics['test']['all']['ndcg@10']['mean']:.4f}" in ev
     rows = pd.read_csv(logged / "results.csv")
     assert set(rows["method"]) == {"popularity", "greedy", "reinforce_topk"}
     assert (rows["split"] == "replay").all()

@@ -73,6 +73,8 @@ class RunSpec:
             the file's column names.
         short_users: ``loo`` split: users with fewer than 3 interactions raise an error
             (``"error"``) or stay in training only (``"train"``).
+        before: keep only the interactions with a timestamp before this (the past of a
+            logged-data agent run, see :func:`recloop.rl.arena.run_replay`); ``None``: all.
     """
 
     model: str
@@ -86,6 +88,7 @@ class RunSpec:
     columns: dict[str, str] = field(default_factory=dict)
     cold_frac: float = 0.1
     short_users: str = "error"
+    before: int | None = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -99,6 +102,11 @@ def prepare_data(spec: RunSpec) -> Any:
     from recloop.data import cold_start_split, leave_one_out, load_dataset, temporal_split
 
     dataset = load_dataset(spec.data, **({"columns": spec.columns} if spec.columns else {}))
+    if spec.before is not None:
+        inter = dataset.interactions
+        dataset = dataset.with_interactions(
+            inter[inter["timestamp"].to_numpy() < spec.before].reset_index(drop=True)
+        )
     if spec.min_user or spec.min_item:
         dataset = dataset.kcore(max(1, spec.min_user), max(1, spec.min_item))
     if spec.split == "cold":
@@ -186,6 +194,7 @@ def resolved_config(spec: RunSpec, model: Any) -> dict[str, Any]:
         "min_item": spec.min_item,
         "columns": spec.columns,
         **({"short_users": spec.short_users} if spec.short_users != "error" else {}),
+        **({"before": spec.before} if spec.before is not None else {}),
     }
 
 
@@ -304,4 +313,5 @@ def spec_of(config: dict[str, Any]) -> RunSpec:
         columns=dict(config.get("columns") or {}),
         cold_frac=float(config.get("cold_frac", 0.1)),
         short_users=str(config.get("short_users", "error")),
+        before=None if config.get("before") is None else int(config["before"]),
     )

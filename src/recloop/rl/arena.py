@@ -166,7 +166,7 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
         train=past, sim=sim, train_batch=past_logs,
         train_starts=np.arange(past_logs(1).n_episodes),
         eval_batch=lambda: ReplayBatch(dataset, sim, len(ev_episodes), cut=cut),
-        eval_starts=ev_episodes, source=source[0], columns=dict(source[1]),
+        eval_starts=ev_episodes, source=source[0], columns=dict(source[1]), cut=cut,
     )  # fmt: skip
     return _run_grid(stage, data, dataset, config, work, progress, runs)
 
@@ -187,6 +187,7 @@ class _Stage:
     world: World | None = None  # PPO trains in the simulator only
     source: str = ""  # how to load the data again (a saved run's ``data``), with
     columns: dict[str, str] = field(default_factory=dict)  # a CSV/Parquet file's mapping
+    cut: int | None = None  # logged data: the time cut (agents learn from what is before it)
 
 
 def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
@@ -288,7 +289,7 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
     policy = copy.deepcopy(model)
     policy.module_ = copy.deepcopy(agent.net.encoder).eval()
     spec = RunSpec(model="sasrec", data=stage.source or dataset.name, seed=seed,
-                   columns=stage.columns,
+                   columns=stage.columns, before=stage.cut,
                    short_users="train" if stage.label == "replay" else "error")  # fmt: skip
     valid = evaluate(policy, stage.split, "valid", ks=spec.ks)
     test = evaluate(policy, stage.split, "test", ks=spec.ks)
