@@ -276,6 +276,25 @@ def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> 
     assert "Traceback" not in bad.stderr
 
 
+def test_cell_hashes_stay_those_of_earlier_versions() -> None:
+    """A done cell is skipped by its config hash: a new RunSpec field at its default must not
+    change the hash, or every finished offline cell of an existing bench reruns. These are
+    the hashes the first `recloop bench` versions gave (a dataset name: no file stamp)."""
+    grid = parse_grid("""
+name = "keys"
+datasets = ["ml-100k"]
+seeds = [0]
+[offline]
+[[offline.methods]]
+model = "pop"
+[[offline.methods]]
+model = "sasrec"
+params = { epochs = 3 }
+""")
+    assert [(c.name, c.key) for c in grid.cells] == [
+        ("offline-ml-100k-pop-s0", "da07caec4c71"), ("offline-ml-100k-sasrec-s0", "c0bd4ac81ea0")]  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["quick", "full"])
 def test_shipped_grids_resolve(name: str) -> None:
     from recloop.bench import load_grid
