@@ -324,6 +324,21 @@ def test_missing_ray_is_a_clear_error(tiny_csv, tmp_path, monkeypatch) -> None:
         run_grid(grid, tmp_path / "out", ray_address="local", progress=False)
 
 
+def test_gathered_tables_never_outlive_their_cells(tiny_csv, tmp_path) -> None:
+    from recloop.bench.runner import gather
+
+    grid = parse_grid(offline_grid([str(tiny_csv)], seeds="[0]"))
+    out = tmp_path / "out"
+    run_grid(grid, out, progress=False)
+    assert len(pd.read_csv(out / "per_user.csv")) > 0
+    # gathered for a grid none of whose cells is done here (another config): no rows, and no
+    # per-user table left over from the old rows (a report would mix the two)
+    other = parse_grid(offline_grid([str(tiny_csv)], seeds="[7]"))
+    res = gather(other, out)
+    assert res.rows.empty and pd.read_csv(out / "results.csv").empty
+    assert not (out / "per_user.csv").exists()
+
+
 def test_folder_names_are_safe_and_a_config_change_starts_clean(tiny_csv, tmp_path) -> None:
     odd = 'model = "pop"\nvariant = "../Odd name"'
     text = offline_grid([str(tiny_csv)], seeds="[0]").replace('baseline = "pop"', "")

@@ -371,8 +371,11 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
     )
     _write(root / "results.csv", rows.to_csv(index=False))
     tables = {k: pd.concat(v, ignore_index=True) for k, v in extras.items() if v}
-    for k, v in tables.items():
-        _write(root / f"{k}.csv", v.to_csv(index=False))
+    for k in EXTRAS:  # a table no done cell has any more must not outlive its rows
+        if k in tables:
+            _write(root / f"{k}.csv", tables[k].to_csv(index=False))
+        else:
+            (root / f"{k}.csv").unlink(missing_ok=True)
     fail = pd.DataFrame({"cell": list(errors), "error": list(errors.values())})
     _write(root / "failures.csv", fail.to_csv(index=False))
     return BenchResult(rows, tables, list(ran or []), list(skipped or []), errors)
