@@ -56,8 +56,17 @@ def pg_database() -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
+        # FORCE ends the test's own sessions; an autovacuum worker on the database (a
+        # superuser process the test role may not end) makes it fail until the worker is done
         with psycopg.connect(PG_URL, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for attempt in range(100):
+                try:
+                    con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    break
+                except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+                    if attempt == 99:
+                        raise
+                    time.sleep(0.1)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
