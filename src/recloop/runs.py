@@ -103,10 +103,7 @@ def prepare_data(spec: RunSpec) -> Any:
 
     dataset = load_dataset(spec.data, **({"columns": spec.columns} if spec.columns else {}))
     if spec.before is not None:
-        inter = dataset.interactions
-        dataset = dataset.with_interactions(
-            inter[inter["timestamp"].to_numpy() < spec.before].reset_index(drop=True)
-        )
+        dataset = dataset.before(spec.before)
     if spec.min_user or spec.min_item:
         dataset = dataset.kcore(max(1, spec.min_user), max(1, spec.min_item))
     if spec.split == "cold":
@@ -150,33 +147,23 @@ def train_run(
     model = build_model(spec)
     t0, c0 = time.perf_counter(), time.process_time()
     workdir = Path(out) / "train" if out is not None else None
-    before = _checkpointed(workdir)
     model.fit(split.train, progress=progress, valid=split, workdir=workdir)
     # a fit that continued a checkpoint costs what it took before plus this call
-    fit_s = time.perf_counter() - t0 + before["train_s"]
-    fit_cpu_s = time.process_time() - c0 + before["cpu_s"]
+    before = model.train_state_.resumed_from if hasattr(model, "train_state_") else {}
+    fit_s = time.perf_counter() - t0 + before.get("train_s", 0.0)
+    fit_cpu_s = time.process_time() - c0 + before.get("cpu_s", 0.0)
     valid = evaluate(model, split, "valid", ks=spec.ks, progress=progress)
     test = evaluate(model, split, "test", ks=spec.ks, progress=progress)
     resolved = resolved_config(spec, model)
     metrics = {**run_metrics(model, valid, test, fit_s, spec.ks), "fit_cpu_s": fit_cpu_s}
     if hasattr(model, "train_state_"):
         metrics["training"] = model.train_state_.to_dict()
-    if before["epoch"]:
+    if before:
         metrics["resumed_from_epoch"] = int(before["epoch"])
     result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}
     if out is not None:
         save_run(Path(out), model, dataset, resolved, metrics, test.per_user)
     return result
-
-
-def _checkpointed(workdir: Path | None) -> dict[str, float]:
-    """Epochs, wall and CPU seconds of the training checkpoint a fit in ``workdir`` continues
-    (zeros when there is none; an unreadable one is the trainer's error to report)."""
-    try:
-        state = json.loads((workdir / "last.json").read_text())["state"] if workdir else {}
-    except (OSError, ValueError, KeyError, TypeError):
-        state = {}
-    return {k: float(state.get(k, 0) or 0) for k in ("epoch", "train_s", "cpu_s")}
 
 
 def resolved_config(spec: RunSpec, model: Any) -> dict[str, Any]:

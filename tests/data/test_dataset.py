@@ -127,6 +127,15 @@ def test_kcore_filters_iteratively() -> None:
         Dataset.from_frame(f).kcore(min_user=10)
 
 
+def test_before_keeps_the_past_of_a_time_cut() -> None:
+    ds = Dataset.from_frame(frame())  # timestamps 5, 6, 5, 7
+    past = ds.before(6)
+    assert past.interactions["timestamp"].tolist() == [5, 5]
+    assert past.interactions["item"].tolist() == ds.interactions["item"].iloc[[0, 2]].tolist()
+    assert (past.n_users, past.n_items) == (ds.n_users, ds.n_items)  # the same vocabularies
+    assert len(ds.before(5)) == 0 and len(ds.before(8)) == len(ds)
+
+
 def test_genre_matrix_and_titles() -> None:
     info = pd.DataFrame(
         {"title": ["A", "B"], "year": [1999, np.nan], "genres": ["Drama|Comedy", ""]},

@@ -341,6 +341,14 @@ class Dataset:
             name=name or self.name,
         )
 
+    def before(self, cut: int) -> Dataset:
+        """The past of a time cut: the interactions with a timestamp before ``cut`` (same
+        vocabularies and side info; row order kept)."""
+        inter = self.interactions
+        return self.with_interactions(
+            inter[inter["timestamp"].to_numpy() < cut].reset_index(drop=True)
+        )
+
     def kcore(self, min_user: int = 5, min_item: int = 5) -> Dataset:
         """Iteratively drop users and items with too few interactions (k-core filtering).
 

@@ -126,6 +126,8 @@ class TrainState:
         time_to_best_s: ``train_s`` when the best epoch finished.
         curve: one row per epoch: ``epoch``, ``loss``, ``valid_ndcg@10``, ``train_s``.
         stopped_early: patience ran out before ``epochs``.
+        resumed_from: the checkpoint this fit continued, ``{"epoch", "train_s", "cpu_s"}``
+            as it stood then; empty for a fit from scratch (not saved in checkpoints).
     """
 
     epoch: int = 0
@@ -137,6 +139,7 @@ class TrainState:
     curve: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
     last_decay: int = 0
+    resumed_from: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -382,6 +385,8 @@ class Trainer:
         self.optimizer.load_state_dict({"state": slots, "param_groups": meta["optimizer"]})
         state = TrainState.from_dict(meta["state"])
         state.stopped_early = False
+        state.resumed_from = {"epoch": state.epoch, "train_s": state.train_s,
+                              "cpu_s": state.cpu_s}  # fmt: skip
         best = None
         if (self.workdir / "best.json").exists():
             _, best_tensors = self._read("best")
