@@ -204,9 +204,15 @@ def test_sim_agents_compares_with_the_greedy_model(tiny_csv, tmp_path) -> None:
             "random,popularity,greedy,thompson,reinforce_topk", "--steps", "5", "--n-envs", "4",
             "--eval-users", "10", "--param", "slate_size=3", "--param", "session_cap=5",
             "--guardrail", "--out", str(out), "--save-runs", str(tmp_path / "runs"),
-            "--quiet"]  # fmt: skip
+            "--cache", str(tmp_path / "fits"), "--quiet"]  # fmt: skip
     proc = run(*args)
     assert "Δ vs greedy" in proc.stdout
+    # the diagnostic on the same data and seed loads the arena's greedy fit from the cache
+    (fit,) = (tmp_path / "fits").iterdir()
+    diag = run("diagnose", "--data", str(tiny_csv), "--columns", COLS, "--users", "5",
+               "--horizon", "1", "--rollouts", "1", "--candidates", "2", "--cache",
+               str(tmp_path / "fits")).stdout  # fmt: skip
+    assert f"sasrec: loaded the cached fit {fit}" in diag and "look-ahead / greedy" in diag
     # the trained REINFORCE agent (no guardrail) is a run that `recloop recommend` reads
     (saved,) = [p for p in (tmp_path / "runs").iterdir() if p.name.endswith("-reinforce_topk-s0")]
     assert f"runs in {tmp_path / 'runs'}: {saved.name}" in proc.stdout

@@ -19,6 +19,7 @@ from recloop.cli_options import (
     ColdFrac,
     Columns,
     Data,
+    GreedyCache,
     MinItem,
     MinUser,
     Quiet,
@@ -424,6 +425,8 @@ def diagnose_cmd(
         Path | None, typer.Option("--out", "-o", help="Write the result as JSON.")
     ] = None,
     seed: Seed = 0,
+    columns: Columns = "",
+    cache: GreedyCache = None,
     quiet: Quiet = False,
 ) -> None:
     """Does this data need RL? Greedy large model vs myopic oracle vs look-ahead search."""
@@ -432,7 +435,9 @@ def diagnose_cmd(
 
     cfg = DiagnoseConfig(users=users, horizon=horizon, rollouts=rollouts, candidates=candidates,
                          seed=seed)  # fmt: skip
-    res = diagnose(load_dataset(data), cfg, progress=not quiet)
+    cols = parse_columns(columns)
+    ds = load_dataset(data, **({"columns": cols} if cols else {}))
+    res = diagnose(ds, cfg, progress=not quiet, cache=cache)
     typer.echo(f"{data}: {res['users']} start users, one session per policy, the same "
                "simulator draws")  # fmt: skip
     for name in ("greedy", "myopic", "lookahead"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -36,6 +37,15 @@ Columns = Annotated[
 ]
 MinItem = Annotated[
     int, typer.Option("--min-item", help="k-core: drop items with fewer interactions (0: off).")
+]
+GreedyCache = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        help="Keep the greedy SASRec's fit in this folder and reuse it: `sim agents` and "
+        "`diagnose` with the same folder, data and seed fit it once, and a killed fit "
+        "continues (sim agents' default: OUT/cells/models).",
+    ),
 ]
 
 

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from recloop.cli_options import Columns, Data, Quiet, Seed, parse_columns, parse_params
+from recloop.cli_options import (
+    Columns,
+    Data,
+    GreedyCache,
+    Quiet,
+    Seed,
+    parse_columns,
+    parse_params,
+)
 
 sim_app = typer.Typer(help="The user simulator learned from the logs.", no_args_is_help=True)
 
@@ -131,6 +139,7 @@ def sim_agents(
         ),
     ] = None,
     columns: Columns = "",
+    cache: GreedyCache = None,
     quiet: Quiet = False,
 ) -> None:
     """Train online agents in the simulator and compare them with the greedy large model.
@@ -164,11 +173,11 @@ def sim_agents(
     cells = out / "cells" if out else None
     if replay:
         tidy, sessions = run_replay(ds, config, cut_frac, cells, progress=not quiet,
-                                    runs=save_runs, source=(data, cols))  # fmt: skip
+                                    runs=save_runs, source=(data, cols), cache=cache)  # fmt: skip
         where = f"logged-data mode (the last {cut_frac:.0%} of the interactions replayed)"
     else:
         tidy, sessions, w = run_arena(ds, config, cells, progress=not quiet, runs=save_runs,
-                                      source=(data, cols))  # fmt: skip
+                                      source=(data, cols), cache=cache)  # fmt: skip
         where = f"simulator ({w.describe()})"
     ran = tuple(dict.fromkeys(tidy["method"]))
     text = arena_table(tidy, sessions) if "greedy" in ran else arena_table(

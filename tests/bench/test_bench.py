@@ -377,3 +377,30 @@ def test_fits_report_cpu_seconds_beside_wall_seconds(tiny_csv, monkeypatch) -> N
     rows = pd.DataFrame(run_rows(res, {"method": "pop"}))
     by_metric = rows.set_index("metric")["value"]
     assert by_metric["fit_cpu_s"] == cpu and by_metric["fit_s"] == wall
+
+
+def test_simulator_and_diagnostic_cells_share_the_greedy_fit(tiny_csv, tmp_path) -> None:
+    greedy = "{ dim = 8, max_len = 5, epochs = 2 }"
+    text = f"""
+name = "share"
+datasets = [{json.dumps(str(tiny_csv))}]
+seeds = [0]
+jobs = 1
+[simulator]
+agents = ["greedy"]
+guardrail = false
+eval_users = 10
+greedy = {greedy}
+[diagnose]
+users = 5
+horizon = 1
+rollouts = 1
+candidates = 2
+greedy = {greedy}
+"""
+    res = run_grid(parse_grid(text), tmp_path / "out", progress=False)
+    assert not res.failed and len(res.ran) == 2
+    # one fit of the seed's greedy SASRec, in the bench's cache, serves both cells
+    (entry,) = (tmp_path / "out" / "cache").iterdir()
+    assert (entry / "model" / "model.json").exists()
+    assert not list((tmp_path / "out" / "cells").glob("*/arena/models"))

@@ -41,3 +41,23 @@ def test_bad_options() -> None:
         DiagnoseConfig(candidates=1)
     with pytest.raises(ConfigError, match="horizon must be at least 1"):
         DiagnoseConfig(horizon=0)
+
+
+def test_the_arena_and_the_diagnostic_share_one_greedy_fit(setup, tmp_path, monkeypatch) -> None:
+    from recloop.rl.arena import ArenaConfig, run_arena
+
+    ds, world, _ = setup
+    greedy = {"max_len": 20, "epochs": 1, "batch_size": 64}
+    fits: list[int] = []
+    real = SASRec._fit
+    monkeypatch.setattr(
+        SASRec, "_fit", lambda self, d, progress: (fits.append(1), real(self, d, progress))
+    )
+    arena = ArenaConfig(agents=("greedy",), guardrail=(False,), eval_users=30, greedy=greedy)
+    run_arena(ds, arena, tmp_path / "arena", cache=tmp_path / "cache")
+    cfg = DiagnoseConfig(users=20, horizon=1, rollouts=2, candidates=3, greedy=greedy)
+    shared = diagnose(ds, cfg, world=world, cache=tmp_path / "cache")
+    assert len(fits) == 1 and len(list((tmp_path / "cache").iterdir())) == 1
+    # the loaded fit is the fit: the same returns as the diagnostic fitting its own
+    own = diagnose(ds, cfg, world=world)
+    assert len(fits) == 2 and own["returns"] == shared["returns"]

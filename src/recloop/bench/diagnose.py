@@ -25,6 +25,7 @@ report's simulator section) says how far those users are from the real ones.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,10 +131,17 @@ def diagnose(
     world: World | None = None,
     greedy_model: Any = None,
     progress: bool = False,
+    cache: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run the three policies from the same start users; return their returns and the ratios."""
+    """Run the three policies from the same start users; return their returns and the ratios.
+
+    The greedy SASRec (unless ``greedy_model`` is given) is fitted through
+    :func:`~recloop.models.cache.fit_cached` in ``cache``: the simulator arena's greedy model
+    of the same seed and options is the same fit, and a shared cache fits it once.
+    """
     from recloop.config import make_config
     from recloop.data import leave_one_out
+    from recloop.models.cache import fit_cached
     from recloop.models.sequential import SASRec
     from recloop.rl.agents import GreedyAgent
 
@@ -143,8 +151,8 @@ def diagnose(
     world = world or World.fit(dataset, progress=progress)
     if greedy_model is None:
         split = leave_one_out(dataset)
-        greedy_model = SASRec(seed=cfg.seed, **cfg.greedy).fit(split.train, valid=split,
-                                                                progress=progress)  # fmt: skip
+        greedy_model = fit_cached(SASRec(seed=cfg.seed, **cfg.greedy), split.train, valid=split,
+                                  cache=cache, progress=progress)  # fmt: skip
     agent = GreedyAgent(greedy_model, sim.slate_size)
     rng0 = np.random.default_rng(cfg.seed)
     active = world.active_users

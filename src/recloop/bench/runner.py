@@ -14,8 +14,10 @@ The worker computes a cell and returns its rows as text; the driver writes the c
 (atomically; ``status.json`` is removed first and written last), so on a Ray cluster the
 results come back to the machine that runs ``recloop bench`` whatever the workers' file
 systems. What a worker writes itself (offline checkpoints under ``run/``, the simulator's
-per-agent results under ``arena/``) stays on its machine: on a cluster, put ``OUT`` on shared
-storage to keep them. A cell folder left by another config is deleted before the cell reruns,
+per-agent results under ``arena/``, and the greedy SASRec fits that the simulator and
+diagnostic cells of a dataset and seed share, in ``OUT/cache/``, see
+:mod:`recloop.models.cache`) stays on its machine: on a cluster, put ``OUT`` on shared
+storage to keep and share them. A cell folder left by another config is deleted before the cell reruns,
 so no checkpoint or cached result of an old config is reused. A worker that dies (an OOM kill)
 fails its cell; the others go on.
 """
@@ -85,7 +87,8 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, dict[str, pd.DataF
 
         cfg = {k: tuple(v) if k in ("agents", "seeds", "guardrail") else v
                for k, v in cell.config.items()}  # fmt: skip
-        tidy, sessions, world = run_arena(cell.dataset, ArenaConfig(**cfg), folder / "arena")
+        tidy, sessions, world = run_arena(cell.dataset, ArenaConfig(**cfg), folder / "arena",
+                                          cache=folder.parent.parent / "cache")  # fmt: skip
         # the simulator's fidelity travels with every simulated result
         fidelity = pd.DataFrame([{**labels, "split": "sim", "metric": f"world_{k}", "value": v}
                                  for k, v in world.report.items()
@@ -110,7 +113,11 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, dict[str, pd.DataF
         from recloop.bench.diagnose import DiagnoseConfig, diagnose
         from recloop.data import load_dataset
 
-        res = diagnose(load_dataset(cell.dataset), DiagnoseConfig(**cell.config))
+        res = diagnose(
+            load_dataset(cell.dataset),
+            DiagnoseConfig(**cell.config),
+            cache=folder.parent.parent / "cache",
+        )
         found = [{**labels, "split": "sim", "metric": f"{k}_return", "value": v,
                  "ci_low": res["ci"][k][0], "ci_high": res["ci"][k][1], "n": res["users"]}
                 for k, v in res["mean"].items()]  # fmt: skip

@@ -86,14 +86,17 @@ def _loaded(data: str | Dataset, source: tuple[str, dict[str, str]] | None,
 
 def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None,
               progress: bool = False, runs: Path | None = None,
-              source: tuple[str, dict[str, str]] | None = None,
+              source: tuple[str, dict[str, str]] | None = None, cache: Path | None = None,
               ) -> tuple[pd.DataFrame, pd.DataFrame, World]:  # fmt: skip
     """Run every (seed, agent, guardrail) cell; return tidy rows, per-session rows, the world.
 
     ``data`` is a dataset name or path (:func:`recloop.data.load_dataset`) or a ``Dataset``.
 
     With ``work``, each cell's results are kept in ``work/CELL.json`` and a rerun reuses
-    them (the world and the greedy models are refitted, deterministically, when needed).
+    them (the world is refitted, deterministically, when needed). The greedy models are
+    fitted through :func:`~recloop.models.cache.fit_cached` in ``cache`` (default
+    ``work/models``): a rerun, or another arena or diagnostic run on the same data with the
+    same cache, loads them instead of refitting, and a fit killed part-way continues.
     With ``runs``, each trained agent of :data:`SERVABLE` (without the guardrail) is also
     saved as a run directory ``runs/DATA-AGENT-sSEED`` (see :func:`save_policy_run`);
     ``source``, ``(path or name, column mapping)``, is how those runs reload the data when
@@ -112,13 +115,13 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
         eval_batch=lambda: UserBatch(world, sim, len(ev_users)), eval_starts=ev_users,
         world=world, source=source[0], columns=dict(source[1]),
     )  # fmt: skip
-    tidy, sessions = _run_grid(stage, data, dataset, config, work, progress, runs)
+    tidy, sessions = _run_grid(stage, data, dataset, config, work, progress, runs, cache)
     return tidy, sessions, world
 
 
 def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
                work: Path | None = None, progress: bool = False, runs: Path | None = None,
-               source: tuple[str, dict[str, str]] | None = None,
+               source: tuple[str, dict[str, str]] | None = None, cache: Path | None = None,
                ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Logged-data mode: the same agents trained and evaluated on the real logs, replayed.
 
@@ -133,7 +136,7 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
     way. Return per session is therefore a sequential hit measure on real users, with no
     response model. PPO is skipped: its Gymnasium interface is the simulator's. Returns
     tidy rows and per-session returns, as :func:`run_arena`, with ``split`` ``replay``
-    (``runs`` and ``source`` as there, folders ``DATA-replay-AGENT-sSEED``).
+    (``runs``, ``source`` and ``cache`` as there, folders ``DATA-replay-AGENT-sSEED``).
     """
     from recloop.sim.replay import ReplayBatch
 
@@ -142,7 +145,7 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
     dataset, data, source = _loaded(data, source)
     ts = dataset.interactions["timestamp"].to_numpy()
     cut = int(np.quantile(ts, 1.0 - cut_frac, method="higher"))
-    past = dataset.with_interactions(dataset.interactions[ts < cut].reset_index(drop=True))
+    past = dataset.before(cut)
     sim = make_config(SimConfig, config.sim)
     try:
         logs = ReplayBatch(dataset, sim, 1, cut=cut)
@@ -168,7 +171,7 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
         eval_batch=lambda: ReplayBatch(dataset, sim, len(ev_episodes), cut=cut),
         eval_starts=ev_episodes, source=source[0], columns=dict(source[1]), cut=cut,
     )  # fmt: skip
-    return _run_grid(stage, data, dataset, config, work, progress, runs)
+    return _run_grid(stage, data, dataset, config, work, progress, runs, cache)
 
 
 @dataclass
@@ -191,10 +194,14 @@ class _Stage:
 
 
 def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
-              work: Path | None, progress: bool, runs: Path | None = None
-              ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+              work: Path | None, progress: bool, runs: Path | None = None,
+              cache: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Every (seed, agent, guardrail) cell of ``stage``, reusing the ones kept in ``work``."""
+    from recloop.models.cache import fit_cached
     from recloop.models.sequential import SASRec
+
+    if cache is None and work is not None:
+        cache = work / "models"
 
     rows: list[dict[str, Any]] = []
     sessions: list[pd.DataFrame] = []
@@ -215,8 +222,12 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
                     result = json.loads(path.read_text())
                 else:
                     if model is None and name not in ("random", "popularity", "ppo_sb3"):
-                        model = SASRec(seed=seed, **config.greedy).fit(
-                            stage.split.train, valid=stage.split, progress=progress
+                        model = fit_cached(
+                            SASRec(seed=seed, **config.greedy),
+                            stage.split.train,
+                            valid=stage.split,
+                            cache=cache,
+                            progress=progress,
                         )
                     result = _cell(stage, name, guard, seed, dataset, model, config, progress,
                                    save)  # fmt: skip
