@@ -108,6 +108,18 @@ def test_offline_table_is_exact(bench_folder) -> None:
     assert table.loc["b", "params"] == 100.0
 
 
+def test_per_user_rows_without_tidy_rows_make_no_table(bench_folder) -> None:
+    folder, per_user = bench_folder
+    # per-user rows of a dataset whose tidy rows are missing (a folder gathered part-way)
+    pd.concat([per_user, per_user.assign(dataset="other")]).to_csv(folder / "per_user.csv",
+                                                                   index=False)  # fmt: skip
+    data = load_bench(folder)
+    assert offline_summary(data, "other", "a").empty
+    assert len(offline_summary(data, "toy", "a")) == 2
+    text = write_report(folder)[0].read_text()
+    assert "## Offline ranking: toy" in text and "## Offline ranking: other" not in text
+
+
 def test_summary_says_which_differences_are_significant(bench_folder) -> None:
     folder, _ = bench_folder
     lines = summary_lines(load_bench(folder))

@@ -58,9 +58,6 @@ MODES = ("offline", "simulator", "ope", "diagnose")
 _TOP = {"name", "datasets", "seeds", "jobs", *MODES}
 _OFFLINE = {"split", "baseline", "ks", "min_user", "min_item", "cold_frac", "columns", "methods"}
 _METHOD = {"model", "variant", "params", "cpus"}
-#: RunSpec fields added after grids were first run: left out of a cell's config (and so of
-#: its hash) while unset, or every done offline cell of an existing bench would rerun
-_LATER_RUNSPEC_FIELDS = ("before",)
 _OPE = {"obd", "obd_runs", "cpus"}
 _SIM = {"cpus"}
 
@@ -264,10 +261,10 @@ def _offline_cells(off: dict[str, Any], datasets: list[str], seeds: list[int],
                     build_model(spec)  # unknown or bad model options fail at load time
                 except ConfigError as e:
                     raise ConfigError(f"{where}: {e}") from None
-                config = dataclasses.asdict(spec)
-                for name in _LATER_RUNSPEC_FIELDS:  # absent at their defaults, so the cells
-                    if config[name] is None:  # of grids run before keep their hashes
-                        del config[name]
+                # unset (None) options are left out of the cell's config and so of its hash:
+                # a RunSpec field added later (as `before` was) then leaves the hashes of
+                # grids run before it alone, and their done cells are not rerun
+                config = {k: v for k, v in dataclasses.asdict(spec).items() if v is not None}
                 cells.append(Cell("offline", data, m["model"], str(m.get("variant", "")), seed,
                                   config, cpus))  # fmt: skip
     return cells

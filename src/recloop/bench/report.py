@@ -80,8 +80,8 @@ class BenchData:
 def _read(path: Path) -> pd.DataFrame:
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
-    try:
-        return pd.read_csv(path)
+    try:  # whole-file type inference: a long table's `variant` is not split into mixed types
+        return pd.read_csv(path, low_memory=False)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
 
@@ -109,7 +109,7 @@ def load_bench(folder: str | Path) -> BenchData:
 def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
     """Each cell's state by its folder's ``status.json`` (a cell of another config: not run)."""
     from recloop.bench.grid import Cell
-    from recloop.bench.runner import _status
+    from recloop.bench.runner import _read_json
 
     if not (root / "cells").is_dir():
         return []
@@ -119,7 +119,7 @@ def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
             cell = Cell(**spec)
         except TypeError:  # a grid.json from another recloop version
             return []
-        st = _status(root / "cells" / cell.name)
+        st = _read_json(root / "cells" / cell.name / "status.json")
         ok = st is not None and st.get("key") == cell.key and st.get("state") in ("done", "failed")
         states.append(str(st["state"]) if ok and st is not None else "not run")
     return states
@@ -141,6 +141,8 @@ def offline_summary(data: BenchData, dataset: str, baseline: str | None) -> pd.D
     rows = data.rows[(data.rows["dataset"] == dataset) & data.rows["split"].isin(["test", "train"])]
     rows = rows[rows["method"].isin(_offline_methods(data))]
     per_user = data.per_user[data.per_user["dataset"] == dataset]
+    if rows.empty or per_user.empty:  # nothing to pair (a folder gathered part-way)
+        return pd.DataFrame(columns=["method"])
     tidy = rows.assign(method=_label(rows))
     users = per_user.assign(method=_label(per_user))
     table = summary_table(tidy, users, baseline=baseline)
@@ -269,7 +271,9 @@ def _simulator_lines(data: BenchData, dataset: str, reference: str = "greedy") -
 
 def _datasets(data: BenchData, mode: str) -> list[str]:
     rows = data.per_user if mode == "offline" else data.sessions
-    return list(dict.fromkeys(rows["dataset"])) if len(rows) else []
+    found = list(dict.fromkeys(rows["dataset"])) if len(rows) else []
+    tidy = set(data.rows["dataset"]) if "dataset" in data.rows else set()
+    return [d for d in found if d in tidy]  # per-user rows without tidy rows: no table
 
 
 # --------------------------------------------------------------------------- rendering

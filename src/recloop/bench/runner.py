@@ -163,17 +163,10 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)  # a half-written file never sits at `path`
 
 
-def _status(folder: Path) -> dict[str, Any] | None:
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A cell's ``status.json`` or ``started.json``; ``None`` if absent or unreadable."""
     try:
-        return json.loads((folder / "status.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _started(folder: Path) -> dict[str, Any] | None:
-    """Which config a cell folder without a status was started for (``started.json``)."""
-    try:
-        return json.loads((folder / "started.json").read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -251,11 +244,11 @@ def run_grid(
     todo, skipped = [], []
     for cell in selected:
         folder = cells_dir / cell.name
-        st = _status(folder)
+        st = _read_json(folder / "status.json")
         if st is not None and st.get("state") == "done" and st.get("key") == cell.key:
             skipped.append(cell.name)
             continue
-        owner = st if st is not None else _started(folder)
+        owner = st if st is not None else _read_json(folder / "started.json")
         if folder.exists() and (owner is None or owner.get("key") != cell.key):
             # another config (or an unknown one) left checkpoints and cached results here:
             # start clean, so nothing of it is reused
@@ -361,7 +354,7 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
     errors = dict(failed or {})
     for cell in grid.cells:
         folder = root / "cells" / cell.name
-        st = _status(folder)
+        st = _read_json(folder / "status.json")
         if st is None or st.get("key") != cell.key:
             continue
         if st["state"] != "done":
