@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -404,3 +405,43 @@ greedy = {greedy}
     (entry,) = (tmp_path / "out" / "cache").iterdir()
     assert (entry / "model" / "model.json").exists()
     assert not list((tmp_path / "out" / "cells").glob("*/arena/models"))
+
+
+def test_workers_stop_when_the_bench_is_killed(tiny_csv, tmp_path) -> None:
+    text = f"""
+name = "term"
+datasets = [{json.dumps(str(tiny_csv))}]
+seeds = [0]
+jobs = 1
+[offline]
+[[offline.methods]]
+model = "sasrec"
+params = {{ dim = 8, max_len = 5, batch_size = 16, epochs = 100000, patience = 100000 }}
+"""
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(text)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "recloop", "bench", str(grid_file), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    last = out / "cells" / "offline-tiny-sasrec-s0" / "run" / "train" / "last.json"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not last.exists() and proc.poll() is None:
+            time.sleep(0.05)
+        assert last.exists(), "the cell is training"
+        proc.terminate()  # SIGTERM to the driver alone, as `kill PID` sends
+        proc.wait(timeout=60)
+        # its worker notices and exits too (the cell would train for many minutes more)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(proc.pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

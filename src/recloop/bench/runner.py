@@ -19,7 +19,8 @@ diagnostic cells of a dataset and seed share, in ``OUT/cache/``, see
 :mod:`recloop.models.cache`) stays on its machine: on a cluster, put ``OUT`` on shared
 storage to keep and share them. A cell folder left by another config is deleted before the cell reruns,
 so no checkpoint or cached result of an old config is reused. A worker that dies (an OOM kill)
-fails its cell; the others go on.
+fails its cell; the others go on. A local worker exits within a second of its driver's end
+(``kill``, SIGKILL), so a stopped bench leaves nothing training into its cell folders.
 """
 
 from __future__ import annotations
@@ -155,6 +156,24 @@ def run_cell(cell_json: str, folder: str) -> dict[str, Any]:
     out["log"] = log.getvalue()
     out["wall_s"] = time.perf_counter() - t0
     return out
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker's watchdog: exit as soon as the driver that spawned it is gone.
+
+    A driver ended by ``kill`` (SIGTERM) or SIGKILL takes no workers with it; they would
+    train on for up to a cell's length and write checkpoints into cell folders that a rerun
+    then also writes to. Checked once a second, in a daemon thread.
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _write(path: Path, text: str) -> None:
@@ -298,7 +317,12 @@ def run_grid(
             threads = max(1, min(c.cpus for c in todo))
             with (
                 _pool_threads(threads),
-                ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool,
+                ProcessPoolExecutor(
+                    workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
+                ) as pool,
             ):
                 futures: dict[Future[dict[str, Any]], Cell] = {
                     pool.submit(run_cell, json.dumps(asdict(c)), str(cells_dir / c.name)): c
