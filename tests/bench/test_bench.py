@@ -201,17 +201,23 @@ def test_killed_bench_resumes_with_only_the_missing_cells(tiny_csv, tmp_path) ->
     assert rows[rows["metric"] == "ndcg@10"]["seed"].nunique() == 6
 
 
-def test_a_cell_killed_mid_training_continues_its_checkpoint_exactly(tiny_csv, tmp_path) -> None:
-    text = f"""
-name = "resume"
+def sasrec_grid(tiny_csv: Path, epochs: int) -> str:
+    """One SASRec cell that trains for ``epochs`` epochs (no early stop, fixed lr)."""
+    return f"""
+name = "train"
 datasets = [{json.dumps(str(tiny_csv))}]
 seeds = [0]
 jobs = 1
 [offline]
 [[offline.methods]]
 model = "sasrec"
-params = {{ dim = 8, max_len = 5, batch_size = 16, epochs = 150, patience = 1000, lr_decay = 1.0 }}
+params = {{ dim = 8, max_len = 5, batch_size = 16, epochs = {epochs}, patience = {epochs}, lr_decay = 1.0 }}
 """
+
+
+def start_training(text: str, tmp_path: Path) -> tuple[subprocess.Popen, list[str], Path]:
+    """``recloop bench`` on ``text`` in its own session, once its cell has a checkpoint: the
+    process, its command line, and the cell's ``last.json``."""
     grid_file = tmp_path / "grid.toml"
     grid_file.write_text(text)
     out = tmp_path / "out"
@@ -222,6 +228,13 @@ params = {{ dim = 8, max_len = 5, batch_size = 16, epochs = 150, patience = 1000
     deadline = time.time() + 240
     while time.time() < deadline and not last.exists() and proc.poll() is None:
         time.sleep(0.005)
+    return proc, cmd, last
+
+
+def test_a_cell_killed_mid_training_continues_its_checkpoint_exactly(tiny_csv, tmp_path) -> None:
+    text = sasrec_grid(tiny_csv, 150)
+    proc, cmd, last = start_training(text, tmp_path)
+    out = tmp_path / "out"
     os.killpg(proc.pid, signal.SIGKILL)  # mid-training: a few epochs are checkpointed
     proc.wait()
     killed_at = json.loads(last.read_text())["state"]["epoch"]
@@ -408,27 +421,8 @@ greedy = {greedy}
 
 
 def test_workers_stop_when_the_bench_is_killed(tiny_csv, tmp_path) -> None:
-    text = f"""
-name = "term"
-datasets = [{json.dumps(str(tiny_csv))}]
-seeds = [0]
-jobs = 1
-[offline]
-[[offline.methods]]
-model = "sasrec"
-params = {{ dim = 8, max_len = 5, batch_size = 16, epochs = 100000, patience = 100000 }}
-"""
-    grid_file = tmp_path / "grid.toml"
-    grid_file.write_text(text)
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "recloop", "bench", str(grid_file), "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
-    last = out / "cells" / "offline-tiny-sasrec-s0" / "run" / "train" / "last.json"
+    proc, _, last = start_training(sasrec_grid(tiny_csv, 100_000), tmp_path)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and not last.exists() and proc.poll() is None:
-            time.sleep(0.05)
         assert last.exists(), "the cell is training"
         proc.terminate()  # SIGTERM to the driver alone, as `kill PID` sends
         proc.wait(timeout=60)
