@@ -19,9 +19,10 @@ import pytest
 
 from recloop.bench import parse_grid, run_grid
 from recloop.bench.report import write_report
+from recloop.bench.runner import gather
 from recloop.errors import ConfigError
 from recloop.rl.arena import ArenaConfig
-from recloop.runs import RunSpec
+from recloop.runs import RunSpec, machine
 
 
 @pytest.fixture(scope="module")
@@ -238,11 +239,21 @@ def test_a_cell_killed_mid_training_continues_its_checkpoint_exactly(tiny_csv, t
     os.killpg(proc.pid, signal.SIGKILL)  # mid-training: a few epochs are checkpointed
     proc.wait()
     killed_at = json.loads(last.read_text())["state"]["epoch"]
-    assert 1 <= killed_at < 150 and not (last.parent.parent.parent / "status.json").exists()
+    cell = last.parent.parent.parent
+    assert 1 <= killed_at < 150 and not (cell / "status.json").exists()
+    # the report tells a cell that started (and ran or stopped) from one that never did
+    running = json.loads((cell / "running.json").read_text())
+    assert running["key"] == parse_grid(text).cells[0].key and running["machine"] == machine()
+    gather(parse_grid(text), out)
+    report = write_report(out)[0].read_text()
+    assert "1 cells: 0 done, 0 failed, 1 started but not finished, 0 not run yet." in report
+    since = running["since"][:16].replace("T", " ")
+    assert f"seed 0 (started {since} on {machine()}, not finished)\n" in report
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     metrics = json.loads((last.parent.parent / "metrics.json").read_text())
     assert metrics["resumed_from_epoch"] >= killed_at and metrics["training"]["epoch"] == 150
+    assert not (cell / "running.json").exists()
     # the same cell never interrupted: the same curve and the same per-user test results
     whole = run_grid(parse_grid(text), tmp_path / "whole", progress=False)
     assert not whole.failed
@@ -393,7 +404,8 @@ def test_fits_report_cpu_seconds_beside_wall_seconds(tiny_csv, monkeypatch) -> N
     assert by_metric["fit_cpu_s"] == cpu and by_metric["fit_s"] == wall
 
 
-def test_simulator_and_diagnostic_cells_share_the_greedy_fit(tiny_csv, tmp_path) -> None:
+def test_simulator_and_diagnostic_cells_share_the_greedy_fit(tiny_csv, tmp_path,
+                                                             monkeypatch) -> None:  # fmt: skip
     greedy = "{ dim = 8, max_len = 5, epochs = 2 }"
     text = f"""
 name = "share"
@@ -412,12 +424,19 @@ rollouts = 1
 candidates = 2
 greedy = {greedy}
 """
+    # the commit the bench started on labels every row, whatever its mode: not what the
+    # checkout says when the cell runs (the workers are spawned, so the patch is the driver's)
+    monkeypatch.setattr("recloop.runs.git_sha", lambda: "feedc0ffee00")
     res = run_grid(parse_grid(text), tmp_path / "out", progress=False)
     assert not res.failed and len(res.ran) == 2
     # one fit of the seed's greedy SASRec, in the bench's cache, serves both cells
     (entry,) = (tmp_path / "out" / "cache").iterdir()
     assert (entry / "model" / "model.json").exists()
     assert not list((tmp_path / "out" / "cells").glob("*/arena/models"))
+    assert len(res.rows) > 5
+    assert set(res.rows["git_sha"]) == {"feedc0ffee00"}
+    assert set(res.rows["machine"]) == {machine()}
+    assert not list((tmp_path / "out" / "cells").glob("*/running.json"))
 
 
 def test_workers_stop_when_the_bench_is_killed(tiny_csv, tmp_path) -> None:

@@ -84,6 +84,18 @@ def test_an_entry_another_process_is_fitting_is_not_waited_for(split, tmp_path) 
     assert not (entry / "model").exists() and not (entry / "train").exists()
 
 
+def test_a_saved_entry_is_read_while_another_process_holds_its_lock(split, tmp_path,
+                                                                   monkeypatch) -> None:  # fmt: skip
+    first = fit_cached(SASRec(seed=0, **OPTIONS), split.train, valid=split, cache=tmp_path)
+    (entry,) = tmp_path.iterdir()
+    calls = count_fits(monkeypatch)
+    with _try_lock(entry / ".lock") as held:  # e.g. another cell loading the same fit
+        assert held
+        again = fit_cached(SASRec(seed=0, **OPTIONS), split.train, valid=split, cache=tmp_path)
+    assert calls == []
+    np.testing.assert_array_equal(again.score(USERS), first.score(USERS))
+
+
 def test_a_killed_fit_continues_from_its_checkpoint_exactly(split, tmp_path) -> None:
     model = SASRec(seed=0, **OPTIONS)
     entry = tmp_path / f"sasrec-{cache_key(model, split.train, split)}"

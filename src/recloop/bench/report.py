@@ -72,8 +72,9 @@ class BenchData:
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     cells: list[dict[str, Any]] = field(default_factory=list)
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: per cell of ``cells``: ``done``, ``failed`` or ``not run`` (empty: the folder has no
-    #: ``cells/``, e.g. rows copied out of a bench, so states are unknown)
+    #: per cell of ``cells``: ``done``, ``failed``, ``started <time> on <machine>`` (running,
+    #: or stopped part-way) or ``not run`` (empty: the folder has no ``cells/``, e.g. rows
+    #: copied out of a bench, so states are unknown)
     states: list[str] = field(default_factory=list)
 
 
@@ -107,7 +108,8 @@ def load_bench(folder: str | Path) -> BenchData:
 
 
 def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
-    """Each cell's state by its folder's ``status.json`` (a cell of another config: not run)."""
+    """Each cell's state by its folder's ``status.json``, else ``running.json`` (a cell of
+    another config: not run)."""
     from recloop.bench.grid import Cell
     from recloop.bench.runner import _read_json
 
@@ -121,7 +123,14 @@ def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
             return []
         st = _read_json(root / "cells" / cell.name / "status.json")
         ok = st is not None and st.get("key") == cell.key and st.get("state") in ("done", "failed")
-        states.append(str(st["state"]) if ok and st is not None else "not run")
+        run = _read_json(root / "cells" / cell.name / "running.json")
+        if ok and st is not None:
+            states.append(str(st["state"]))
+        elif run is not None and run.get("key") == cell.key:
+            since = str(run.get("since", "?"))[:16].replace("T", " ")
+            states.append(f"started {since} on {run.get('machine', '?')}")
+        else:
+            states.append("not run")
     return states
 
 
@@ -327,15 +336,21 @@ def _md_table_to_html(text: str) -> str:
     return "\n".join(out)
 
 
+def _state_note(state: str) -> str:
+    return f"{state}, not finished" if state.startswith("started") else state
+
+
 def render(data: BenchData) -> tuple[str, str]:
     """The report as ``(markdown, html)``."""
     md: list[str] = [f"# recloop bench: {data.name}", ""]
     cells = data.cells
     if data.states:
         done, left = data.states.count("done"), data.states.count("not run")
+        started = sum(st.startswith("started") for st in data.states)
         md.append(f"{len(cells)} cells: {done} done, {data.states.count('failed')} failed, "
-                  f"{left} not run yet.")  # fmt: skip
-        if left:
+                  + (f"{started} started but not finished, " if started else "")
+                  + f"{left} not run yet.")  # fmt: skip
+        if left or started:
             md[-1] += (" The tables and plots cover the done cells only; rerun "
                        "`recloop bench GRID --out FOLDER` to finish the grid.")  # fmt: skip
     else:
@@ -373,7 +388,7 @@ def render(data: BenchData) -> tuple[str, str]:
     states = data.states or [""] * len(cells)
     cell_list = [f"- {c['mode']} {c['dataset']} {c['method']}"
                  f"{'-' + c['variant'] if c.get('variant') else ''} seed {c['seed']}"
-                 f"{'' if st in ('', 'done') else f' ({st})'}"
+                 f"{'' if st in ('', 'done') else f' ({_state_note(st)})'}"
                  for c, st in zip(cells, states, strict=True)]  # fmt: skip
     md += ["", "## Cells", "", *cell_list]
     markdown_text = "\n".join(md) + "\n"

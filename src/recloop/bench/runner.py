@@ -1,7 +1,8 @@
 """Run a grid's cells in local processes or on Ray, resumably, and gather their tidy rows.
 
 Each cell gets its own folder ``OUT/cells/<cell name>/`` holding ``started.json`` (the
-config hash it was started for), ``rows.csv`` (tidy rows), per-user or per-session rows
+config hash it was started for), ``running.json`` while a worker computes it (removed when
+the result is saved), ``rows.csv`` (tidy rows), per-user or per-session rows
 where the mode has them, ``log.txt`` (everything the cell printed) and, written last,
 ``status.json``. A cell whose ``status.json`` says ``done`` with the same config hash is
 skipped on a rerun, so a killed bench resumes where it stopped; a cell that raised is
@@ -65,18 +66,22 @@ class BenchResult:
     failed: dict[str, str]  # cell name → error
 
 
-def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """The cell's tidy rows and its extra tables (per user, per session, training curves)."""
+def _compute(cell: Cell, folder: Path,
+             cache: Path | None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:  # fmt: skip
+    """The cell's tidy rows and its extra tables (per user, per session, training curves).
+
+    ``cache`` holds the greedy SASRec fits that simulator and diagnostic cells share.
+    """
     labels = {"benchmark": "bench", "dataset": cell.dataset, "method": cell.method,
               "variant": cell.variant, "seed": cell.seed}  # fmt: skip
     if cell.mode == "offline":
         from recloop.compare import run_rows
-        from recloop.runs import RunSpec, git_sha, machine, train_run
+        from recloop.runs import RunSpec, train_run
 
         cfg = dict(cell.config)
         cfg["ks"] = tuple(cfg["ks"])
         res = train_run(RunSpec(**cfg), folder / "run", progress=False)
-        rows = pd.DataFrame(run_rows(res, {**labels, "git_sha": git_sha(), "machine": machine()}))
+        rows = pd.DataFrame(run_rows(res, labels))
         ids: dict[str, Any] = {"method": cell.method, "variant": cell.variant, "seed": cell.seed}
         extras = {"per_user": res["test"].per_user.assign(**ids)}
         curve = res["metrics"].get("training", {}).get("curve", [])
@@ -89,7 +94,7 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, dict[str, pd.DataF
         cfg = {k: tuple(v) if k in ("agents", "seeds", "guardrail") else v
                for k, v in cell.config.items()}  # fmt: skip
         tidy, sessions, world = run_arena(cell.dataset, ArenaConfig(**cfg), folder / "arena",
-                                          cache=folder.parent.parent / "cache")  # fmt: skip
+                                          cache=cache)  # fmt: skip
         # the simulator's fidelity travels with every simulated result
         fidelity = pd.DataFrame([{**labels, "split": "sim", "metric": f"world_{k}", "value": v}
                                  for k, v in world.report.items()
@@ -114,11 +119,7 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, dict[str, pd.DataF
         from recloop.bench.diagnose import DiagnoseConfig, diagnose
         from recloop.data import load_dataset
 
-        res = diagnose(
-            load_dataset(cell.dataset),
-            DiagnoseConfig(**cell.config),
-            cache=folder.parent.parent / "cache",
-        )
+        res = diagnose(load_dataset(cell.dataset), DiagnoseConfig(**cell.config), cache=cache)
         found = [{**labels, "split": "sim", "metric": f"{k}_return", "value": v,
                  "ci_low": res["ci"][k][0], "ci_high": res["ci"][k][1], "n": res["users"]}
                 for k, v in res["mean"].items()]  # fmt: skip
@@ -129,24 +130,40 @@ def _compute(cell: Cell, folder: Path) -> tuple[pd.DataFrame, dict[str, pd.DataF
     raise ConfigError(f"unknown cell mode {cell.mode!r}")
 
 
-def run_cell(cell_json: str, folder: str) -> dict[str, Any]:
+def run_cell(cell_json: str, folder: str, cache: str | None = None,
+             code: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Compute one cell (in a worker process or Ray task); never raises.
+
+    ``cache`` is the folder of shared greedy fits (default: ``cache/`` beside ``cells/``);
+    ``code`` is the commit of the code the bench runs, for every row's ``git_sha`` (default:
+    this checkout's now). The worker's machine fills every row's ``machine``. While the cell
+    runs, its folder holds ``running.json`` (config hash, start time, machine, process id).
 
     Returns ``{"state": "done" | "failed", "rows": csv, "extra": {name: csv}, "error": str,
     "log": str, "wall_s": float}``.
     """
+    from recloop.runs import git_sha, machine
+
     cell = Cell(**json.loads(cell_json))
+    where = Path(folder)
     log = io.StringIO()
     t0 = time.perf_counter()
     out: dict[str, Any] = {"state": "done", "rows": "", "extra": {}, "error": ""}
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
+            where.mkdir(parents=True, exist_ok=True)
+            _write(where / "running.json", json.dumps({
+                "key": cell.key, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "machine": machine(), "pid": os.getpid()}))  # fmt: skip
             import torch
 
             # the cell's share of the machine: torch models set their threads from it
             os.environ["RECLOOP_CPUS"] = str(max(1, cell.cpus))
             torch.set_num_threads(max(1, cell.cpus))
-            rows, extras = _compute(cell, Path(folder))
+            rows, extras = _compute(cell, where,
+                                    Path(cache) if cache else where.parent.parent / "cache")  # fmt: skip
+            # provenance on every row, whatever the mode
+            rows = rows.assign(git_sha=code or git_sha(), machine=machine())
             out["rows"] = rows.to_csv(index=False)
             out["extra"] = {k: v.to_csv(index=False) for k, v in extras.items()}
         except Exception as e:  # a failed cell is recorded, never fatal to the bench
@@ -195,6 +212,7 @@ def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
     # no status while the rows change: a kill in between leaves a cell that reruns, never old
     # status next to new rows
     (folder / "status.json").unlink(missing_ok=True)
+    (folder / "running.json").unlink(missing_ok=True)
     _write(folder / "log.txt", result["log"])
     if result["state"] == "done":
         _write(folder / "rows.csv", result["rows"])
@@ -253,9 +271,15 @@ def run_grid(
     each declaring the CPUs its cell needs. ``only`` (shell patterns over cell names, e.g.
     ``offline-ml-100k-*``) runs just the matching cells and leaves the others' folders
     alone; the gathered rows are still every done cell's.
+
+    Every row's ``git_sha`` is the checkout's commit when the bench starts, the code its
+    workers import, so a commit made while a long bench runs does not relabel its later cells.
     """
+    from recloop.runs import git_sha
+
     selected = select_cells(grid, only)
     root = Path(out)
+    code, cache = git_sha(), str(root / "cache")
     cells_dir = root / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     _write(root / "grid.json", json.dumps({"name": grid.name, "baseline": grid.baseline,
@@ -293,8 +317,8 @@ def run_grid(
             ray, started = _ray(ray_address)
             try:
                 task = ray.remote(run_cell)
-                pending = {task.options(num_cpus=c.cpus).remote(json.dumps(asdict(c)),
-                                                                str(cells_dir / c.name)): c
+                pending = {task.options(num_cpus=c.cpus).remote(
+                    json.dumps(asdict(c)), str(cells_dir / c.name), cache, code): c
                            for c in todo}  # fmt: skip
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)
@@ -325,7 +349,9 @@ def run_grid(
                 ) as pool,
             ):
                 futures: dict[Future[dict[str, Any]], Cell] = {
-                    pool.submit(run_cell, json.dumps(asdict(c)), str(cells_dir / c.name)): c
+                    pool.submit(
+                        run_cell, json.dumps(asdict(c)), str(cells_dir / c.name), cache, code
+                    ): c
                     for c in todo
                 }
                 while futures:

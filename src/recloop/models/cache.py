@@ -112,18 +112,15 @@ def fit_cached(model: R, dataset: Dataset, *, valid: Split | None = None,
     if cache is None:
         return model.fit(dataset, valid=valid, progress=progress)
     entry = Path(cache) / f"{model.name}-{cache_key(model, dataset, valid)}"
-    found = _load(entry / "model", model)
-    if found is not None:
-        log(f"{model.name}: loaded the cached fit {entry}")
-        return found
     with _try_lock(entry / ".lock") as held:
-        if not held:
-            log(f"{model.name}: another process is fitting {entry}; fitting without the cache")
-            return model.fit(dataset, valid=valid, progress=progress)
-        found = _load(entry / "model", model)  # it finished while we waited for the lock
+        # a saved entry is read whether or not the lock is ours: the holder may be only reading
+        found = _load(entry / "model", model)
         if found is not None:
             log(f"{model.name}: loaded the cached fit {entry}")
             return found
+        if not held:
+            log(f"{model.name}: another process is fitting {entry}; fitting without the cache")
+            return model.fit(dataset, valid=valid, progress=progress)
         model.fit(dataset, valid=valid, progress=progress, workdir=entry / "train")
         model.save(entry / "model")  # model.json is written last: the entry's commit point
         shutil.rmtree(entry / "train", ignore_errors=True)
