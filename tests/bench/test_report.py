@@ -18,6 +18,7 @@ from recloop.bench.report import (
     offline_summary,
     ope_markdown,
     summary_lines,
+    verdict_lines,
     write_report,
 )
 from recloop.eval.stats import mean_ci
@@ -128,6 +129,53 @@ def test_summary_says_which_differences_are_significant(bench_folder) -> None:
     )
     assert any("reinforce_topk's return per session is significantly above the greedy" in s
                for s in lines)  # fmt: skip
+
+
+def test_the_verdict_is_computed_from_the_rows(bench_folder) -> None:
+    folder, per_user = bench_folder
+    grid = json.loads((folder / "grid.json").read_text())
+    for cell in grid["cells"]:  # b trains an RL head on a's encoder
+        if cell["method"] == "b":
+            cell["config"] = {"model": "b", "params": {"head": "sqn"}}
+    (folder / "grid.json").write_text(json.dumps(grid))
+    # a popularity agent that beats the learner, and the simulator's fidelity
+    sessions = pd.read_csv(folder / "sessions.csv")
+    pop = sessions[sessions["method"] == "greedy"].assign(method="popularity")
+    pop["return"] += 5.0
+    pd.concat([sessions, pop]).to_csv(folder / "sessions.csv", index=False)
+    rows = pd.read_csv(folder / "results.csv")
+    fidelity = [{"dataset": "toy", "method": "world", "variant": "", "seed": s, "split": "sim",
+                 "metric": m, "value": v + s / 100}
+                for s in (0, 1) for m, v in (("world_auc", 0.8), ("world_ece", 0.01))]  # fmt: skip
+    pop_rows = rows[(rows["method"] == "greedy") & (rows["split"] == "sim")].assign(
+        method="popularity"
+    )
+    pd.concat([rows, pop_rows, pd.DataFrame(fidelity)]).to_csv(folder / "results.csv",
+                                                               index=False)  # fmt: skip
+
+    (line,) = verdict_lines(load_bench(folder))
+    users = per_user.groupby(["method", "user"])["ndcg@10"].mean()
+    a, b = users["a"], users["b"]
+    p = sps.wilcoxon(b - a).pvalue  # one comparison: Holm leaves it as it is
+    assert line.startswith(
+        f"**toy**: Offline (test NDCG@10), the best of 1 RL heads, b, scores {b.mean():.4f} "
+        f"against a's {a.mean():.4f} (Δ {(b - a).mean():+.4f}, significantly above, Holm p = "
+        f"{p:.2g}); 1 of 1 are significantly above a. "
+    )
+    ret = sessions.groupby(["method", "user"])["return"].mean()
+    g, r = ret["greedy"], ret["reinforce_topk"]
+    p = min(1.0, 2 * sps.wilcoxon(r - g).pvalue)  # Holm over the two agents' tests
+    assert (
+        f"In the simulator (fidelity: AUC 0.805, ECE 0.015), the best agent that learns from "
+        f"feedback, reinforce_topk, returns {r.mean():.2f} a session against the greedy large "
+        f"model's {g.mean():.2f} (×{r.mean() / g.mean():.2f}, Δ {(r - g).mean():+.2f}, "
+        f"significantly above, Holm p = {p:.2g}). popularity ({g.mean() + 5:.2f}), which does "
+        "not learn, returns more than every learner" in line
+    )
+    # look-ahead over greedy: (4.2 / 1 + 3.8 / 2) / 2 over the two seeds
+    assert line.endswith("A short look-ahead search returns ×3.05 the greedy large model's "
+                         "return from the same start states.")  # fmt: skip
+    assert "## Large model or RL?\n\n- **toy**: Offline" in write_report(folder)[0].read_text()
 
 
 def test_ope_table_from_rows(bench_folder) -> None:

@@ -241,6 +241,95 @@ def diagnose_markdown(rows: pd.DataFrame) -> str:
     )
 
 
+#: offline heads that learn from rewards (``aux`` is their control without rewards)
+RL_HEADS = ("sqn", "sac", "snqn", "sa2c", "csa")
+#: simulator agents that do not learn from the simulated users' feedback
+FIXED_AGENTS = ("random", "popularity", "greedy")
+
+
+def _rl_labels(data: BenchData) -> set[str]:
+    """``method-variant`` labels of the offline cells that train an RL head."""
+    found = set()
+    for c in data.cells:
+        head = (c.get("config") or {}).get("params", {}).get("head")
+        if c.get("mode") == "offline" and head in RL_HEADS:
+            found.add(f"{c['method']}-{c['variant']}" if c.get("variant") else c["method"])
+    return found
+
+
+def _significance(d: float, p: float) -> str:
+    if p >= 0.05:
+        return f"not significant, Holm p = {p:.2g}"
+    return f"significantly {'above' if d > 0 else 'below'}, Holm p = {p:.2g}"
+
+
+def verdict_lines(data: BenchData) -> list[str]:
+    """Per dataset, the answer to "large model or RL?", computed from the rows.
+
+    Offline: the best RL head (by mean test NDCG@10) against the baseline large model, and how
+    many RL heads are significantly above it. Simulator: the best agent that learns from
+    feedback against the greedy large model, with the simulator's fidelity, and any agent that
+    does not learn but beats every learner. The look-ahead diagnostic's bound where it ran.
+    """
+    from recloop.rl.arena import arena_tests
+
+    out = []
+    rl = _rl_labels(data)
+    sim_sets = set(_datasets(data, "simulator"))
+    for dataset in dict.fromkeys([*_datasets(data, "offline"), *_datasets(data, "simulator")]):
+        parts = []
+        base = data.baseline
+        t = offline_summary(data, dataset, base) if base else pd.DataFrame()
+        if base and "p_wilcoxon_holm" in t and len(heads := t[t["method"].isin(rl)]):
+            best = heads.loc[heads["ndcg@10"].idxmax()]
+            ref = float(t.loc[t["method"] == base, "ndcg@10"].iloc[0])
+            d, p = float(best[f"diff_vs_{base}"]), float(best["p_wilcoxon_holm"])
+            above = int(((heads[f"diff_vs_{base}"] > 0) & (heads["p_wilcoxon_holm"] < 0.05)).sum())
+            parts.append(
+                f"Offline (test NDCG@10), the best of {len(heads)} RL heads, {best['method']}, "
+                f"scores {best['ndcg@10']:.4f} against {base}'s {ref:.4f} (Δ {d:+.4f}, "
+                f"{_significance(d, p)}); {above} of {len(heads)} are significantly above {base}."
+            )
+        if dataset in sim_sets:
+            sess = data.sessions[(data.sessions["dataset"] == dataset)
+                                 & (data.sessions["variant"] == "plain")]  # fmt: skip
+            level = sess.groupby(["method", "user"])["return"].mean().groupby("method").mean()
+            tests = arena_tests(data.sessions[data.sessions["dataset"] == dataset], "greedy")
+            learners = level[[m not in FIXED_AGENTS for m in level.index]]
+            if "greedy" in level and len(learners):
+                best_agent = str(learners.idxmax())
+                test, p = tests[(best_agent, "plain")]
+                fid = data.rows[(data.rows["dataset"] == dataset)
+                                & (data.rows["metric"].isin(["world_auc", "world_ece"]))]  # fmt: skip
+                fid_m = fid.groupby("metric")["value"].mean()
+                fidelity = (f" (fidelity: AUC {fid_m['world_auc']:.3f}, ECE {fid_m['world_ece']:.3f})"
+                            if {"world_auc", "world_ece"} <= set(fid_m.index) else "")  # fmt: skip
+                g = float(level["greedy"])
+                parts.append(
+                    f"In the simulator{fidelity}, the best agent that learns from feedback, "
+                    f"{best_agent}, returns {learners[best_agent]:.2f} a session against the "
+                    f"greedy large model's {g:.2f} (×{learners[best_agent] / g:.2f}, Δ "
+                    f"{test.mean_diff:+.2f}, {_significance(test.mean_diff, p)})."
+                )
+                fixed = level[[m in FIXED_AGENTS and m != "greedy" for m in level.index]]
+                beat = fixed[fixed > learners.max()]
+                if len(beat):
+                    parts.append(
+                        ", ".join(f"{m} ({v:.2f})" for m, v in beat.items())
+                        + ", which does not learn, returns more than every learner: this "
+                        "simulator's users reward what it shows, so weigh the simulated gains "
+                        "by its fidelity."
+                    )
+        diag = data.rows[(data.rows["dataset"] == dataset) & (data.rows["method"] == "lookahead")
+                         & (data.rows["metric"] == "lookahead_over_greedy")]  # fmt: skip
+        if len(diag):
+            parts.append(f"A short look-ahead search returns ×{diag['value'].mean():.2f} the greedy "
+                         "large model's return from the same start states.")  # fmt: skip
+        if parts:
+            out.append(f"**{dataset}**: " + " ".join(parts))
+    return out
+
+
 def summary_lines(data: BenchData) -> list[str]:
     """Plain sentences computed from the rows: which differences are significant, which not."""
     out = []
@@ -356,6 +445,9 @@ def render(data: BenchData) -> tuple[str, str]:
     else:
         md.append(f"{len(cells)} cells; {len(data.failures)} failed.")
     summary = summary_lines(data)
+    verdict = verdict_lines(data)
+    if verdict:
+        md += ["", "## Large model or RL?", "", *(f"- {v}" for v in verdict)]
     need = diagnose_markdown(data.rows)
     if need:
         md += ["", "## Does this data need RL?", "", need]
