@@ -280,8 +280,9 @@ def verdict_lines(data: BenchData) -> list[str]:
         parts = []
         base = data.baseline
         t = offline_summary(data, dataset, base) if base else pd.DataFrame()
-        if base and "p_wilcoxon_holm" in t and len(heads := t[t["method"].isin(rl)]):
-            best = heads.loc[heads["ndcg@10"].idxmax()]
+        heads = t[t["method"].isin(rl)] if "method" in t else t
+        if base and "p_wilcoxon_holm" in t and len(heads) and (t["method"] == base).any():
+            best = heads.sort_values("ndcg@10").iloc[-1]
             ref = float(t.loc[t["method"] == base, "ndcg@10"].iloc[0])
             d, p = float(best[f"diff_vs_{base}"]), float(best["p_wilcoxon_holm"])
             above = int(((heads[f"diff_vs_{base}"] > 0) & (heads["p_wilcoxon_holm"] < 0.05)).sum())
