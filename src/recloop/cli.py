@@ -403,10 +403,17 @@ def bench_cmd(
 def report_cmd(
     folder: Annotated[Path, typer.Argument(help="A folder written by `recloop bench`.")],
 ) -> None:
-    """Write report.md and a self-contained report.html from a bench folder's rows."""
-    from recloop.bench.report import write_report
+    """Write report.md and a self-contained report.html from a bench folder's rows, and print
+    the report's answer to "large model or RL?"."""
+    from recloop.bench.report import load_bench, verdict_lines, write_report
 
-    md_path, html_path = write_report(folder)
+    data = load_bench(folder)
+    md_path, html_path = write_report(folder, data)
+    verdict = verdict_lines(data)
+    if verdict:
+        typer.echo("Large model or RL?")
+        for line in verdict:
+            typer.echo("- " + line.replace("**", ""))
     typer.echo(f"wrote {md_path} and {html_path}")
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from conftest import run_cli
 from recloop.bench.report import (
     load_bench,
     offline_summary,
@@ -176,6 +177,10 @@ def test_the_verdict_is_computed_from_the_rows(bench_folder) -> None:
     assert line.endswith("A short look-ahead search returns ×3.05 the greedy large model's "
                          "return from the same start states.")  # fmt: skip
     assert "## Large model or RL?\n\n- **toy**: Offline" in write_report(folder)[0].read_text()
+    # `recloop report` prints the answer too, where a newcomer running the README looks
+    out = run_cli("report", str(folder)).stdout
+    assert out.startswith("Large model or RL?\n- toy: Offline (test NDCG@10), the best of 1")
+    assert out.endswith(f"wrote {folder / 'report.md'} and {folder / 'report.html'}\n")
 
 
 def test_ope_table_from_rows(bench_folder) -> None:

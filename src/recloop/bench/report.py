@@ -506,10 +506,12 @@ th{{background:#f3f3f3}}figure{{margin:1em 0}}img{{max-width:100%}}</style></hea
     return markdown_text, page
 
 
-def write_report(folder: str | Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into a bench folder; return their paths."""
+def write_report(folder: str | Path, data: BenchData | None = None) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into a bench folder; return their paths.
+
+    ``data``: the folder's :func:`load_bench`, if the caller has it already."""
     root = Path(folder)
-    markdown_text, page = render(load_bench(root))
+    markdown_text, page = render(data if data is not None else load_bench(root))
     md_path, html_path = root / "report.md", root / "report.html"
     md_path.write_text(markdown_text)
     html_path.write_text(page)
