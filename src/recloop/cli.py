@@ -404,9 +404,14 @@ def report_cmd(
     folder: Annotated[Path, typer.Argument(help="A folder written by `recloop bench`.")],
 ) -> None:
     """Write report.md and a self-contained report.html from a bench folder's rows, and print
-    the report's answer to "large model or RL?"."""
+    the report's answer to "large model or RL?". The rows are gathered from the cells done so
+    far first, so a bench that still runs can be reported on."""
     from recloop.bench.report import load_bench, verdict_lines, write_report
+    from recloop.bench.runner import regather
 
+    fresh = regather(folder)  # the cells done so far, also while the bench still runs
+    if fresh is not None:
+        typer.echo(f"gathered {folder / 'results.csv'} from the cells: {len(fresh.rows)} rows")
     data = load_bench(folder)
     md_path, html_path = write_report(folder, data)
     verdict = verdict_lines(data)

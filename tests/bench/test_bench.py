@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 from recloop.bench import parse_grid, run_grid
 from recloop.bench.report import write_report
 from recloop.bench.runner import gather
@@ -264,6 +265,29 @@ def test_a_cell_killed_mid_training_continues_its_checkpoint_exactly(tiny_csv, t
     ]
     pd.testing.assert_frame_equal(pd.read_csv(out / "per_user.csv"),
                                   pd.read_csv(tmp_path / "whole" / "per_user.csv"))  # fmt: skip
+
+
+def test_report_gathers_the_cells_done_so_far(tiny_csv, tmp_path) -> None:
+    out = tmp_path / "out"
+    run_grid(parse_grid(offline_grid([str(tiny_csv)])), out, progress=False)
+    whole = pd.read_csv(out / "results.csv")
+    # results.csv as a bench still running (or killed) leaves it: behind its cells
+    whole[whole["method"] == "pop"].to_csv(out / "results.csv", index=False)
+    (out / "per_user.csv").unlink()
+    done = run_cli("report", str(out)).stdout
+    assert f"gathered {out / 'results.csv'} from the cells: {len(whole)} rows" in done
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), whole)
+    assert "| itemknn |" in (out / "report.md").read_text()
+    # rows copied out of a bench (no cell folders) are reported as they are
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("results.csv", "per_user.csv", "grid.json"):
+        (copy / name).write_bytes((out / name).read_bytes())
+    assert "gathered" not in run_cli("report", str(copy)).stdout
+    # the same report but for the cell states, which only cell folders tell
+    assert "\n4 cells; 0 failed.\n" in (copy / "report.md").read_text()
+    tables = [(f / "report.md").read_text().split("## Summary")[1] for f in (copy, out)]
+    assert tables[0] == tables[1]
 
 
 def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> None:

@@ -48,7 +48,7 @@ from recloop.compare import TIDY_COLUMNS
 from recloop.errors import ConfigError
 from recloop.progress import progress_bar
 
-__all__ = ["BenchResult", "run_cell", "run_grid", "select_cells"]
+__all__ = ["BenchResult", "gather", "regather", "run_cell", "run_grid", "select_cells"]
 
 #: Extra tables a mode writes besides its tidy rows.
 EXTRAS = ("per_user", "sessions", "curves")
@@ -194,7 +194,8 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    # a temporary name of this process's own: `recloop report` may gather beside the bench
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)  # a half-written file never sits at `path`
 
@@ -429,3 +430,24 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
     fail = pd.DataFrame({"cell": list(errors), "error": list(errors.values())})
     _write(root / "failures.csv", fail.to_csv(index=False))
     return BenchResult(rows, tables, list(ran or []), list(skipped or []), errors)
+
+
+def regather(root: str | Path) -> BenchResult | None:
+    """Gather the done cells of the bench in ``root`` afresh, from its ``grid.json``.
+
+    ``recloop bench`` gathers when it ends, so while it runs (or after it was killed) its
+    ``results.csv`` lags behind the cells; ``recloop report`` calls this first, so a report
+    covers every cell done so far. ``None`` (nothing written) where ``root`` has no cell
+    folders or a ``grid.json`` this recloop cannot read: its ``results.csv`` is used as it is.
+    """
+    folder = Path(root)
+    meta = _read_json(folder / "grid.json")
+    if meta is None or not (folder / "cells").is_dir():
+        return None
+    try:
+        cells = tuple(Cell(**spec) for spec in meta.get("cells", []))
+    except TypeError:  # a grid.json from another recloop version
+        return None
+    grid = Grid(name=str(meta.get("name", folder.name)), cells=cells,
+                baseline=meta.get("baseline"))  # fmt: skip
+    return gather(grid, folder)
