@@ -183,6 +183,19 @@ def test_the_verdict_is_computed_from_the_rows(bench_folder) -> None:
     assert out.endswith(f"wrote {folder / 'report.md'} and {folder / 'report.html'}\n")
 
 
+def test_the_verdict_without_a_test_or_a_greedy_return(bench_folder) -> None:
+    folder, _ = bench_folder
+    sessions = pd.read_csv(folder / "sessions.csv")
+    # the learner met one user of the greedy model's, and greedy SASRec returned nothing
+    sessions = sessions[(sessions["method"] == "greedy") | (sessions["user"] == 0)]
+    sessions.loc[sessions["method"] == "greedy", "return"] = 0.0
+    sessions.to_csv(folder / "sessions.csv", index=False)
+    r = sessions.loc[sessions["method"] == "reinforce_topk", "return"].mean()
+    (line,) = verdict_lines(load_bench(folder))
+    assert (f"reinforce_topk, returns {r:.2f} a session against the greedy large model's 0.00 "
+            "(too few users in common to test).") in line  # fmt: skip
+
+
 def test_ope_table_from_rows(bench_folder) -> None:
     folder, _ = bench_folder
     text = ope_markdown(load_bench(folder).rows)

@@ -299,18 +299,22 @@ def verdict_lines(data: BenchData) -> list[str]:
             learners = level[[m not in FIXED_AGENTS for m in level.index]]
             if "greedy" in level and len(learners):
                 best_agent = str(learners.idxmax())
-                test, p = tests[(best_agent, "plain")]
                 fid = data.rows[(data.rows["dataset"] == dataset)
                                 & (data.rows["metric"].isin(["world_auc", "world_ece"]))]  # fmt: skip
                 fid_m = fid.groupby("metric")["value"].mean()
                 fidelity = (f" (fidelity: AUC {fid_m['world_auc']:.3f}, ECE {fid_m['world_ece']:.3f})"
                             if {"world_auc", "world_ece"} <= set(fid_m.index) else "")  # fmt: skip
-                g = float(level["greedy"])
+                g, b = float(level["greedy"]), float(learners[best_agent])
+                found = [f"×{b / g:.2f}"] if g > 0 else []
+                if (best_agent, "plain") in tests:  # at least two users in common
+                    test, p = tests[(best_agent, "plain")]
+                    found.append(f"Δ {test.mean_diff:+.2f}, {_significance(test.mean_diff, p)}")
+                else:
+                    found.append("too few users in common to test")
                 parts.append(
                     f"In the simulator{fidelity}, the best agent that learns from feedback, "
-                    f"{best_agent}, returns {learners[best_agent]:.2f} a session against the "
-                    f"greedy large model's {g:.2f} (×{learners[best_agent] / g:.2f}, Δ "
-                    f"{test.mean_diff:+.2f}, {_significance(test.mean_diff, p)})."
+                    f"{best_agent}, returns {b:.2f} a session against the greedy large "
+                    f"model's {g:.2f} ({', '.join(found)})."
                 )
                 fixed = level[[m in FIXED_AGENTS and m != "greedy" for m in level.index]]
                 beat = fixed[fixed > learners.max()]
