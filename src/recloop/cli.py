@@ -406,8 +406,9 @@ def report_cmd(
     """Write report.md and a self-contained report.html from a bench folder's rows, and print
     the report's answer to "large model or RL?". The rows are gathered from the cells done so
     far first, so a bench that still runs can be reported on."""
-    from recloop.bench.report import load_bench, verdict_lines, write_report
+    from recloop.bench.report import load_bench, write_report
     from recloop.bench.runner import regather
+    from recloop.bench.summary import verdict_lines
 
     fresh = regather(folder)  # the cells done so far, also while the bench still runs
     if fresh is not None:

@@ -14,14 +14,8 @@ import pytest
 from scipy import stats as sps
 
 from conftest import run_cli
-from recloop.bench.report import (
-    load_bench,
-    offline_summary,
-    ope_markdown,
-    summary_lines,
-    verdict_lines,
-    write_report,
-)
+from recloop.bench.report import load_bench, offline_summary, ope_markdown, write_report
+from recloop.bench.summary import summary_lines, verdict_lines
 from recloop.eval.stats import mean_ci
 
 USERS = 30
@@ -224,3 +218,26 @@ def test_html_report_has_every_cell_and_decodable_images(bench_folder) -> None:
     # 4.0 / 4.0 = 1.0 and 4.0 / 1.5 = 2.667
     assert text.index("Does this data need RL?") < text.index("## Summary")
     assert "| toy | 1.500 | 4.000 | 4.000 | 1.000 | 2.667 |" in text
+
+
+def test_a_report_runs_each_paired_test_once(bench_folder, monkeypatch) -> None:
+    """The offline table's tests over users feed the summary, the answer, the tables and the
+    plots, and the arena's feed the summary, the answer and the table: each is computed once per
+    report."""
+    import recloop.bench.report as report
+    import recloop.rl.arena as arena
+
+    calls: list[str] = []
+    offline, tests = report._offline_summary, arena.arena_tests
+    monkeypatch.setattr(report, "_offline_summary",
+                        lambda *a: calls.append("offline") or offline(*a))  # fmt: skip
+    monkeypatch.setattr(
+        arena, "arena_tests", lambda *a, **k: calls.append("arena") or tests(*a, **k)
+    )
+    folder, _ = bench_folder
+    data = load_bench(folder)
+    first = report.render(data)
+    assert sorted(calls) == ["arena", "offline"]  # one dataset: one of each
+    assert verdict_lines(data) and summary_lines(data)
+    assert sorted(calls) == ["arena", "offline"]
+    assert report.render(load_bench(folder)) == first  # the shared results change nothing

@@ -38,9 +38,10 @@ grid cell and the matching ``recloop`` command run the same thing.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Cell", "Grid", "load_grid", "parse_grid"]
+__all__ = ["Cell", "Grid", "grid_from_json", "grid_json", "load_grid", "parse_grid"]
 
 MODES = ("offline", "simulator", "ope", "diagnose")
 _TOP = {"name", "datasets", "seeds", "jobs", *MODES}
@@ -229,6 +230,23 @@ def load_grid(path: str | Path) -> Grid:
     if not p.exists():
         raise ConfigError(f"grid file {p} does not exist")
     return parse_grid(p.read_text(), str(p))
+
+
+def grid_json(grid: Grid) -> str:
+    """The ``grid.json`` a bench folder keeps: name, baseline and every cell."""
+    return json.dumps({"name": grid.name, "baseline": grid.baseline,
+                       "cells": [asdict(c) for c in grid.cells]}, indent=1)  # fmt: skip
+
+
+def grid_from_json(meta: dict[str, Any], name: str) -> Grid | None:
+    """The grid a bench folder's ``grid.json`` (read as ``meta``) describes; ``name`` where it
+    has none. ``None`` for a ``grid.json`` written by another recloop version (its cells do not
+    fit :class:`Cell`)."""
+    try:
+        cells = tuple(Cell(**spec) for spec in meta.get("cells", []))
+    except TypeError:
+        return None
+    return Grid(name=str(meta.get("name", name)), cells=cells, baseline=meta.get("baseline"))
 
 
 def _offline_cells(off: dict[str, Any], datasets: list[str], seeds: list[int],

@@ -36,7 +36,6 @@ __all__ = [
     "load_bench",
     "offline_summary",
     "render",
-    "summary_lines",
     "write_report",
 ]
 
@@ -76,6 +75,9 @@ class BenchData:
     #: or stopped part-way) or ``not run`` (empty: the folder has no ``cells/``, e.g. rows
     #: copied out of a bench, so states are unknown)
     states: list[str] = field(default_factory=list)
+    #: results computed once per report (:func:`offline_summary`, the arena tests), by key
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, init=False, repr=False,
+                                             compare=False)  # fmt: skip
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -110,17 +112,14 @@ def load_bench(folder: str | Path) -> BenchData:
 def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
     """Each cell's state by its folder's ``status.json``, else ``running.json`` (a cell of
     another config: not run)."""
-    from recloop.bench.grid import Cell
+    from recloop.bench.grid import grid_from_json
     from recloop.bench.runner import _read_json
 
-    if not (root / "cells").is_dir():
+    grid = grid_from_json({"cells": cells}, root.name)
+    if grid is None or not (root / "cells").is_dir():  # grid.json of another recloop version
         return []
     states = []
-    for spec in cells:
-        try:
-            cell = Cell(**spec)
-        except TypeError:  # a grid.json from another recloop version
-            return []
+    for cell in grid.cells:
         st = _read_json(root / "cells" / cell.name / "status.json")
         ok = st is not None and st.get("key") == cell.key and st.get("state") in ("done", "failed")
         run = _read_json(root / "cells" / cell.name / "running.json")
@@ -144,7 +143,18 @@ def _label(frame: pd.DataFrame) -> np.ndarray:
 
 
 def offline_summary(data: BenchData, dataset: str, baseline: str | None) -> pd.DataFrame:
-    """One row per offline method on ``dataset`` (see the module docstring)."""
+    """One row per offline method on ``dataset`` (see the module docstring).
+
+    Computed once per ``data``, dataset and baseline (its paired tests over users are the
+    report's slowest part); the frame is shared, so callers must not modify it."""
+    key = ("offline", dataset, baseline)
+    if key not in data.memo:
+        data.memo[key] = _offline_summary(data, dataset, baseline)
+    table: pd.DataFrame = data.memo[key]
+    return table
+
+
+def _offline_summary(data: BenchData, dataset: str, baseline: str | None) -> pd.DataFrame:
     from recloop.compare import summary_table
 
     rows = data.rows[(data.rows["dataset"] == dataset) & data.rows["split"].isin(["test", "train"])]
@@ -241,137 +251,6 @@ def diagnose_markdown(rows: pd.DataFrame) -> str:
     )
 
 
-#: offline heads that learn from rewards (``aux`` is their control without rewards)
-RL_HEADS = ("sqn", "sac", "snqn", "sa2c", "csa")
-#: simulator agents that do not learn from the simulated users' feedback
-FIXED_AGENTS = ("random", "popularity", "greedy")
-
-
-def _rl_labels(data: BenchData) -> set[str]:
-    """``method-variant`` labels of the offline cells that train an RL head."""
-    found = set()
-    for c in data.cells:
-        head = (c.get("config") or {}).get("params", {}).get("head")
-        if c.get("mode") == "offline" and head in RL_HEADS:
-            found.add(f"{c['method']}-{c['variant']}" if c.get("variant") else c["method"])
-    return found
-
-
-def _significance(d: float, p: float) -> str:
-    if p >= 0.05:
-        return f"not significant, Holm p = {p:.2g}"
-    return f"significantly {'above' if d > 0 else 'below'}, Holm p = {p:.2g}"
-
-
-def verdict_lines(data: BenchData) -> list[str]:
-    """Per dataset, the answer to "large model or RL?", computed from the rows.
-
-    Offline: the best RL head (by mean test NDCG@10) against the baseline large model, and how
-    many RL heads are significantly above it. Simulator: the best agent that learns from
-    feedback against the greedy large model, with the simulator's fidelity, and any agent that
-    does not learn but beats every learner. The look-ahead diagnostic's bound where it ran.
-    """
-    from recloop.rl.arena import arena_tests
-
-    out = []
-    rl = _rl_labels(data)
-    sim_sets = set(_datasets(data, "simulator"))
-    for dataset in dict.fromkeys([*_datasets(data, "offline"), *_datasets(data, "simulator")]):
-        parts = []
-        base = data.baseline
-        t = offline_summary(data, dataset, base) if base else pd.DataFrame()
-        heads = t[t["method"].isin(rl)] if "method" in t else t
-        if base and "p_wilcoxon_holm" in t and len(heads) and (t["method"] == base).any():
-            best = heads.sort_values("ndcg@10").iloc[-1]
-            ref = float(t.loc[t["method"] == base, "ndcg@10"].iloc[0])
-            d, p = float(best[f"diff_vs_{base}"]), float(best["p_wilcoxon_holm"])
-            above = int(((heads[f"diff_vs_{base}"] > 0) & (heads["p_wilcoxon_holm"] < 0.05)).sum())
-            parts.append(
-                f"Offline (test NDCG@10), the best of {len(heads)} RL heads, {best['method']}, "
-                f"scores {best['ndcg@10']:.4f} against {base}'s {ref:.4f} (Δ {d:+.4f}, "
-                f"{_significance(d, p)}); {above} of {len(heads)} are significantly above {base}."
-            )
-        if dataset in sim_sets:
-            sess = data.sessions[(data.sessions["dataset"] == dataset)
-                                 & (data.sessions["variant"] == "plain")]  # fmt: skip
-            level = sess.groupby(["method", "user"])["return"].mean().groupby("method").mean()
-            tests = arena_tests(data.sessions[data.sessions["dataset"] == dataset], "greedy")
-            learners = level[[m not in FIXED_AGENTS for m in level.index]]
-            if "greedy" in level and len(learners):
-                best_agent = str(learners.idxmax())
-                fid = data.rows[(data.rows["dataset"] == dataset)
-                                & (data.rows["metric"].isin(["world_auc", "world_ece"]))]  # fmt: skip
-                fid_m = fid.groupby("metric")["value"].mean()
-                fidelity = (f" (fidelity: AUC {fid_m['world_auc']:.3f}, ECE {fid_m['world_ece']:.3f})"
-                            if {"world_auc", "world_ece"} <= set(fid_m.index) else "")  # fmt: skip
-                g, b = float(level["greedy"]), float(learners[best_agent])
-                found = [f"×{b / g:.2f}"] if g > 0 else []
-                if (best_agent, "plain") in tests:  # at least two users in common
-                    test, p = tests[(best_agent, "plain")]
-                    found.append(f"Δ {test.mean_diff:+.2f}, {_significance(test.mean_diff, p)}")
-                else:
-                    found.append("too few users in common to test")
-                parts.append(
-                    f"In the simulator{fidelity}, the best agent that learns from feedback, "
-                    f"{best_agent}, returns {b:.2f} a session against the greedy large "
-                    f"model's {g:.2f} ({', '.join(found)})."
-                )
-                fixed = level[[m in FIXED_AGENTS and m != "greedy" for m in level.index]]
-                beat = fixed[fixed > learners.max()]
-                if len(beat):
-                    parts.append(
-                        ", ".join(f"{m} ({v:.2f})" for m, v in beat.items())
-                        + ", which does not learn, returns more than every learner: this "
-                        "simulator's users reward what it shows, so weigh the simulated gains "
-                        "by its fidelity."
-                    )
-        diag = data.rows[(data.rows["dataset"] == dataset) & (data.rows["method"] == "lookahead")
-                         & (data.rows["metric"] == "lookahead_over_greedy")]  # fmt: skip
-        if len(diag):
-            parts.append(f"A short look-ahead search returns ×{diag['value'].mean():.2f} the greedy "
-                         "large model's return from the same start states.")  # fmt: skip
-        if parts:
-            out.append(f"**{dataset}**: " + " ".join(parts))
-    return out
-
-
-def summary_lines(data: BenchData) -> list[str]:
-    """Plain sentences computed from the rows: which differences are significant, which not."""
-    out = []
-    for dataset in _datasets(data, "offline"):
-        t = offline_summary(data, dataset, data.baseline)
-        if data.baseline is None or "p_wilcoxon_holm" not in t:
-            continue
-        base = f"{data.baseline}"
-        for r in t.to_dict("records"):
-            method = str(r["method"])
-            if method == base or pd.isna(r[f"diff_vs_{base}"]):
-                continue
-            d, p = float(r[f"diff_vs_{base}"]), float(r["p_wilcoxon_holm"])
-            verdict = (("significantly above" if d > 0 else "significantly below") if p < 0.05
-                       else "not significantly different from")  # fmt: skip
-            out.append(f"{dataset}: {method} is {verdict} {base} on NDCG@10 "
-                       f"(Δ {d:+.4f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
-    for dataset in _datasets(data, "simulator"):
-        out += _simulator_lines(data, dataset)
-    return out
-
-
-def _simulator_lines(data: BenchData, dataset: str, reference: str = "greedy") -> list[str]:
-    from recloop.rl.arena import arena_tests
-
-    sessions = data.sessions[data.sessions["dataset"] == dataset]
-    out = []
-    for (method, variant), (t, p) in arena_tests(sessions, reference, by_user=True).items():
-        if variant != "plain":
-            continue
-        verdict = (("significantly above" if t.mean_diff > 0 else "significantly below")
-                   if p < 0.05 else "not significantly different from")  # fmt: skip
-        out.append(f"{dataset} (simulator): {method}'s return per session is {verdict} the "
-                   f"greedy large model's (Δ {t.mean_diff:+.3f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
-    return out
-
-
 def _datasets(data: BenchData, mode: str) -> list[str]:
     rows = data.per_user if mode == "offline" else data.sessions
     found = list(dict.fromkeys(rows["dataset"])) if len(rows) else []
@@ -449,6 +328,8 @@ def render(data: BenchData) -> tuple[str, str]:
                        "`recloop bench GRID --out FOLDER` to finish the grid.")  # fmt: skip
     else:
         md.append(f"{len(cells)} cells; {len(data.failures)} failed.")
+    from recloop.bench.summary import arena_tests_of, summary_lines, verdict_lines
+
     summary = summary_lines(data)
     verdict = verdict_lines(data)
     if verdict:
@@ -466,7 +347,8 @@ def render(data: BenchData) -> tuple[str, str]:
 
         tidy = data.rows[data.rows["dataset"] == dataset]
         sess = data.sessions[data.sessions["dataset"] == dataset]
-        md += [f"## Simulator: {dataset}", "", arena_table(tidy, sess, by_user=True),
+        tests = arena_tests_of(data, dataset)
+        md += [f"## Simulator: {dataset}", "", arena_table(tidy, sess, tests=tests),
                "", "Δ and p: paired over start users (each user's return averaged over seeds), "
                "Wilcoxon, Holm-corrected over the agents.", ""]  # fmt: skip
         fidelity = tidy[tidy["metric"].astype(str).str.startswith("world_")]

@@ -43,7 +43,7 @@ from typing import Any
 
 import pandas as pd
 
-from recloop.bench.grid import Cell, Grid
+from recloop.bench.grid import Cell, Grid, grid_from_json, grid_json
 from recloop.compare import TIDY_COLUMNS
 from recloop.errors import ConfigError
 from recloop.progress import progress_bar
@@ -130,19 +130,18 @@ def _compute(cell: Cell, folder: Path,
     raise ConfigError(f"unknown cell mode {cell.mode!r}")
 
 
-def run_cell(cell_json: str, folder: str, cache: str | None = None,
-             code: str | None = None) -> dict[str, Any]:  # fmt: skip
+def run_cell(cell_json: str, folder: str, cache: str, code: str) -> dict[str, Any]:
     """Compute one cell (in a worker process or Ray task); never raises.
 
-    ``cache`` is the folder of shared greedy fits (default: ``cache/`` beside ``cells/``);
-    ``code`` is the commit of the code the bench runs, for every row's ``git_sha`` (default:
-    this checkout's now). The worker's machine fills every row's ``machine``. While the cell
+    ``cache`` is the folder of shared greedy fits (the bench's ``OUT/cache``); ``code`` is the
+    commit of the code the bench runs (the driver's :func:`recloop.runs.git_sha` at its start),
+    for every row's ``git_sha``. The worker's machine fills every row's ``machine``. While the cell
     runs, its folder holds ``running.json`` (config hash, start time, machine, process id).
 
     Returns ``{"state": "done" | "failed", "rows": csv, "extra": {name: csv}, "error": str,
     "log": str, "wall_s": float}``.
     """
-    from recloop.runs import git_sha, machine
+    from recloop.runs import machine
 
     cell = Cell(**json.loads(cell_json))
     where = Path(folder)
@@ -160,10 +159,9 @@ def run_cell(cell_json: str, folder: str, cache: str | None = None,
             # the cell's share of the machine: torch models set their threads from it
             os.environ["RECLOOP_CPUS"] = str(max(1, cell.cpus))
             torch.set_num_threads(max(1, cell.cpus))
-            rows, extras = _compute(cell, where,
-                                    Path(cache) if cache else where.parent.parent / "cache")  # fmt: skip
+            rows, extras = _compute(cell, where, Path(cache))
             # provenance on every row, whatever the mode
-            rows = rows.assign(git_sha=code or git_sha(), machine=machine())
+            rows = rows.assign(git_sha=code, machine=machine())
             out["rows"] = rows.to_csv(index=False)
             out["extra"] = {k: v.to_csv(index=False) for k, v in extras.items()}
         except Exception as e:  # a failed cell is recorded, never fatal to the bench
@@ -283,8 +281,7 @@ def run_grid(
     code, cache = git_sha(), str(root / "cache")
     cells_dir = root / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
-    _write(root / "grid.json", json.dumps({"name": grid.name, "baseline": grid.baseline,
-                                           "cells": [asdict(c) for c in grid.cells]}, indent=1))  # fmt: skip
+    _write(root / "grid.json", grid_json(grid))
     todo, skipped = [], []
     for cell in selected:
         folder = cells_dir / cell.name
@@ -444,10 +441,5 @@ def regather(root: str | Path) -> BenchResult | None:
     meta = _read_json(folder / "grid.json")
     if meta is None or not (folder / "cells").is_dir():
         return None
-    try:
-        cells = tuple(Cell(**spec) for spec in meta.get("cells", []))
-    except TypeError:  # a grid.json from another recloop version
-        return None
-    grid = Grid(name=str(meta.get("name", folder.name)), cells=cells,
-                baseline=meta.get("baseline"))  # fmt: skip
-    return gather(grid, folder)
+    grid = grid_from_json(meta, folder.name)
+    return None if grid is None else gather(grid, folder)

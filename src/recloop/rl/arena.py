@@ -346,21 +346,23 @@ def arena_tests(sessions: pd.DataFrame, reference: str = "greedy", by_user: bool
 
 
 def arena_table(tidy: pd.DataFrame, sessions: pd.DataFrame, reference: str = "greedy",
-                by_user: bool = True) -> str:  # fmt: skip
+                by_user: bool = True,
+                tests: dict[tuple[str, str], tuple[Any, float]] | None = None) -> str:  # fmt: skip
     """Markdown: one row per agent and guardrail setting, return compared with ``reference``.
 
     Return is the mean per session with a 95% CI over sessions (all seeds); Δ is the mean
     paired difference against ``reference`` without the guardrail (:func:`arena_tests`:
     users, or pairs of seed and user with ``by_user=False``), with Holm-corrected Wilcoxon
-    p-values. Other columns are means over seeds.
+    p-values. Other columns are means over seeds. ``tests``: those tests, where the caller has
+    them already.
     """
     order = {m: i for i, m in enumerate(METHODS)}
     pairs = sessions[["method", "variant"]].drop_duplicates().itertuples(index=False, name=None)
     keys: list[tuple[str, str]] = sorted(
         pairs, key=lambda k: (order.get(k[0], 99), k[1] != "plain")
     )
-    found = arena_tests(sessions, reference, by_user)
-    tests = {k: t for k, (t, _) in found.items()}
+    found = arena_tests(sessions, reference, by_user) if tests is None else tests
+    paired = {k: t for k, (t, _) in found.items()}
     adjusted = {k: p for k, (_, p) in found.items()}
     head = ["agent", "guardrail", "return [95% CI]", f"Δ vs {reference} (p)", "ctr",
             "session length", "coverage", "diversity", "train s", "env steps/s"]  # fmt: skip
@@ -370,7 +372,7 @@ def arena_table(tidy: pd.DataFrame, sessions: pd.DataFrame, reference: str = "gr
         ci = mean_ci(sub["return"].to_numpy())
         t = tidy[(tidy["method"] == method) & (tidy["variant"] == variant)]
         m = t.groupby("metric")["value"].mean()
-        test = tests.get((method, variant))
+        test = paired.get((method, variant))
         delta = "—" if test is None else (
             f"{test.mean_diff:+.3f} ({adjusted[(method, variant)]:.1e}"
             f"{' *' if adjusted[(method, variant)] < 0.05 else ''})"
