@@ -247,9 +247,17 @@ def test_a_cell_killed_mid_training_continues_its_checkpoint_exactly(tiny_csv, t
     assert running["key"] == parse_grid(text).cells[0].key and running["machine"] == machine()
     gather(parse_grid(text), out)
     report = write_report(out)[0].read_text()
-    assert "1 cells: 0 done, 0 failed, 1 started but not finished, 0 not run yet." in report
+    assert ("1 cells: 0 done, 0 failed, 1 started but not finished, 0 not run yet. 1 of the "
+            "started stopped part-way (their process on this host is gone); a rerun resumes "
+            "them.") in report  # fmt: skip
     since = running["since"][:16].replace("T", " ")
-    assert f"seed 0 (started {since} on {machine()}, not finished)\n" in report
+    assert f"seed 0 (started {since} on {machine()}, stopped part-way)\n" in report
+    # a cell whose process lives (here: this one), or ran on another host, may still be running
+    for alive in ({"pid": os.getpid()}, {"host": "elsewhere"}):
+        (cell / "running.json").write_text(json.dumps({**running, **alive}))
+        report = write_report(out)[0].read_text()
+        assert f"seed 0 (started {since} on {machine()}, not finished)\n" in report
+        assert "stopped part-way" not in report
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     metrics = json.loads((last.parent.parent / "metrics.json").read_text())

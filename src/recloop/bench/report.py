@@ -72,8 +72,9 @@ class BenchData:
     cells: list[dict[str, Any]] = field(default_factory=list)
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: per cell of ``cells``: ``done``, ``failed``, ``started <time> on <machine>`` (running,
-    #: or stopped part-way) or ``not run`` (empty: the folder has no ``cells/``, e.g. rows
-    #: copied out of a bench, so states are unknown)
+    #: or stopped where that cannot be told), the same ending ``, stopped part-way`` (its
+    #: process on this host is gone) or ``not run`` (empty: the folder has no ``cells/``, e.g.
+    #: rows copied out of a bench, so states are unknown)
     states: list[str] = field(default_factory=list)
     #: results computed once per report (:func:`offline_summary`, the arena tests), by key
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, init=False, repr=False,
@@ -113,7 +114,7 @@ def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
     """Each cell's state by its folder's ``status.json``, else ``running.json`` (a cell of
     another config: not run)."""
     from recloop.bench.grid import grid_from_json
-    from recloop.bench.runner import _read_json
+    from recloop.bench.runner import _read_json, process_gone
 
     grid = grid_from_json({"cells": cells}, root.name)
     if grid is None or not (root / "cells").is_dir():  # grid.json of another recloop version
@@ -127,7 +128,8 @@ def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
             states.append(str(st["state"]))
         elif run is not None and run.get("key") == cell.key:
             since = str(run.get("since", "?"))[:16].replace("T", " ")
-            states.append(f"started {since} on {run.get('machine', '?')}")
+            states.append(f"started {since} on {run.get('machine', '?')}"
+                          + (", stopped part-way" if process_gone(run) else ""))  # fmt: skip
         else:
             states.append("not run")
     return states
@@ -310,7 +312,9 @@ def _md_table_to_html(text: str) -> str:
 
 
 def _state_note(state: str) -> str:
-    return f"{state}, not finished" if state.startswith("started") else state
+    if state.startswith("started") and not state.endswith("stopped part-way"):
+        return f"{state}, not finished"
+    return state
 
 
 def render(data: BenchData) -> tuple[str, str]:
@@ -320,9 +324,13 @@ def render(data: BenchData) -> tuple[str, str]:
     if data.states:
         done, left = data.states.count("done"), data.states.count("not run")
         started = sum(st.startswith("started") for st in data.states)
+        stopped = sum(st.endswith("stopped part-way") for st in data.states)
         md.append(f"{len(cells)} cells: {done} done, {data.states.count('failed')} failed, "
                   + (f"{started} started but not finished, " if started else "")
                   + f"{left} not run yet.")  # fmt: skip
+        if stopped:
+            md[-1] += (f" {stopped} of the started stopped part-way (their process on this host "
+                       "is gone); a rerun resumes them.")  # fmt: skip
         if left or started:
             md[-1] += (" The tables and plots cover the done cells only; rerun "
                        "`recloop bench GRID --out FOLDER` to finish the grid.")  # fmt: skip

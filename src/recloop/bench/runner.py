@@ -32,6 +32,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -136,7 +137,8 @@ def run_cell(cell_json: str, folder: str, cache: str, code: str) -> dict[str, An
     ``cache`` is the folder of shared greedy fits (the bench's ``OUT/cache``); ``code`` is the
     commit of the code the bench runs (the driver's :func:`recloop.runs.git_sha` at its start),
     for every row's ``git_sha``. The worker's machine fills every row's ``machine``. While the cell
-    runs, its folder holds ``running.json`` (config hash, start time, machine, process id).
+    runs, its folder holds ``running.json`` (config hash, start time, machine, host name, process
+    id).
 
     Returns ``{"state": "done" | "failed", "rows": csv, "extra": {name: csv}, "error": str,
     "log": str, "wall_s": float}``.
@@ -153,7 +155,7 @@ def run_cell(cell_json: str, folder: str, cache: str, code: str) -> dict[str, An
             where.mkdir(parents=True, exist_ok=True)
             _write(where / "running.json", json.dumps({
                 "key": cell.key, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "machine": machine(), "pid": os.getpid()}))  # fmt: skip
+                "machine": machine(), "host": socket.gethostname(), "pid": os.getpid()}))  # fmt: skip
             import torch
 
             # the cell's share of the machine: torch models set their threads from it
@@ -427,6 +429,25 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
     fail = pd.DataFrame({"cell": list(errors), "error": list(errors.values())})
     _write(root / "failures.csv", fail.to_csv(index=False))
     return BenchResult(rows, tables, list(ran or []), list(skipped or []), errors)
+
+
+def process_gone(running: dict[str, Any]) -> bool:
+    """Whether the process a cell's ``running.json`` names is known to be gone: it ran on this
+    host and its pid is dead (or a zombie). ``False`` where that cannot be known (another host,
+    an older ``running.json``)."""
+    pid = running.get("pid")
+    if running.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, but not ours to signal
+        return False
+    try:  # a killed worker whose parent died too may linger as a zombie
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def regather(root: str | Path) -> BenchResult | None:
