@@ -11,7 +11,7 @@ seed), trained for ``--epochs`` epochs with the contrastive weight λ and temper
   state that ranks) and over all positions: where the fit is lost.
 
 Runs already in ``--out`` with the same options are reused, so a killed run resumes. Writes
-``benchmarks/results/cl_strength.csv``.
+``benchmarks/results/cl_strength.csv`` (tidy rows) and ``cl_strength.md`` (the table).
 
     python benchmarks/cl_strength.py --out DIR --dataset ml-1m --seed 0 --epochs 10 --quiet
 """
@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from recloop.bench.grid import load_grid
+from recloop.compare import write_results
 from recloop.models.base import Recommender
 from recloop.models.encoders import left_padded
-from recloop.runs import RunSpec, prepare_data, read_run, spec_of, train_run
+from recloop.runs import RunSpec, git_sha, machine, prepare_data, read_run, spec_of, train_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = Path(__file__).resolve().parent / "grids" / "full.toml"
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RECLOOP_CPUS"] = "1"  # one core, as the grid's cells: the same numbers as theirs
     torch.set_num_threads(1)
     base = base_spec(args.dataset, args.seed)
-    rows = []
+    code, where = git_sha(), machine()
+    frames, table = [], []
     for weight, temp in VARIANTS:
         params = {**base["params"], "epochs": args.epochs, "patience": args.epochs,  # type: ignore[dict-item]
                   "cl_weight": weight, "cl_temperature": temp}  # fmt: skip
@@ -102,19 +104,28 @@ def main(argv: list[str] | None = None) -> int:
         metrics = fit({**base, "params": params}, folder, not args.quiet)
         curve = metrics["training"]["curve"]  # type: ignore[index]
         last, every = cross_entropy(folder)
-        rows.append({"dataset": args.dataset, "seed": args.seed, "epochs": args.epochs,
-                     "cl_weight": weight, "cl_temperature": temp,
-                     "valid_ndcg@10": curve[-1]["valid_ndcg@10"],
-                     "test_ndcg@10": metrics["test"]["all"]["ndcg@10"]["mean"],  # type: ignore[index]
-                     "ce_last": last, "ce_all": every})  # fmt: skip
+        test = metrics["test"]["all"]["ndcg@10"]  # type: ignore[index]
+        figures = [("valid", "ndcg@10", curve[-1]["valid_ndcg@10"], None),
+                   ("test", "ndcg@10", test["mean"], test),
+                   ("train", "ce_last", last, None), ("train", "ce_all", every, None)]  # fmt: skip
+        frames.append(pd.DataFrame([{
+            "benchmark": "cl_strength", "dataset": args.dataset, "method": "sasrec",
+            "variant": f"cl{weight}-t{temp}", "seed": args.seed, "split": split,
+            "metric": metric, "value": value, "ci_low": ci and ci["low"],
+            "ci_high": ci and ci["high"], "n": ci and ci["n"], "git_sha": code,
+            "config_hash": read_run(folder)["config"]["config_hash"], "machine": where,
+        } for split, metric, value, ci in figures]))  # fmt: skip
+        table.append((weight, temp, curve[-1]["valid_ndcg@10"], test["mean"], last, every))
         print(f"λ {weight} τ {temp}: done", file=sys.stderr, flush=True)
-    table = pd.DataFrame(rows)
-    ref = table.iloc[0]
-    table["test_vs_none"] = table["test_ndcg@10"] / ref["test_ndcg@10"]
-    table["ce_last_minus_all"] = table["ce_last"] - table["ce_all"]
-    RESULTS.mkdir(exist_ok=True)
-    table.to_csv(RESULTS / "cl_strength.csv", index=False)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    ref = table[0][3]
+    lines = [f"{args.dataset}, seed {args.seed}, {args.epochs} epochs (λ 0: plain SASRec)", "",
+             "| λ | τ | valid NDCG@10 | test NDCG@10 | vs λ 0 | CE last | CE all | last − all |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for weight, temp, valid, test_mean, last, every in table:
+        lines.append(f"| {weight} | {temp} | {valid:.4f} | {test_mean:.4f} | {test_mean / ref:.3f} "
+                     f"| {last:.3f} | {every:.3f} | {last - every:.3f} |")  # fmt: skip
+    write_results(RESULTS, "cl_strength", frames, lines)
+    print("\n".join(lines))
     return 0
 
 
