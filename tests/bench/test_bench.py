@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -296,6 +297,56 @@ def test_report_gathers_the_cells_done_so_far(tiny_csv, tmp_path) -> None:
     assert "\n4 cells; 0 failed.\n" in (copy / "report.md").read_text()
     tables = [(f / "report.md").read_text().split("## Summary")[1] for f in (copy, out)]
     assert tables[0] == tables[1]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_committed_bench_folder_resumes_and_reports_on_a_fresh_checkout(tiny_csv,
+                                                                          tmp_path) -> None:  # fmt: skip
+    small = "{ dim = 8, max_len = 5, epochs = 2 }"
+    grid = parse_grid(offline_grid([str(tiny_csv)], seeds="[0]") + f"""
+[[offline.methods]]
+model = "sasrec"
+params = {small}
+[simulator]
+agents = ["greedy"]
+guardrail = false
+eval_users = 10
+steps = 20
+greedy = {small}
+""")  # fmt: skip
+    out = tmp_path / "out"
+    run_grid(grid, out, progress=False)
+    write_report(out)
+    cell = out / "cells" / "offline-tiny-sasrec-s0"
+    assert (cell / "run").is_dir() and (cell / "per_user.csv.gz").exists()
+    assert not (cell / "per_user.csv").exists()
+    # what `git add` keeps of the folder, by the .gitignore the bench wrote
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(out)], check=True)
+    subprocess.run([*git, "add", "-A"], cwd=out, check=True)
+    kept = subprocess.run([*git, "ls-files"], cwd=out, check=True, capture_output=True,
+                          text=True).stdout.split()  # fmt: skip
+    assert not [k for k in kept if "/run/" in k or k.startswith("cache/")]
+    assert "per_user.csv" not in kept and "report.md" in kept and "results.csv" in kept
+    assert "cells/offline-tiny-sasrec-s0/curves.csv.gz" in kept
+    assert [k for k in kept if k.endswith("sessions.csv.gz")] and (out / "cache").is_dir()
+    assert not [k for k in kept if "/arena/" in k or k.endswith(".tmp")]
+    fresh = tmp_path / "fresh"
+    for name in kept:
+        (fresh / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / name, fresh / name)
+    # another machine: nothing reruns, the gathered tables come back, the report is the same
+    again = run_grid(grid, fresh, progress=False)
+    assert not again.ran and len(again.skipped) == len(grid.cells)
+    for name in ("results.csv", "per_user.csv", "curves.csv", "sessions.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(fresh / name), pd.read_csv(out / name))
+    assert write_report(fresh)[0].read_text() == (out / "report.md").read_text()
+    # a cell folder saved before the tables were compressed is still gathered
+    old = pd.read_csv(cell / "per_user.csv.gz")
+    old.to_csv(cell / "per_user.csv", index=False)
+    (cell / "per_user.csv.gz").unlink()
+    pd.testing.assert_frame_equal(gather(grid, out).extras["per_user"],
+                                  pd.read_csv(fresh / "per_user.csv"))  # fmt: skip
 
 
 def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> None:

@@ -177,6 +177,24 @@ def test_the_verdict_is_computed_from_the_rows(bench_folder) -> None:
     assert out.endswith(f"wrote {folder / 'report.md'} and {folder / 'report.html'}\n")
 
 
+def test_a_method_with_fewer_seeds_than_the_baseline_says_so(bench_folder) -> None:
+    folder, _ = bench_folder
+    grid = json.loads((folder / "grid.json").read_text())
+    for cell in grid["cells"]:
+        if cell["method"] == "b":
+            cell["config"] = {"model": "b", "params": {"head": "sqn"}}
+    (folder / "grid.json").write_text(json.dumps(grid))
+    assert " (1 seed" not in verdict_lines(load_bench(folder))[0]
+    # a part-run bench: b's seed 1 is not done yet
+    for name in ("results.csv", "per_user.csv"):
+        frame = pd.read_csv(folder / name)
+        frame[(frame["method"] != "b") | (frame["seed"] == 0)].to_csv(folder / name, index=False)
+    data = load_bench(folder)
+    assert "the best of 1 RL heads, b (1 seed against a's 2), scores" in verdict_lines(data)[0]
+    assert any(s.startswith("toy: b (1 seed against a's 2) is significantly above a")
+               for s in summary_lines(data))  # fmt: skip
+
+
 def test_the_verdict_without_a_test_or_a_greedy_return(bench_folder) -> None:
     folder, _ = bench_folder
     sessions = pd.read_csv(folder / "sessions.csv")

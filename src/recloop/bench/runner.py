@@ -2,9 +2,9 @@
 
 Each cell gets its own folder ``OUT/cells/<cell name>/`` holding ``started.json`` (the
 config hash it was started for), ``running.json`` while a worker computes it (removed when
-the result is saved), ``rows.csv`` (tidy rows), per-user or per-session rows
-where the mode has them, ``log.txt`` (everything the cell printed) and, written last,
-``status.json``. A cell whose ``status.json`` says ``done`` with the same config hash is
+the result is saved), ``rows.csv`` (tidy rows), per-user or per-session rows and training
+curves where the mode has them (``per_user.csv.gz``, ``sessions.csv.gz``, ``curves.csv.gz``),
+``log.txt`` (everything the cell printed) and, written last, ``status.json``. A cell whose ``status.json`` says ``done`` with the same config hash is
 skipped on a rerun, so a killed bench resumes where it stopped; a cell that raised is
 recorded as ``failed`` with its error, the others go on, and a rerun retries it. A cell
 killed part-way keeps its folder when rerun with the same config: its model continues from
@@ -22,12 +22,19 @@ storage to keep and share them. A cell folder left by another config is deleted 
 so no checkpoint or cached result of an old config is reused. A worker that dies (an OOM kill)
 fails its cell; the others go on. A local worker exits within a second of its driver's end
 (``kill``, SIGKILL), so a stopped bench leaves nothing training into its cell folders.
+
+Those files are all that a done cell needs, on any machine: a bench folder copied or
+committed without its checkpoints, cache and gathered tables resumes elsewhere with every
+copied cell skipped, and reports the same. The bench writes ``OUT/.gitignore`` (unless one is
+there) naming what is machine-local, so ``git add OUT`` keeps exactly the rest
+(:data:`MACHINE_LOCAL`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import gzip
 import io
 import json
 import os
@@ -51,8 +58,16 @@ from recloop.progress import progress_bar
 
 __all__ = ["BenchResult", "gather", "regather", "run_cell", "run_grid", "select_cells"]
 
-#: Extra tables a mode writes besides its tidy rows.
+#: Extra tables a mode writes besides its tidy rows (in a cell folder, as ``NAME.csv.gz``).
 EXTRAS = ("per_user", "sessions", "curves")
+#: What in a bench folder belongs to the machine that ran it (gitignore patterns): training
+#: checkpoints, the simulator's per-agent results and the shared fit cache (all only for
+#: resuming a cell part-way), the running marker, and the tables and report that
+#: ``recloop report`` rebuilds from the cells.
+MACHINE_LOCAL = (
+    "cells/*/run/", "cells/*/arena/", "cells/*/running.json", "/cache/", ".*.tmp",
+    "/per_user.csv", "/sessions.csv", "/curves.csv", "/report.html",
+)  # fmt: skip
 _POOL_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -196,7 +211,9 @@ def _exit_with_parent(parent: int) -> None:
 def _write(path: Path, text: str) -> None:
     # a temporary name of this process's own: `recloop report` may gather beside the bench
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    # gzip with no timestamp: the same table gives the same bytes (a clean `git status`)
+    tmp.write_bytes(gzip.compress(text.encode(), mtime=0) if path.suffix == ".gz"
+                    else text.encode())  # fmt: skip
     os.replace(tmp, path)  # a half-written file never sits at `path`
 
 
@@ -217,8 +234,8 @@ def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
     _write(folder / "log.txt", result["log"])
     if result["state"] == "done":
         _write(folder / "rows.csv", result["rows"])
-        for name, text in result["extra"].items():
-            _write(folder / f"{name}.csv", text)
+        for name, text in result["extra"].items():  # a quarter of the CSV's size
+            _write(folder / f"{name}.csv.gz", text)
     status = {"state": result["state"], "key": cell.key, "error": result["error"],
               "wall_s": result["wall_s"]}  # fmt: skip
     _write(folder / "status.json", json.dumps(status, indent=1))
@@ -284,6 +301,10 @@ def run_grid(
     cells_dir = root / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     _write(root / "grid.json", grid_json(grid))
+    if not (root / ".gitignore").exists():  # the user's own is left alone
+        _write(root / ".gitignore", "# written by `recloop bench`: what belongs to the machine "
+               "that ran it; the rest resumes and reports anywhere\n"
+               + "\n".join(MACHINE_LOCAL) + "\n")  # fmt: skip
     todo, skipped = [], []
     for cell in selected:
         folder = cells_dir / cell.name
@@ -412,9 +433,10 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
             continue
         frames.append(pd.read_csv(folder / "rows.csv"))
         for name in EXTRAS:
-            if (folder / f"{name}.csv").exists():
-                frame = pd.read_csv(folder / f"{name}.csv")
-                extras[name].append(frame.assign(dataset=cell.dataset))
+            # ``NAME.csv``: a cell saved by a recloop before 2026-11-30
+            found = [p for p in (folder / f"{name}.csv.gz", folder / f"{name}.csv") if p.exists()]
+            if found:
+                extras[name].append(pd.read_csv(found[0]).assign(dataset=cell.dataset))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
     rows = rows.reindex(
         columns=[*TIDY_COLUMNS, *(c for c in rows.columns if c not in TIDY_COLUMNS)]

@@ -33,6 +33,16 @@ def _rl_labels(data: BenchData) -> set[str]:
     return found
 
 
+def _fewer_seeds(t: pd.DataFrame, method: str, base: str) -> str:
+    """`` (1 seed against BASE's 3)`` where ``method`` has fewer seeds than the baseline in the
+    offline table ``t`` (a part-run bench), else ``""``."""
+    if "seeds" not in t:
+        return ""
+    seeds = t.set_index("method")["seeds"]
+    k, n = int(seeds.get(method, 0)), int(seeds.get(base, 0))
+    return f" ({k} seed{'s' * (k != 1)} against {base}'s {n})" if 0 < k < n else ""
+
+
 def _significance(d: float, p: float) -> str:
     if p >= 0.05:
         return f"not significant, Holm p = {p:.2g}"
@@ -61,7 +71,8 @@ def verdict_lines(data: BenchData) -> list[str]:
             d, p = float(best[f"diff_vs_{base}"]), float(best["p_wilcoxon_holm"])
             above = int(((heads[f"diff_vs_{base}"] > 0) & (heads["p_wilcoxon_holm"] < 0.05)).sum())
             parts.append(
-                f"Offline (test NDCG@10), the best of {len(heads)} RL heads, {best['method']}, "
+                f"Offline (test NDCG@10), the best of {len(heads)} RL heads, {best['method']}"
+                f"{_fewer_seeds(t, str(best['method']), base)}, "
                 f"scores {best['ndcg@10']:.4f} against {base}'s {ref:.4f} (Δ {d:+.4f}, "
                 f"{_significance(d, p)}); {above} of {len(heads)} are significantly above {base}."
             )
@@ -124,8 +135,8 @@ def summary_lines(data: BenchData) -> list[str]:
             d, p = float(r[f"diff_vs_{base}"]), float(r["p_wilcoxon_holm"])
             verdict = (("significantly above" if d > 0 else "significantly below") if p < 0.05
                        else "not significantly different from")  # fmt: skip
-            out.append(f"{dataset}: {method} is {verdict} {base} on NDCG@10 "
-                       f"(Δ {d:+.4f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
+            out.append(f"{dataset}: {method}{_fewer_seeds(t, method, base)} is {verdict} "
+                       f"{base} on NDCG@10 (Δ {d:+.4f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
     for dataset in _datasets(data, "simulator"):
         out += _simulator_lines(data, dataset)
     return out
