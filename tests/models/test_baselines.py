@@ -206,6 +206,17 @@ def test_itemknn_similarity_is_shrunk_cosine() -> None:
     np.testing.assert_allclose(pruned, [[0, s01, 0], [s01, 0, 0], [s02, 0, 0]], rtol=1e-6)
 
 
+def test_itemknn_breaks_similarity_ties_to_the_lower_item_index() -> None:
+    # item 0 meets each of items 1..300 once (user j holds {0, j}): all 300 similarities to
+    # item 0 are equal, 1 / (√300 + 10). With 3 neighbours, item 0 keeps items 1, 2, 3 on every
+    # CPU (np.argpartition alone kept items 197, 205 and 206 on the development machine).
+    users = [j for j in range(300) for _ in range(2)]
+    items = [x for j in range(300) for x in (0, j + 1)]
+    row = ItemKNN(neighbours=3).fit(make_dataset(users, items)).similarity_[0]
+    assert row.indices.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(row.data, 1 / (np.sqrt(300) + 10), rtol=1e-6)
+
+
 def test_itemknn_scores_the_given_history() -> None:
     ds = _itemknn_data()
     model = ItemKNN(neighbours=2, shrink=1.0).fit(ds)

@@ -81,3 +81,11 @@ def test_thompson_draws_follow_each_update_and_float32_matches() -> None:
     single = bandit.sample_scores(hist, 6, np.random.default_rng(0), np.float32)
     assert single.dtype == np.float32
     np.testing.assert_allclose(single, after, rtol=1e-4, atol=1e-5)
+
+
+def test_tied_arms_go_to_the_lower_index() -> None:
+    # before any feedback every one of 300 one-hot arms has the same upper bound: the slate is
+    # the lowest-index arms the user does not have, on every CPU
+    bandit = LinearBandit(np.eye(300), kind="linucb")
+    assert bandit.act(np.zeros((1, 1), dtype=np.int64), 3).tolist() == [[0, 1, 2]]
+    assert bandit.act(np.array([[1, 2, 3]]), 3).tolist() == [[3, 4, 5]]  # ids 1-3: arms 0-2

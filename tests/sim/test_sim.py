@@ -24,7 +24,7 @@ from recloop.sim import (
     WorldConfig,
     expected_calibration_error,
 )
-from recloop.sim.core import fit_leave_bias, session_lengths
+from recloop.sim.core import fit_leave_bias, session_lengths, top_unseen
 from recloop.sim.fidelity import fidelity, gini
 from recloop.sim.world import _auc, _platt
 
@@ -66,6 +66,18 @@ def test_platt_recovers_a_known_logistic_model() -> None:
     coef, intercept = _platt(x * [3.0, 1.0], y)  # the fit must undo a feature scale
     np.testing.assert_allclose(coef, [2.0 / 3.0, -0.5], atol=0.05)
     assert intercept == pytest.approx(-1.0, abs=0.05)
+
+
+def test_a_short_slate_is_filled_with_the_lowest_index_seen_items() -> None:
+    # one of 300 items unseen: the slate is it, then seen items 0 and 1 (all tied at -inf),
+    # on every CPU (np.argpartition's choice among tied values depends on the CPU's SIMD sort)
+    seen = np.ones((2, 300), dtype=bool)
+    seen[0, 5] = seen[1, 250] = False
+    scores = np.zeros((2, 300))
+    scores[1, 7] = np.nan  # NaN ranks last, like a seen item
+    assert top_unseen(scores, seen, 3).tolist() == [[5, 0, 1], [250, 0, 1]]
+    # unseen ties go to the lower index too
+    assert top_unseen(np.zeros((1, 300)), np.zeros((1, 300), bool), 3).tolist() == [[0, 1, 2]]
 
 
 def test_auc_by_hand() -> None:

@@ -25,6 +25,7 @@ from scipy.linalg import lapack
 from recloop.config import option
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError
+from recloop.eval.metrics import top_k
 from recloop.models.base import History, Recommender
 
 #: Dense cells (float32) per chunk of the item-item similarity computation (~64 MB).
@@ -210,8 +211,9 @@ class ItemKNN(Recommender):
                 denom[denom == 0] = 1.0  # items nobody interacted with (co-counts are 0 too)
                 sim /= denom
                 sim[np.arange(e - s), np.arange(s, e)] = 0.0  # no self-similarity
-                top = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # (C, k), unordered
-                val = np.take_along_axis(sim, top, axis=1)
+                # ties to the lower item index, on any CPU (argpartition's choice among
+                # tied similarities depends on the SIMD sort numpy picks for the CPU)
+                top, val = top_k(sim, k)  # (C, k)
                 keep = val > 0  # zero similarity is no neighbour (keeps S sparse)
                 rows.append(np.broadcast_to(np.arange(s, e)[:, None], top.shape)[keep])
                 cols.append(top[keep])

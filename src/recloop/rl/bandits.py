@@ -27,6 +27,7 @@ import numpy as np
 
 from recloop.config import option
 from recloop.errors import ConfigError
+from recloop.eval.metrics import top_k
 
 KINDS = ("epsilon_greedy", "linucb", "thompson")
 
@@ -177,9 +178,7 @@ class LinearBandit:
         s = self.scores(history)
         r, c = np.nonzero(history > 0)
         s[r, history[r, c] - 1] = -np.inf  # never recommend what the user already has
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
-        return np.take_along_axis(top, order, 1)
+        return top_k(s, k)[0]  # ties to the lower index, the same on every CPU
 
     def learn_batch(self, batch: BanditBatch) -> dict[str, float]:
         """Add every shown item of ``batch`` to the posterior; returns the mean reward."""

@@ -44,6 +44,7 @@ import numpy as np
 from recloop.config import option
 from recloop.errors import ConfigError
 from recloop.eval.beyond import intra_list_diversity
+from recloop.eval.metrics import top_k
 from recloop.models.base import History
 from recloop.progress import progress_bar
 from recloop.rl.reward import Reward
@@ -288,9 +289,7 @@ def top_unseen(scores: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
     """
     s = np.where(seen, -np.inf, np.asarray(scores, dtype=np.float64))
     s = np.where(np.isnan(s), -np.inf, s)
-    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, 1)
+    return top_k(s, k)[0]  # ties to the lower index, the same on every CPU
 
 
 def first_occurrence(slates: np.ndarray) -> np.ndarray:
