@@ -33,16 +33,23 @@ from recloop.errors import CheckpointError, ConfigError
 SPLITS = ("loo", "temporal", "cold")
 
 
-def git_sha() -> str:
-    """The current commit of the recloop checkout (``+dirty`` if modified), or ``unknown``."""
-    here = Path(__file__).resolve().parent
+#: What counts as code for ``+dirty``: results, reports and prose written into the checkout
+#: (a bench folder kept in git, say) do not change what a run computes.
+_CODE = (":(top,glob)**/*.py", ":(top,glob)**/*.toml", ":(top)constraints.txt")
+
+
+def git_sha(where: Path | None = None) -> str:
+    """The current commit of the recloop checkout (``+dirty`` if a tracked code file, Python,
+    TOML or the constraints, differs from it), or ``unknown``. ``where``: a folder inside
+    another checkout."""
+    here = where or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
                              capture_output=True, text=True, timeout=10)  # fmt: skip
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10)  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                *_CODE], cwd=here, capture_output=True, text=True, timeout=10)  # fmt: skip
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -349,6 +349,35 @@ greedy = {small}
                                   pd.read_csv(fresh / "per_user.csv"))  # fmt: skip
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_results_written_into_the_checkout_do_not_make_it_dirty(tmp_path) -> None:
+    """A bench folder kept in git changes as the bench runs; the rows' ``git_sha`` must still
+    name the commit cleanly, and only a changed code file (Python, TOML) makes it dirty."""
+    from recloop.runs import git_sha
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    files = {"src/m.py": "x = 1\n", "grid.toml": "a = 1\n", "out/results.csv": "a\n1\n",
+             "README.md": "hi\n"}  # fmt: skip
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], cwd=repo, check=True)
+    sha = git_sha(repo / "src")
+    assert re.fullmatch(r"[0-9a-f]{12}", sha)
+    (repo / "out" / "results.csv").write_text("a\n2\n")
+    (repo / "README.md").write_text("changed\n")
+    (repo / "new.py").write_text("y = 2\n")  # untracked
+    assert git_sha(repo / "src") == sha
+    for code in ("src/m.py", "grid.toml"):
+        (repo / code).write_text("changed = 1\n")
+        assert git_sha(repo / "src") == f"{sha}+dirty"
+        subprocess.run([*git, "checkout", "--", code], cwd=repo, check=True)
+
+
 def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> None:
     grid_file = tmp_path / "grid.toml"
     grid_file.write_text(offline_grid([str(tiny_csv)]))
