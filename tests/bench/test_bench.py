@@ -26,6 +26,9 @@ from recloop.errors import ConfigError
 from recloop.rl.arena import ArenaConfig
 from recloop.runs import RunSpec, machine
 
+#: git in a scratch repository, whatever the user's git config
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+
 
 @pytest.fixture(scope="module")
 def tiny_csv(tmp_path_factory) -> Path:
@@ -321,10 +324,9 @@ greedy = {small}
     assert (cell / "run").is_dir() and (cell / "per_user.csv.gz").exists()
     assert not (cell / "per_user.csv").exists()
     # what `git add` keeps of the folder, by the .gitignore the bench wrote
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q", str(out)], check=True)
-    subprocess.run([*git, "add", "-A"], cwd=out, check=True)
-    kept = subprocess.run([*git, "ls-files"], cwd=out, check=True, capture_output=True,
+    subprocess.run([*GIT, "init", "-q", str(out)], check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=out, check=True)
+    kept = subprocess.run([*GIT, "ls-files"], cwd=out, check=True, capture_output=True,
                           text=True).stdout.split()  # fmt: skip
     assert not [k for k in kept if "/run/" in k or k.startswith("cache/")]
     assert "per_user.csv" not in kept and "report.md" in kept and "results.csv" in kept
@@ -355,7 +357,6 @@ def test_results_written_into_the_checkout_do_not_make_it_dirty(tmp_path) -> Non
     name the commit cleanly, and only a changed code file (Python, TOML) makes it dirty."""
     from recloop.runs import git_sha
 
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
     repo = tmp_path / "repo"
     (repo / "src").mkdir(parents=True)
     files = {"src/m.py": "x = 1\n", "grid.toml": "a = 1\n", "out/results.csv": "a\n1\n",
@@ -363,9 +364,9 @@ def test_results_written_into_the_checkout_do_not_make_it_dirty(tmp_path) -> Non
     for name, text in files.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "c"], cwd=repo, check=True)
+    subprocess.run([*GIT, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "c"], cwd=repo, check=True)
     sha = git_sha(repo / "src")
     assert re.fullmatch(r"[0-9a-f]{12}", sha)
     (repo / "out" / "results.csv").write_text("a\n2\n")
@@ -375,7 +376,7 @@ def test_results_written_into_the_checkout_do_not_make_it_dirty(tmp_path) -> Non
     for code in ("src/m.py", "grid.toml"):
         (repo / code).write_text("changed = 1\n")
         assert git_sha(repo / "src") == f"{sha}+dirty"
-        subprocess.run([*git, "checkout", "--", code], cwd=repo, check=True)
+        subprocess.run([*GIT, "checkout", "--", code], cwd=repo, check=True)
 
 
 def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> None:
