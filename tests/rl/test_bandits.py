@@ -89,3 +89,22 @@ def test_tied_arms_go_to_the_lower_index() -> None:
     bandit = LinearBandit(np.eye(300), kind="linucb")
     assert bandit.act(np.zeros((1, 1), dtype=np.int64), 3).tolist() == [[0, 1, 2]]
     assert bandit.act(np.array([[1, 2, 3]]), 3).tolist() == [[3, 4, 5]]  # ids 1-3: arms 0-2
+
+
+def test_an_uninformed_epsilon_greedy_shows_random_slates() -> None:
+    """Before its first reward θ̂ = 0 ties all 300 arms: ε-greedy, even with ε = 0, shows
+    seeded random slates rather than arms 0, 1, 2; once a reward arrives it is greedy."""
+    history = np.zeros((50, 1), dtype=np.int64)
+
+    def fresh(seed: int) -> LinearBandit:
+        return LinearBandit(np.eye(300), kind="epsilon_greedy", epsilon=0.0, seed=seed)
+
+    first = fresh(0).act(history, 3)
+    np.testing.assert_array_equal(first, fresh(0).act(history, 3))  # the seed fixes them
+    assert len(np.unique(first)) > 100, np.unique(first)  # 150 draws of 300 arms, not [0, 1, 2]
+    assert (first[:, 0] != first[:, 1]).all() and (first != fresh(1).act(history, 3)).any()
+    bandit = fresh(0)
+    bandit.learn_batch(BanditBatch(history[:1], np.array([[5, 6, 7]]), np.zeros((1, 3))))
+    assert len(np.unique(bandit.act(history, 1))) > 20  # no reward yet: still uninformed
+    bandit.learn_batch(BanditBatch(history[:1], np.array([[5, 6, 7]]), np.array([[0, 1.0, 0]])))
+    assert (bandit.act(history, 1) == 6).all()  # informed: the rewarded arm, for every user

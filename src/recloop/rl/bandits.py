@@ -8,7 +8,8 @@ one ridge-regression posterior ``A = λI + Σ x xᵀ``, ``b = Σ r x``, ``θ̂ =
 only in how they rank:
 
 * ``epsilon_greedy``: the top ``K`` of ``x · θ̂``; with probability ``ε`` per slate, ``K``
-  distinct random items instead;
+  distinct random items instead. Before its first reward ``θ̂ = 0`` ties every item, and the
+  slate is random too (not the lowest item indices, which would carry the catalogue's order);
 * ``linucb`` (Li et al., WWW 2010): ``x · θ̂ + α √(xᵀ A⁻¹ x)``;
 * ``thompson`` (Agrawal & Goyal, ICML 2013): ``x · θ̃`` with one draw
   ``θ̃ ~ N(θ̂, v² A⁻¹)`` per slate.
@@ -111,8 +112,8 @@ class LinearBandit:
             thetas = theta + self.config.scale * z @ self._posterior_factor().T  # (B, 2d)
             return self._linear(taste, thetas)
         mean = self._linear(taste, theta)  # (B, I): x · θ̂ for every item
-        if kind == "epsilon_greedy":
-            explore = self.rng.random(len(mean)) < self.config.epsilon
+        if kind == "epsilon_greedy":  # uninformed (θ̂ = 0, every item tied): explore
+            explore = (self.rng.random(len(mean)) < self.config.epsilon) | (not theta.any())
             return np.where(explore[:, None], self.rng.random(mean.shape), mean)
         return mean + self.config.alpha * np.sqrt(self._quadratic(taste).clip(0))
 
