@@ -259,3 +259,26 @@ def test_a_report_runs_each_paired_test_once(bench_folder, monkeypatch) -> None:
     assert verdict_lines(data) and summary_lines(data)
     assert sorted(calls) == ["arena", "offline"]
     assert report.render(load_bench(folder)) == first  # the shared results change nothing
+
+
+def test_the_report_says_which_code_and_machines_made_the_rows(bench_folder) -> None:
+    folder, _ = bench_folder
+    rows = pd.read_csv(folder / "results.csv")
+    assert "Provenance" not in write_report(folder)[0].read_text()  # rows without the columns
+    n = len(rows)
+    rows["git_sha"] = ["aaa"] * 3 + ["ccc+dirty"] * 3 + ["bbb"] * (n - 6)
+    rows["machine"] = "x86_64-2cpu"
+    rows.to_csv(folder / "results.csv", index=False)
+    md_path, html_path = write_report(folder)
+    line = (
+        f"**Provenance**: the rows come from 3 code versions (`bbb` {n - 6:,} rows, `aaa` 3 "
+        f"rows, `ccc+dirty` 3 rows) and 1 machine kind (`x86_64-2cpu` {n:,} rows)."
+    )
+    text = md_path.read_text()
+    assert line in text and text.index("## Protocol") < text.index(line)
+    page = html_path.read_text()  # the HTML renders the bold and code spans
+    assert (
+        "<p><strong>Provenance</strong>: the rows come from 3 code versions (<code>bbb</code>"
+        in page
+    )
+    assert "<li><strong>Split</strong>: chronological leave-one-out per user" in page

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,17 +264,23 @@ def _datasets(data: BenchData, mode: str) -> list[str]:
 # --------------------------------------------------------------------------- rendering
 
 
+def _inline(text: str) -> str:
+    """Escaped HTML of one line of Markdown, with its bold (``**…**``) and code (backtick) spans."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+
 def _md_table_to_html(text: str) -> str:
-    """Pipe tables and paragraphs of our own Markdown to HTML (nothing else is needed)."""
+    """Pipe tables, lists, headings and paragraphs of our own Markdown to HTML, with bold
+    and code spans (nothing else is needed)."""
     out: list[str] = []
     table: list[str] = []
 
     def flush() -> None:
         if table:
             rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-", ":"}]
-            cells = [
-                [html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows
-            ]
+            cells = [[_inline(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
             head = "".join(f"<th>{c}</th>" for c in cells[0])
             body = "".join(
                 "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]
@@ -285,7 +292,7 @@ def _md_table_to_html(text: str) -> str:
 
     def flush_items() -> None:
         if items:
-            out.append("<ul>" + "".join(items) + "</ul>")
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
             items.clear()
 
     for line in text.splitlines():
@@ -295,20 +302,40 @@ def _md_table_to_html(text: str) -> str:
             continue
         flush()
         if line.lstrip().startswith("- "):
-            items.append(f"<li>{html.escape(line.strip()[2:])}</li>")
+            items.append(line.strip()[2:])
             continue
         if line.startswith("  ") and items and line.strip():  # a wrapped list item
-            items[-1] = items[-1][: -len("</li>")] + " " + html.escape(line.strip()) + "</li>"
+            items[-1] += " " + line.strip()
             continue
         flush_items()
         if line.startswith("#"):
             level = min(len(line) - len(line.lstrip("#")), 3)
             out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
         elif line.strip():
-            out.append(f"<p>{html.escape(line.strip())}</p>")
+            out.append(f"<p>{_inline(line.strip())}</p>")
     flush()
     flush_items()
     return "\n".join(out)
+
+
+def provenance(rows: pd.DataFrame) -> str:
+    """One line: which code versions (``git_sha``) and machines made the rows, most rows
+    first; empty when the rows carry neither column."""
+    parts = []
+    for column, what in (("git_sha", "code version"), ("machine", "machine kind")):
+        if column not in rows or rows[column].isna().all():
+            continue
+        counts = rows[column].fillna("unknown").astype(str).value_counts()
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        listed = ", ".join(f"`{name}` {n:,} rows" for name, n in order)
+        parts.append(f"{len(order)} {what}{'s' if len(order) > 1 else ''} ({listed})")
+    if not parts:
+        return ""
+    return (
+        "**Provenance**: the rows come from " + " and ".join(parts) + ". A sha ending "
+        "`+dirty` ran with uncommitted code changes. A value repeats exactly only with the "
+        "same code on the same kind of CPU."
+    )
 
 
 def _state_note(state: str) -> str:
@@ -347,6 +374,8 @@ def render(data: BenchData) -> tuple[str, str]:
         md += ["", "## Does this data need RL?", "", need]
     md += ["", "## Summary", ""] + [f"- {s}" for s in summary or ["No paired comparison."]]
     md += ["", "## Protocol", "", PROTOCOL]
+    if line := provenance(data.rows):
+        md += [line, ""]
     for dataset in _datasets(data, "offline"):
         table = offline_summary(data, dataset, data.baseline)
         md += [f"## Offline ranking: {dataset}", "", _offline_markdown(table, data.baseline), ""]
