@@ -237,6 +237,21 @@ def start_training(text: str, tmp_path: Path) -> tuple[subprocess.Popen, list[st
     return proc, cmd, last
 
 
+def wait_dead(pid: int, limit: float = 60.0) -> None:
+    """Wait until ``pid`` has exited (gone, or a zombie no one reaps). SIGKILL is delivered at
+    once, but a large process (torch) takes a moment to tear down, and ``wait()`` on the bench
+    driver does not wait for its pool worker."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
 def test_a_cell_killed_mid_training_continues_its_checkpoint_exactly(tiny_csv, tmp_path) -> None:
     text = sasrec_grid(tiny_csv, 150)
     proc, cmd, last = start_training(text, tmp_path)
@@ -249,6 +264,7 @@ def test_a_cell_killed_mid_training_continues_its_checkpoint_exactly(tiny_csv, t
     # the report tells a cell that started (and ran or stopped) from one that never did
     running = json.loads((cell / "running.json").read_text())
     assert running["key"] == parse_grid(text).cells[0].key and running["machine"] == machine()
+    wait_dead(running["pid"])  # the cell's worker may still be exiting after its driver was reaped
     gather(parse_grid(text), out)
     report = write_report(out)[0].read_text()
     assert ("1 cells: 0 done, 0 failed, 1 started but not finished, 0 not run yet. 1 of the "
