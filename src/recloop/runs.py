@@ -56,8 +56,19 @@ def git_sha(where: Path | None = None) -> str:
 
 
 def machine() -> str:
-    """A short description of this machine for provenance columns."""
-    return f"{platform.machine()}-{os.cpu_count()}cpu"
+    """A short description of this machine for provenance columns: its architecture, the CPU
+    kernel set torch dispatches to and its CPU count, e.g. ``x86_64-avx512-2cpu``.
+
+    The kernel set is part of it because it moves the numbers: the same seed trains to a
+    slightly different model with AVX2 kernels than with AVX-512 ones (``ATEN_CPU_CAPABILITY``
+    picks a lower set, and then shows here)."""
+    try:
+        import torch
+
+        kernels = torch.backends.cpu.get_cpu_capability().lower().replace(" ", "")
+    except (ImportError, AttributeError, RuntimeError):  # a label must never stop a run
+        kernels = "unknown"
+    return f"{platform.machine()}-{kernels}-{os.cpu_count()}cpu"
 
 
 @dataclass(frozen=True)

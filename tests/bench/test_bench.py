@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -368,6 +369,25 @@ greedy = {small}
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_machine_label_names_the_cpu_kernels_that_set_the_numbers() -> None:
+    """AVX2 and AVX-512 kernels train the same seed to slightly different models, so rows made
+    with each must not share one ``machine`` label."""
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+
+    def label(**kernels: str) -> str:
+        code = "from recloop.runs import machine; print(machine())"
+        return subprocess.run([sys.executable, "-c", code], env={**env, **kernels}, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    arch, cpus = platform.machine(), os.cpu_count()
+    assert label(ATEN_CPU_CAPABILITY="default") == f"{arch}-default-{cpus}cpu"
+    cpuinfo = Path("/proc/cpuinfo")
+    if arch == "x86_64" and cpuinfo.exists() and " avx2" in cpuinfo.read_text():
+        assert label(ATEN_CPU_CAPABILITY="avx2") == f"{arch}-avx2-{cpus}cpu"
+        assert label() in {f"{arch}-avx2-{cpus}cpu", f"{arch}-avx512-{cpus}cpu"}
+        assert label() == machine()
+
+
 def test_results_written_into_the_checkout_do_not_make_it_dirty(tmp_path) -> None:
     """A bench folder kept in git changes as the bench runs; the rows' ``git_sha`` must still
     name the commit cleanly, and only a changed code file (Python, TOML) makes it dirty."""
