@@ -39,17 +39,24 @@ _CODE = (":(top,glob)**/*.py", ":(top,glob)**/*.toml", ":(top)constraints.txt")
 
 
 def git_sha(where: Path | None = None) -> str:
-    """The current commit of the recloop checkout (``+dirty`` if a tracked code file, Python,
-    TOML or the constraints, differs from it), or ``unknown``. ``where``: a folder inside
-    another checkout."""
+    """The commit of the code in the recloop checkout, or ``unknown``: the newest commit that
+    changed a code file (Python, TOML, the constraints), so checking it out gives the code
+    that runs. A commit of results or prose alone (a bench folder kept in git, the README)
+    leaves it as it is. ``+dirty`` if a tracked code file differs from it. ``where``: a folder
+    inside another checkout."""
     here = where or Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                              timeout=10)  # fmt: skip
+
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
-                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        sha = git("log", "-1", "--format=%h", "--abbrev=12", "--", *_CODE)
+        if sha.returncode == 0 and not sha.stdout.strip():  # no commit changed code yet
+            sha = git("rev-parse", "--short=12", "HEAD")
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                *_CODE], cwd=here, capture_output=True, text=True, timeout=10)  # fmt: skip
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *_CODE)
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
