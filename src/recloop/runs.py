@@ -39,25 +39,43 @@ _CODE = (":(top,glob)**/*.py", ":(top,glob)**/*.toml", ":(top)constraints.txt")
 
 
 def git_sha(where: Path | None = None) -> str:
-    """The current commit of the recloop checkout (``+dirty`` if a tracked code file, Python,
-    TOML or the constraints, differs from it), or ``unknown``. ``where``: a folder inside
-    another checkout."""
+    """The commit of the code in the recloop checkout, or ``unknown``: the newest commit that
+    changed a code file (Python, TOML, the constraints), so checking it out gives the code
+    that runs. A commit of results or prose alone (a bench folder kept in git, the README)
+    leaves it as it is. ``+dirty`` if a tracked code file differs from it. ``where``: a folder
+    inside another checkout."""
     here = where or Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                              timeout=10)  # fmt: skip
+
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here,
-                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        sha = git("log", "-1", "--format=%h", "--abbrev=12", "--", *_CODE)
+        if sha.returncode == 0 and not sha.stdout.strip():  # no commit changed code yet
+            sha = git("rev-parse", "--short=12", "HEAD")
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                *_CODE], cwd=here, capture_output=True, text=True, timeout=10)  # fmt: skip
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *_CODE)
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
 def machine() -> str:
-    """A short description of this machine for provenance columns."""
-    return f"{platform.machine()}-{os.cpu_count()}cpu"
+    """A short description of this machine for provenance columns: its architecture, the CPU
+    kernel set torch dispatches to and its CPU count, e.g. ``x86_64-avx512-2cpu``.
+
+    The kernel set is part of it because it moves the numbers: the same seed trains to a
+    slightly different model with AVX2 kernels than with AVX-512 ones (``ATEN_CPU_CAPABILITY``
+    picks a lower set, and then shows here)."""
+    try:
+        import torch
+
+        kernels = torch.backends.cpu.get_cpu_capability().lower().replace(" ", "")
+    except (ImportError, AttributeError, RuntimeError):  # a label must never stop a run
+        kernels = "unknown"
+    return f"{platform.machine()}-{kernels}-{os.cpu_count()}cpu"
 
 
 @dataclass(frozen=True)

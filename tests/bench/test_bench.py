@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -203,6 +204,10 @@ def test_killed_bench_resumes_with_only_the_missing_cells(tiny_csv, tmp_path) ->
     after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("cells/*/status.json")}
     assert len(after) == 12
     assert all(after[name] == t for name, t in before.items())  # done cells were not redone
+    if sys.version_info >= (3, 11):  # each cell ran in a fresh process of its own (jobs = 1)
+        pids = [json.loads((out / "cells" / n / "status.json").read_text())["pid"]
+                for n in after if n not in before]  # fmt: skip
+        assert len(set(pids)) == len(pids) == 12 - len(before)
     rows = pd.read_csv(out / "results.csv")
     assert rows[rows["metric"] == "ndcg@10"]["seed"].nunique() == 6
 
@@ -368,9 +373,29 @@ greedy = {small}
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_machine_label_names_the_cpu_kernels_that_set_the_numbers() -> None:
+    """AVX2 and AVX-512 kernels train the same seed to slightly different models, so rows made
+    with each must not share one ``machine`` label."""
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+
+    def label(**kernels: str) -> str:
+        code = "from recloop.runs import machine; print(machine())"
+        return subprocess.run([sys.executable, "-c", code], env={**env, **kernels}, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    arch, cpus = platform.machine(), os.cpu_count()
+    assert label(ATEN_CPU_CAPABILITY="default") == f"{arch}-default-{cpus}cpu"
+    cpuinfo = Path("/proc/cpuinfo")
+    if arch == "x86_64" and cpuinfo.exists() and " avx2" in cpuinfo.read_text():
+        assert label(ATEN_CPU_CAPABILITY="avx2") == f"{arch}-avx2-{cpus}cpu"
+        assert label() in {f"{arch}-avx2-{cpus}cpu", f"{arch}-avx512-{cpus}cpu"}
+        assert label() == machine()
+
+
 def test_results_written_into_the_checkout_do_not_make_it_dirty(tmp_path) -> None:
     """A bench folder kept in git changes as the bench runs; the rows' ``git_sha`` must still
-    name the commit cleanly, and only a changed code file (Python, TOML) makes it dirty."""
+    name the code's commit cleanly: only a changed code file (Python, TOML) makes it dirty,
+    and only a commit of code moves it."""
     from recloop.runs import git_sha
 
     repo = tmp_path / "repo"
@@ -393,6 +418,17 @@ def test_results_written_into_the_checkout_do_not_make_it_dirty(tmp_path) -> Non
         (repo / code).write_text("changed = 1\n")
         assert git_sha(repo / "src") == f"{sha}+dirty"
         subprocess.run([*GIT, "checkout", "--", code], cwd=repo, check=True)
+    # committing results and prose moves HEAD, not the code's commit
+    subprocess.run([*GIT, "commit", "-qam", "results"], cwd=repo, check=True)
+    head = subprocess.run([*GIT, "rev-parse", "--short=12", "HEAD"], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert head != sha and git_sha(repo / "src") == sha
+    # committing code moves it to that commit
+    (repo / "src" / "m.py").write_text("x = 2\n")
+    subprocess.run([*GIT, "commit", "-qam", "code"], cwd=repo, check=True)
+    head = subprocess.run([*GIT, "rev-parse", "--short=12", "HEAD"], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert git_sha(repo / "src") == head != sha
 
 
 def test_only_runs_the_matching_cells_and_keeps_the_rest(tiny_csv, tmp_path) -> None:
@@ -553,8 +589,11 @@ rollouts = 1
 candidates = 2
 greedy = {greedy}
 """
-    # the commit the bench started on labels every row, whatever its mode: not what the
-    # checkout says when the cell runs (the workers are spawned, so the patch is the driver's)
+    # each cell's own process labels its rows with the code it imported, whatever the mode:
+    # not the driver's commit (the workers are spawned, so the patch is the driver's alone)
+    from recloop.runs import git_sha
+
+    own = git_sha() if sys.version_info >= (3, 11) else "feedc0ffee00"
     monkeypatch.setattr("recloop.runs.git_sha", lambda: "feedc0ffee00")
     res = run_grid(parse_grid(text), tmp_path / "out", progress=False)
     assert not res.failed and len(res.ran) == 2
@@ -563,7 +602,7 @@ greedy = {greedy}
     assert (entry / "model" / "model.json").exists()
     assert not list((tmp_path / "out" / "cells").glob("*/arena/models"))
     assert len(res.rows) > 5
-    assert set(res.rows["git_sha"]) == {"feedc0ffee00"}
+    assert set(res.rows["git_sha"]) == {own}
     assert set(res.rows["machine"]) == {machine()}
     assert not list((tmp_path / "out" / "cells").glob("*/running.json"))
 

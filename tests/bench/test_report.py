@@ -267,12 +267,12 @@ def test_the_report_says_which_code_and_machines_made_the_rows(bench_folder) -> 
     assert "Provenance" not in write_report(folder)[0].read_text()  # rows without the columns
     n = len(rows)
     rows["git_sha"] = ["aaa"] * 3 + ["ccc+dirty"] * 3 + ["bbb"] * (n - 6)
-    rows["machine"] = "x86_64-2cpu"
+    rows["machine"] = "x86_64-avx2-2cpu"
     rows.to_csv(folder / "results.csv", index=False)
     md_path, html_path = write_report(folder)
     line = (
         f"**Provenance**: the rows come from 3 code versions (`bbb` {n - 6:,} rows, `aaa` 3 "
-        f"rows, `ccc+dirty` 3 rows) and 1 machine kind (`x86_64-2cpu` {n:,} rows)."
+        f"rows, `ccc+dirty` 3 rows) and 1 machine kind (`x86_64-avx2-2cpu` {n:,} rows)."
     )
     text = md_path.read_text()
     assert line in text and text.index("## Protocol") < text.index(line)

@@ -40,6 +40,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -146,20 +147,23 @@ def _compute(cell: Cell, folder: Path,
     raise ConfigError(f"unknown cell mode {cell.mode!r}")
 
 
-def run_cell(cell_json: str, folder: str, cache: str, code: str) -> dict[str, Any]:
+def run_cell(cell_json: str, folder: str, cache: str, code: str | None) -> dict[str, Any]:
     """Compute one cell (in a worker process or Ray task); never raises.
 
     ``cache`` is the folder of shared greedy fits (the bench's ``OUT/cache``); ``code`` is the
-    commit of the code the bench runs (the driver's :func:`recloop.runs.git_sha` at its start),
-    for every row's ``git_sha``. The worker's machine fills every row's ``machine``. While the cell
+    commit for every row's ``git_sha``: ``None`` where this process is fresh for the cell, so
+    the code it imports is the checkout's now (:func:`recloop.runs.git_sha`, taken here before
+    any model module loads); otherwise the driver's. The worker's machine fills every row's
+    ``machine``. While the cell
     runs, its folder holds ``running.json`` (config hash, start time, machine, host name, process
     id).
 
     Returns ``{"state": "done" | "failed", "rows": csv, "extra": {name: csv}, "error": str,
-    "log": str, "wall_s": float}``.
+    "log": str, "wall_s": float, "pid": int}`` (the process that ran it).
     """
-    from recloop.runs import machine
+    from recloop.runs import git_sha, machine
 
+    code = git_sha() if code is None else code
     cell = Cell(**json.loads(cell_json))
     where = Path(folder)
     log = io.StringIO()
@@ -187,6 +191,7 @@ def run_cell(cell_json: str, folder: str, cache: str, code: str) -> dict[str, An
             traceback.print_exc()
     out["log"] = log.getvalue()
     out["wall_s"] = time.perf_counter() - t0
+    out["pid"] = os.getpid()
     return out
 
 
@@ -237,7 +242,7 @@ def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
         for name, text in result["extra"].items():  # a quarter of the CSV's size
             _write(folder / f"{name}.csv.gz", text)
     status = {"state": result["state"], "key": cell.key, "error": result["error"],
-              "wall_s": result["wall_s"]}  # fmt: skip
+              "wall_s": result["wall_s"], "pid": result.get("pid")}  # fmt: skip
     _write(folder / "status.json", json.dumps(status, indent=1))
 
 
@@ -290,8 +295,13 @@ def run_grid(
     ``offline-ml-100k-*``) runs just the matching cells and leaves the others' folders
     alone; the gathered rows are still every done cell's.
 
-    Every row's ``git_sha`` is the checkout's commit when the bench starts, the code its
-    workers import, so a commit made while a long bench runs does not relabel its later cells.
+    Every row's ``git_sha`` names the code its cell ran. Local cells run each in a fresh
+    process (Python 3.11+), which takes the checkout's code commit as it starts: code changed
+    while a long bench runs reaches only the cells started after it, and their rows say so
+    (a new commit, or ``+dirty``); a commit of results alone changes no label. Ray workers (and
+    local ones on Python 3.10) are long-lived and import modules as cells first need them, so
+    their rows carry the driver's commit at the bench's start: leave the code alone while such
+    a bench runs.
     """
     from recloop.runs import git_sha
 
@@ -360,6 +370,11 @@ def run_grid(
             # spawned fresh, so these are read before numpy loads (2 cells × 2 BLAS threads on
             # 2 cores ran the simulator and diagnostic cells 11-17% slower than on Ray)
             threads = max(1, min(c.cpus for c in todo))
+            # one fresh process per cell (3.11+): each imports the code on disk when it starts
+            # and labels its rows with that; a long-lived worker would run modules imported
+            # hours earlier, or later, under one label (and carry one cell's memory to the next)
+            fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+            own = None if fresh else code
             with (
                 _pool_threads(threads),
                 ProcessPoolExecutor(
@@ -367,11 +382,12 @@ def run_grid(
                     mp_context=get_context("spawn"),
                     initializer=_exit_with_parent,
                     initargs=(os.getpid(),),
+                    **fresh,
                 ) as pool,
             ):
                 futures: dict[Future[dict[str, Any]], Cell] = {
                     pool.submit(
-                        run_cell, json.dumps(asdict(c)), str(cells_dir / c.name), cache, code
+                        run_cell, json.dumps(asdict(c)), str(cells_dir / c.name), cache, own
                     ): c
                     for c in todo
                 }
