@@ -238,7 +238,7 @@ def save_run(
     """Write a run directory (``recloop recommend``/``serve``/``evaluate`` read it): the model
     with every known interaction as its serving history, the resolved config with its hash
     and provenance, the metrics, the per-user test rows and the id vocabulary."""
-    from recloop.models.base import History
+    from recloop.data.history import History
 
     folder.mkdir(parents=True, exist_ok=True)
     # Serve-time history is everything known about the users, not just the training part.

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from recloop.data.ranking import rank_targets, top_k
 from recloop.eval.beyond import catalogue_coverage, intra_list_diversity, novelty
-from recloop.eval.metrics import rank_targets, ranking_metrics, top_k
+from recloop.eval.metrics import ranking_metrics
 
 LOG2_3 = math.log2(3.0)  # 1.5849625...
 METRIC_NAMES = ("hr", "ndcg", "mrr", "recall", "precision")
@@ -327,7 +328,7 @@ def test_rank_targets_matches_reference_seeded() -> None:
 
 def test_rank_targets_chunking_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     # force tiny chunks so the multi-chunk code path is exercised
-    import recloop.eval.metrics as metrics_mod
+    import recloop.data.ranking as metrics_mod
 
     monkeypatch.setattr(metrics_mod, "_CHUNK_CELLS", 16)
     rng = np.random.default_rng(7)

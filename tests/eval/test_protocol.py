@@ -11,9 +11,10 @@ import pytest
 
 from recloop.config import option
 from recloop.data import Dataset, cold_start_split, leave_one_out
+from recloop.data.history import History
 from recloop.errors import DataError
 from recloop.eval.protocol import evaluate
-from recloop.models.base import History, Recommender
+from recloop.models.base import Recommender
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,40 @@ def test_cold_start_split_and_exact_cold_and_warm_groups() -> None:
         cold_start_split(Dataset.from_frame(f), cold_frac=1.5)
     with pytest.raises(DataError, match="no item"):
         cold_start_split(Dataset.from_frame(f), cold_frac=0.01)
+
+
+def test_saved_scores_and_saved_top_k_lists_evaluate_like_the_model() -> None:
+    """The protocol takes any scorer: a saved score matrix gives the model's every figure,
+    saved top-20 lists its HR/NDCG/MRR at 5, 10 and 20 (as LensKit evaluates saved lists)."""
+    from recloop.data import load_dataset
+    from recloop.eval.protocol import ScoreMatrix, TopKLists
+    from recloop.models.baselines import ItemKNN
+
+    split = leave_one_out(load_dataset("ml-100k"))
+    model = ItemKNN().fit(split.train)
+    known = History.from_dataset(split.known("test"))
+    users = np.arange(split.train.n_users)
+    expected = evaluate(model, split, "test", progress=False)
+    saved = ScoreMatrix(model.score(users, history=known), name="saved")
+    got = evaluate(saved, split, "test", progress=False)
+    pd.testing.assert_frame_equal(got.per_user, expected.per_user)
+    lists, _ = model.recommend(users, k=20, history=known)
+    from_lists = evaluate(TopKLists(lists, split.train.n_items), split, "test", progress=False)
+    for m in ("hr", "ndcg", "mrr"):
+        for k in (5, 10, 20):
+            assert from_lists.metric(f"{m}@{k}") == pytest.approx(expected.metric(f"{m}@{k}"))
+    # A list that misses the target earns nothing, even where unlisted items tie.
+    empty = TopKLists(np.full((split.train.n_users, 20), -1), split.train.n_items)
+    assert evaluate(empty, split, "test", ks=(10,), progress=False).metric("hr@10") == 0.0
+
+
+def test_saved_scores_of_the_wrong_shape_get_a_clear_error() -> None:
+    from recloop.eval.protocol import ScoreMatrix, TopKLists
+
+    split = _split()
+    with pytest.raises(DataError, match="split's vocabularies"):
+        evaluate(ScoreMatrix(np.zeros((1, 1))), split, "test", progress=False)
+    with pytest.raises(DataError, match="finite"):
+        ScoreMatrix(np.full((2, 2), np.nan))
+    with pytest.raises(DataError, match="outside"):
+        TopKLists(np.array([[5]]), n_items=3)

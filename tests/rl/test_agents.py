@@ -240,7 +240,7 @@ def test_greedy_agent_ranks_as_the_fitted_model_and_dqn_starts_from_its_q_head()
     """The greedy agent is the model itself; DQN fine-tunes a copy of an offline SQN head."""
     import torch
 
-    from recloop.models.base import History
+    from recloop.data.history import History
     from recloop.models.sequential import GRU4Rec
     from recloop.rl.agents import GreedyAgent
     from recloop.testing import toy_dataset
@@ -309,7 +309,7 @@ def test_dqn_from_a_plain_model_starts_from_its_ranking() -> None:
     untouched by DQN's updates."""
     import torch
 
-    from recloop.models.base import History
+    from recloop.data.history import History
     from recloop.models.sequential import GRU4Rec
     from recloop.testing import toy_dataset
 

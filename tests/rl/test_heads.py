@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from recloop.data import Dataset, leave_one_out
+from recloop.data.history import History
 from recloop.errors import ConfigError
 from recloop.models import get_model
-from recloop.models.base import History
 from recloop.models.sequential import SequenceEncoder
 from recloop.rl import CSA, HEADS, SA2C, SNQN, SQN, HeadConfig, Reward, Transitions, transitions
 from recloop.testing import CHECKS, check_recommender

@@ -28,7 +28,7 @@ def test_greedy_agent_matches_the_protocol(fitted) -> None:
 def test_popularity_agent_by_hand(fitted) -> None:
     split, _ = fitted
     counts = np.zeros(split.train.n_items)
-    counts[[5, 9]] = [2.0, 1.0]  # item 5 first, item 9 second, then ties by lower index
+    counts[[5, 9]] = [2.0, 1.0]  # item 5 first, item 9 second, then every other item tied
     agent = PopularityAgent(counts, 10)
     got = offline_ndcg(agent, split, history_len=20)
     known = split.known("test")
@@ -37,11 +37,33 @@ def test_popularity_agent_by_hand(fitted) -> None:
     for u, t in zip(split.test["user"], split.test["item"], strict=True):
         if u not in seen:
             continue
-        order = [5, 9] + [i for i in range(split.train.n_items) if i not in (5, 9)]
-        ranked = [i for i in order if i not in seen[u]]
-        rank = ranked.index(t)
+        # The protocol's tie rule: every unseen item scoring at least the target's count,
+        # other than the target, ranks ahead of it.
+        rank = sum(
+            1
+            for i in range(split.train.n_items)
+            if i != t and i not in seen[u] and counts[i] >= counts[t]
+        )
         gains.append(1 / np.log2(rank + 2) if rank < 10 else 0.0)
     assert got == pytest.approx(np.mean(gains))
+
+
+def test_a_constant_agent_gets_no_credit(fitted) -> None:
+    """Ties go against the target, as in the protocol: all-equal scores rank it last."""
+    split, _ = fitted
+    agent = PopularityAgent(np.zeros(split.train.n_items), 10)
+    assert offline_ndcg(agent, split, history_len=20) == 0.0
+
+
+def test_popularity_agent_matches_the_pop_model(fitted) -> None:
+    """The popularity agent and the ``pop`` model are one ranking, so one NDCG."""
+    from recloop.models.baselines import Popularity
+
+    split, _ = fitted
+    model = Popularity().fit(split.train)
+    expected = evaluate(model, split, "test", ks=(10,), progress=False).metric("ndcg@10")
+    agent = PopularityAgent(split.train.item_user_counts().astype(np.float64), 10)
+    assert offline_ndcg(agent, split, history_len=20) == pytest.approx(expected, abs=1e-9)
 
 
 def test_arena_tests_pair_users_over_seeds() -> None:

@@ -12,8 +12,8 @@ from gymnasium.utils.env_checker import check_env
 from scipy.special import expit, ndtr
 
 from recloop.data import Dataset
+from recloop.data.history import History
 from recloop.errors import ConfigError, DataError, UnknownIdError
-from recloop.models.base import History
 from recloop.sim import (
     BatchRecEnv,
     RatingModel,

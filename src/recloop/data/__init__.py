@@ -1,6 +1,10 @@
-"""The data layer: vocabularies, datasets, loaders and splits."""
+"""The ground floor: vocabularies, datasets, loaders, splits, histories, the reward convention
+and ranking (top-k and the tie rule). Nothing here imports another recloop layer."""
 
 from recloop.data.dataset import Dataset, Sequences
+from recloop.data.history import History
+from recloop.data.ranking import rank_targets, top_k
+from recloop.data.reward import Reward
 from recloop.data.sources import (
     BUILTIN,
     cache_dir,
@@ -15,6 +19,8 @@ from recloop.data.vocab import Vocabulary
 __all__ = [
     "BUILTIN",
     "Dataset",
+    "History",
+    "Reward",
     "Sequences",
     "Split",
     "Targets",
@@ -26,5 +32,7 @@ __all__ = [
     "load_dataset",
     "load_movielens_folder",
     "load_table",
+    "rank_targets",
     "temporal_split",
+    "top_k",
 ]

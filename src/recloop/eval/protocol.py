@@ -1,4 +1,9 @@
-"""recloop's one evaluation protocol, applied to any model that follows the protocol.
+"""recloop's one evaluation protocol, applied to any scorer.
+
+A scorer is anything with a ``name`` and ``score(users, *, history) -> (B, I)`` scores
+(:class:`Scorer`): every recloop model, an RL recommender, or saved results —
+:class:`ScoreMatrix` for a saved (U, I) score matrix and :class:`TopKLists` for saved top-k
+lists, as LensKit evaluates saved recommendations. This module imports no model.
 
 * Full ranking over **all** items; no sampled negatives.
 * Items in the user's known history are excluded from the ranking: training items when
@@ -15,22 +20,92 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recloop.data.split import Split
+from recloop.data.history import History
+from recloop.data.ranking import rank_targets, top_k
+from recloop.data.split import Split, Targets
+from recloop.errors import DataError
 from recloop.eval.beyond import catalogue_coverage, intra_list_diversity, novelty
-from recloop.eval.metrics import rank_targets, ranking_metrics, top_k
+from recloop.eval.metrics import ranking_metrics
 from recloop.eval.stats import MeanCI, mean_ci
-from recloop.models.base import History, Recommender
 from recloop.progress import progress_bar
 
 DEFAULT_KS = (5, 10, 20)
 GROUPS = ("all", "pos")
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What the protocol evaluates: a name and scores of every item for a batch of users."""
+
+    @property
+    def name(self) -> str:
+        """The label the evaluation reports."""
+        ...
+
+    def score(self, users: np.ndarray, *, history: History) -> np.ndarray:
+        """(B, I) scores (higher is better) for user indices ``users`` given ``history``."""
+        ...
+
+
+class ScoreMatrix:
+    """Saved scores as a scorer: row ``u`` of a (U, I) matrix is user ``u``'s scores.
+
+    Args:
+        scores: (U, I) finite scores over the split's vocabularies.
+        name: the label the evaluation reports.
+    """
+
+    def __init__(self, scores: np.ndarray, name: str = "scores") -> None:
+        s = np.asarray(scores)
+        if s.ndim != 2 or s.dtype.kind not in "fiu":
+            raise DataError(f"scores must be a numeric (users, items) matrix, not {s.shape}")
+        if not np.isfinite(s).all():
+            raise DataError("scores must be finite: replace NaN/inf before evaluating")
+        self.scores, self.name = s.astype(np.float32, copy=False), name
+
+    def score(self, users: np.ndarray, *, history: History) -> np.ndarray:
+        if self.scores.shape != (history.n_users, history.n_items):
+            raise DataError(
+                f"the saved scores are {self.scores.shape[0]} users × {self.scores.shape[1]} "
+                f"items but the split has {history.n_users} × {history.n_items}; save scores "
+                "over the split's vocabularies"
+            )
+        return self.scores[np.asarray(users, dtype=np.int64)]
+
+
+class TopKLists(ScoreMatrix):
+    """Saved top-k lists as a scorer: row ``u`` of a (U, k) item matrix, best first.
+
+    A listed item at position ``j`` scores ``k - j``; every unlisted item scores below them
+    all, tied, so a target outside the list ranks after every non-target (the protocol's
+    tie rule) and never counts as a hit. Metrics at cut-offs up to ``k`` are therefore exact;
+    ``-1`` pads a short list.
+
+    Args:
+        items: (U, k) item indices, best first, ``-1`` for an empty slot.
+        n_items: catalogue size.
+        name: the label the evaluation reports.
+    """
+
+    def __init__(self, items: np.ndarray, n_items: int, name: str = "lists") -> None:
+        lists = np.asarray(items)
+        if lists.ndim != 2 or lists.dtype.kind not in "iu":
+            raise DataError(f"top-k lists must be an integer (users, k) matrix, not {lists.shape}")
+        if ((lists < -1) | (lists >= n_items)).any():
+            raise DataError(f"top-k lists hold item indices outside -1..{n_items - 1}")
+        k = lists.shape[1]
+        scores = np.zeros((len(lists), n_items), np.float32)
+        rows, cols = np.nonzero(lists >= 0)
+        scores[rows, lists[rows, cols]] = (k - cols).astype(np.float32)
+        super().__init__(scores, name)
 
 
 @dataclass
@@ -91,8 +166,20 @@ def _exclusion(known: sp.csr_matrix, indptr: np.ndarray, items: np.ndarray) -> s
     return out
 
 
+def _target_batches(
+    targets: Targets, batch_size: int
+) -> Iterator[tuple[np.ndarray, int, int, np.ndarray, np.ndarray]]:
+    """``(users, lo, hi, indptr, items)`` per batch of ``batch_size`` users: the users, their
+    slice ``[lo, hi)`` of the targets, and the batch's own target CSR (indptr from 0)."""
+    for start in range(0, len(targets), batch_size):
+        stop = min(start + batch_size, len(targets))
+        lo, hi = int(targets.indptr[start]), int(targets.indptr[stop])
+        indptr = targets.indptr[start : stop + 1] - lo
+        yield targets.users[start:stop], lo, hi, indptr, targets.items[lo:hi]
+
+
 def evaluate(
-    model: Recommender,
+    model: Scorer,
     split: Split,
     stage: str = "test",
     ks: tuple[int, ...] = DEFAULT_KS,
@@ -103,7 +190,8 @@ def evaluate(
     """Evaluate a fitted model on a split's validation or test targets.
 
     Args:
-        model: a fitted recommender over the split's vocabularies.
+        model: a scorer over the split's vocabularies (a fitted recommender, or saved
+            scores: :class:`ScoreMatrix`, :class:`TopKLists`).
         split: the split the model was fitted on (``split.train``).
         stage: ``"valid"`` or ``"test"``.
         ks: cut-offs.
@@ -130,12 +218,7 @@ def evaluate(
     lists = []
     n = len(targets)
     with progress_bar(n, f"evaluate {model.name} ({stage})", progress) as bar:
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            users = targets.users[start:stop]
-            lo, hi = targets.indptr[start], targets.indptr[stop]
-            indptr = targets.indptr[start : stop + 1] - lo
-            items = targets.items[lo:hi]
+        for users, lo, hi, indptr, items in _target_batches(targets, batch_size):
             scores = model.score(users, history=known)  # (B, I)
             known_rows = known.rows(users)
             exclude = _exclusion(known_rows, indptr, items)
@@ -156,7 +239,7 @@ def evaluate(
                 frames[group].append(frame)
             top, _ = top_k(scores, kmax, exclude=known_rows)
             lists.append(top)
-            bar.advance(stop - start)
+            bar.advance(len(users))
     all_lists = np.concatenate(lists) if lists else np.zeros((0, kmax), np.int64)
     beyond: dict[str, float] = {}
     per_user_parts = []
@@ -185,7 +268,7 @@ def evaluate(
     return EvalResult(stage, per_user, summary, beyond, time.perf_counter() - t0)
 
 
-def validation_ndcg(model: Recommender, split: Split, k: int = 10, batch_size: int = 1024) -> float:
+def validation_ndcg(model: Scorer, split: Split, k: int = 10, batch_size: int = 1024) -> float:
     """Mean NDCG@k over the validation targets, under the same protocol as :func:`evaluate`.
 
     The lean version used for early stopping: no intervals, target groups or
@@ -194,12 +277,7 @@ def validation_ndcg(model: Recommender, split: Split, k: int = 10, batch_size: i
     targets = split.targets("valid")
     known = History.from_dataset(split.known("valid"))
     total, n = 0.0, len(targets)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        users = targets.users[start:stop]
-        lo, hi = targets.indptr[start], targets.indptr[stop]
-        indptr = targets.indptr[start : stop + 1] - lo
-        items = targets.items[lo:hi]
+    for users, _, _, indptr, items in _target_batches(targets, batch_size):
         scores = model.score(users, history=known)
         exclude = _exclusion(known.rows(users), indptr, items)
         ranks = rank_targets(scores, indptr, items, exclude)

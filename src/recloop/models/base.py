@@ -19,68 +19,21 @@ import os
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from recloop.config import config_dict, make_config
 from recloop.data.dataset import Dataset
+from recloop.data.history import History
+from recloop.data.ranking import top_k
 from recloop.data.split import Split
 from recloop.errors import CheckpointError, ConfigError, NotFittedError, UnknownIdError
 
 FORMAT = "recloop.model"
 FORMAT_VERSION = 1
 R = TypeVar("R", bound="Recommender")
-
-
-@dataclass(frozen=True)
-class History:
-    """Users' known interactions, chronological, CSR-style (what a model may condition on).
-
-    ``items[indptr[u]:indptr[u + 1]]`` is user ``u``'s history, oldest first.
-    """
-
-    indptr: np.ndarray  # (U + 1,) int64
-    items: np.ndarray  # (N,) int64
-    n_items: int
-
-    @classmethod
-    def from_dataset(cls, dataset: Dataset) -> History:
-        """The chronological histories of every user in ``dataset``."""
-        seq = dataset.sequences
-        return cls(seq.indptr, seq.items, dataset.n_items)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.indptr) - 1
-
-    @cached_property
-    def matrix(self) -> sp.csr_matrix:
-        """Binary (U, I) matrix of known interactions."""
-        lengths = np.diff(self.indptr)
-        users = np.repeat(np.arange(self.n_users), lengths)
-        m = sp.csr_matrix(
-            (np.ones(len(self.items), np.float32), (users, self.items)),
-            shape=(self.n_users, self.n_items),
-        )
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        return m
-
-    def rows(self, users: np.ndarray) -> sp.csr_matrix:
-        """(B, I) binary rows of the given users."""
-        return self.matrix[users]
-
-    def last(self, users: np.ndarray) -> np.ndarray:
-        """(B,) each user's most recent item, ``-1`` for users without history."""
-        start, end = self.indptr[users], self.indptr[users + 1]
-        out = np.full(len(users), -1, dtype=np.int64)
-        has = end > start
-        out[has] = self.items[end[has] - 1]
-        return out
 
 
 @dataclass(frozen=True)
@@ -241,8 +194,6 @@ class Recommender(ABC):
             ``(items, scores)``, each (B, min(k, I)), best first; ties go to the lower item
             index. Slots left empty after exclusion hold item ``-1`` and score ``-inf``.
         """
-        from recloop.eval.metrics import top_k
-
         u, h = self._resolve(users, history)
         scores = self.score(u, history=h)
         return top_k(scores, k, exclude=h.rows(u) if exclude_seen else None)

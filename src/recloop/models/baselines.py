@@ -24,9 +24,10 @@ from scipy.linalg import lapack
 
 from recloop.config import option
 from recloop.data.dataset import Dataset
+from recloop.data.history import History
+from recloop.data.ranking import top_k
 from recloop.errors import ConfigError
-from recloop.eval.metrics import top_k
-from recloop.models.base import History, Recommender
+from recloop.models.base import Recommender
 
 #: Dense cells (float32) per chunk of the item-item similarity computation (~64 MB).
 _CHUNK_CELLS = 1 << 24

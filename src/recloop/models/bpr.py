@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from recloop.config import option
 from recloop.data.dataset import Dataset
+from recloop.data.history import History
 from recloop.errors import ConfigError
-from recloop.models.base import History, Recommender
+from recloop.models.base import Recommender
 from recloop.progress import progress_bar
 
 

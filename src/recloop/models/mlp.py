@@ -25,7 +25,7 @@ from torch import nn
 
 from recloop.config import option
 from recloop.data.dataset import Dataset
-from recloop.models.base import History
+from recloop.data.history import History
 from recloop.models.bpr import _sample_negatives
 from recloop.models.items import ItemConfig, ItemTable, TextFeatures
 from recloop.models.neural import TorchRecommender

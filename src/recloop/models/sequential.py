@@ -29,8 +29,9 @@ from torch import nn
 
 from recloop.config import option
 from recloop.data.dataset import Dataset
+from recloop.data.history import History
+from recloop.data.reward import Reward
 from recloop.errors import ConfigError
-from recloop.models.base import History
 from recloop.models.contrastive import Augmenter, info_nce
 from recloop.models.encoders import (  # noqa: F401 - re-exported: the RL heads and tests use them here
     Dropout,
@@ -44,7 +45,6 @@ from recloop.models.items import ItemConfig, TextFeatures
 from recloop.models.losses import softmax_cross_entropy
 from recloop.models.neural import TorchRecommender
 from recloop.models.training import resolve_bf16
-from recloop.rl.reward import Reward
 
 if TYPE_CHECKING:
     from recloop.rl.heads import Learner

@@ -11,7 +11,7 @@
 
 Use them through the sequential models (``SASRec(head="sqn")``, ``recloop train sasrec
 --head sqn``), or directly: every learner has ``learn_batch(batch) -> dict[str, float]``.
-Names load lazily: the sequential models import :mod:`recloop.rl.reward`, and the heads
+Names load lazily: the heads
 import the models.
 """
 
@@ -21,7 +21,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Reward": "recloop.rl.reward",
+    "Reward": "recloop.data.reward",
     "Transitions": "recloop.rl.episodes",
     "transitions": "recloop.rl.episodes",
     "HEADS": "recloop.rl.heads",

@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from recloop.config import option
+from recloop.data.ranking import top_k
 from recloop.errors import ConfigError
-from recloop.eval.metrics import top_k
 
 KINDS = ("epsilon_greedy", "linucb", "thompson")
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recloop.data.reward import Reward
 from recloop.models.encoders import window
-from recloop.rl.reward import Reward
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from recloop.data.dataset import Dataset
+from recloop.data.ranking import rank_targets
 from recloop.errors import ConfigError
 from recloop.progress import progress_bar
 from recloop.rl.agents import (
@@ -150,12 +152,14 @@ def offline_ndcg(agent: Agent, split: Any, history_len: int, k: int = 10,
 
     Each test user's state is what the agent sees in the simulator: the last ``history_len``
     items of their known history (training plus validation) and the items they have. Items the
-    user has are excluded; ties go to the lower item index (the evaluation protocol's rule).
-    This puts every agent, learned online or not, on the offline accuracy axis.
+    user has are excluded (a target the user already has stays rankable), and targets are
+    ranked by :func:`~recloop.data.ranking.rank_targets`, the evaluation protocol's own rule:
+    ties go against the target, so an agent is on the same footing as the models it is
+    compared with. This puts every agent, learned online or not, on the offline accuracy axis.
     """
     from types import SimpleNamespace
 
-    from recloop.models.base import History
+    from recloop.data.history import History
 
     known = History.from_dataset(split.known("test"))
     test = split.test
@@ -178,10 +182,8 @@ def offline_ndcg(agent: Agent, split: Any, history_len: int, k: int = 10,
         except NotImplementedError:
             return float("nan")
         rows = np.arange(len(u))
-        s_t = scores[rows, t][:, None]
-        idx = np.arange(scores.shape[1])[None, :]
-        ahead = ~seen & ((scores > s_t) | ((scores == s_t) & (idx < t[:, None])))
-        rank = ahead.sum(axis=1)
+        seen[rows, t] = False  # the target itself stays rankable, as in the protocol
+        rank = rank_targets(scores, np.arange(len(u) + 1), t, sp.csr_matrix(seen))
         gains[lo : lo + batch] = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
     return float(gains.mean()) if len(gains) else float("nan")
 

@@ -201,7 +201,7 @@ class ServingPolicy:
         The queries that need the model are scored in one call (one forward pass of a
         sequential model for the whole group): a history model gets each query's items as
         one row of a batch history; any other model scores known users by index."""
-        from recloop.models.base import History
+        from recloop.data.history import History
 
         out = np.empty((len(queries), self.n_items))
         cold: list[str | None] = [None] * len(queries)

@@ -42,12 +42,12 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from recloop.config import option
+from recloop.data.history import History
+from recloop.data.ranking import top_k
+from recloop.data.reward import Reward
 from recloop.errors import ConfigError
 from recloop.eval.beyond import intra_list_diversity
-from recloop.eval.metrics import top_k
-from recloop.models.base import History
 from recloop.progress import progress_bar
-from recloop.rl.reward import Reward
 from recloop.sim.world import World
 
 

@@ -34,9 +34,10 @@ from scipy.special import expit, log_expit, ndtr
 
 from recloop.config import option
 from recloop.data.dataset import Dataset
+from recloop.data.history import History
 from recloop.data.split import leave_one_out
 from recloop.errors import ConfigError, DataError
-from recloop.models.base import History, Recommender
+from recloop.models.base import Recommender
 from recloop.models.registry import get_model
 
 #: Response models a world can combine, and the options each is fitted with.

@@ -1,4 +1,4 @@
-"""The reward convention of offline RL on rated logs (no torch, no model imports)."""
+"""The reward convention of RL on rated logs: a liked item earns ``like``, any other ``other``."""
 
 from __future__ import annotations
 
