@@ -1,0 +1,1 @@
+"""The experiments wing: one module per bench cell mode, and the registry of modes."""
