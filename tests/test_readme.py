@@ -109,3 +109,11 @@ def test_readme_serving_loop_runs(tmp_path: Path) -> None:
     assert "recloop_online_updates 1" in out
     assert (tmp_path / "runs" / "retrained" / "model" / "model.json").exists()
     assert "| ips |" in out and "logged (behaviour) mean reward" in out
+
+
+def test_readme_saved_lists_example_evaluates_like_the_model() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    index = next(i for i, b in enumerate(blocks) if "TopKLists" in b)
+    text = run_blocks(index, what="saved-lists")
+    saved, model = (float(v) for v in re.findall(r"NDCG@10 = ([0-9.]+)", text))
+    assert saved == model > 0.05
