@@ -29,7 +29,7 @@ import pandas as pd
 
 from cells import add_options, child_options, run_cells
 from recloop.compare import compare, write_results
-from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
+from recloop.eval.stats import mean_ci, paired_tests_holm
 from recloop.runs import RunSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,9 +84,9 @@ def _tests(pu: pd.DataFrame, group: str, reference: str, others: list[str]) -> d
     """Paired Wilcoxon tests of NDCG@10 of ``others`` against ``reference`` (Holm)."""
     wide = pu[pu["group"] == group].groupby(["variant", "user"])["ndcg@10"].mean().unstack(0)
     names = [v for v in others if v in wide and reference in wide]
-    pts = [paired_test(wide[v].to_numpy(), wide[reference].to_numpy()) for v in names]
-    adj = holm_bonferroni([p.wilcoxon_pvalue for p in pts]) if pts else []
-    return {v: (p.mean_diff, q) for v, p, q in zip(names, pts, adj, strict=True)}
+    found = paired_tests_holm({v: (wide[v].to_numpy(), wide[reference].to_numpy())
+                               for v in names})  # fmt: skip
+    return {v: (t.mean_diff, p) for v, (t, p) in found.items()}
 
 
 def _mark(test: tuple[float, float] | None) -> str:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from cells import add_options, child_options, run_cells
 from recloop.compare import compare, markdown, summary_table, write_results
-from recloop.eval.stats import holm_bonferroni, paired_test
+from recloop.eval.stats import paired_tests_holm
 from recloop.runs import RunSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,10 +62,10 @@ def versus_each_baseline(per_user: pd.DataFrame, method: str, baselines: list[st
     """Paired test of ``method`` against every baseline (Holm-corrected over baselines)."""
     allu = per_user[per_user["group"] == "all"]
     means = allu.groupby(["method", "user"])["ndcg@10"].mean().unstack(0)
-    tests = [paired_test(means[method].to_numpy(), means[b].to_numpy()) for b in baselines]
-    adj = holm_bonferroni([t.wilcoxon_pvalue for t in tests])
+    found = paired_tests_holm({b: (means[method].to_numpy(), means[b].to_numpy())
+                               for b in baselines})  # fmt: skip
     lines = [f"| {method} vs | Δndcg@10 | p (Wilcoxon, Holm) |", "|---|---|---|"]
-    for b, t, p in zip(baselines, tests, adj, strict=True):
+    for b, (t, p) in found.items():
         lines.append(f"| {b} | {t.mean_diff:+.4f} | {p:.1e}{' *' if p < 0.05 else ''} |")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ import pandas as pd
 from cells import add_options, child_options, run_cells
 from recloop.compare import _cost, write_results
 from recloop.config import config_hash
-from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
+from recloop.eval.stats import mean_ci, paired_tests_holm
 from recloop.runs import RunSpec, git_sha, machine, prepare_data, train_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -121,9 +121,9 @@ def table(tidy: pd.DataFrame, per_user: pd.DataFrame, method: str) -> str:
     for g in GROUPS:
         wide = pu[pu["group"] == g].groupby(["variant", "user"])["ndcg@10"].mean().unstack(0)
         others = [v for v in VARIANTS if v != "id" and v in wide and "id" in wide]
-        pts = [paired_test(wide[v].to_numpy(), wide["id"].to_numpy()) for v in others]
-        adj = holm_bonferroni([p.wilcoxon_pvalue for p in pts]) if pts else []
-        tests[g] = {v: (p.mean_diff, q) for v, p, q in zip(others, pts, adj, strict=True)}
+        found = paired_tests_holm({v: (wide[v].to_numpy(), wide["id"].to_numpy())
+                                   for v in others})  # fmt: skip
+        tests[g] = {v: (t.mean_diff, p) for v, (t, p) in found.items()}
     for v in [v for v in VARIANTS if v in set(pu["variant"])]:
         cells = [v]
         for g in GROUPS:
