@@ -1,5 +1,12 @@
 """Offline RL heads (SQN, SAC, SA2C, CSA) and the auxiliary-loss control on GRU4Rec and SASRec.
 
+Frozen record of a finished study: RESULTS.md "Offline RL heads (`offline_rl`)"; rerun only to
+reproduce those figures. No grid: a grid tests every method against one baseline on all next
+items, while this study tests each head against its own base and against the aux control, on
+all and on liked next items, for two bases (GRU4Rec and SASRec). The SASRec heads against
+plain SASRec are in the full grid (``benchmarks/grids/full.toml``, the report's "Large model or
+RL?").
+
 Every variant trains the same base encoder with the same options; ``base`` is the plain
 supervised model, the others add one head from :mod:`recloop.rl.heads` with the papers'
 settings (γ = 0.5, rewards 1.0 for a liked next item (rating ≥ 4) and 0.2 otherwise, 10

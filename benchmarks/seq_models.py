@@ -1,5 +1,12 @@
 """The deep models (MLP tower, GRU4Rec, SASRec) against the foundation's baselines.
 
+Frozen record of a finished study: RESULTS.md "Deep models (`seq_models`)"; rerun only to
+reproduce those figures. Its main tables are the grids ``benchmarks/grids/seq_models_ml100k.toml``
+and ``seq_models_ml1m.toml`` (one per dataset, as the options differ; the report's offline
+table is the same :func:`recloop.compare.summary_table` with the same paired tests against
+Markov). The training-cost table and "SASRec against each baseline" are no grid output and
+live only here.
+
 Each (dataset, method) runs in its own process, one after another, so ``peak_rss_mb`` is that
 method's own peak (data, training and evaluation) and no two trainings share the CPU.
 Writes tidy rows to ``benchmarks/results/seq_models.csv`` and the tables to

@@ -1,5 +1,11 @@
 """Pretrained text item features and contrastive self-supervision, on warm and cold items.
 
+Frozen record of a finished study: RESULTS.md "Text item features and contrastive
+self-supervision (`text_and_cl`)"; rerun only to reproduce those figures. No grid: a grid
+tests every method against one baseline on all targets, while this study tests each model's
+variants against its own ``id`` variant on warm and on cold targets separately, with a
+cold-item share per dataset, and times the text encoder.
+
 The cold-start split (``recloop.data.cold_start_split``): chronological leave-one-out with
 the newest ``COLD_FRAC`` of the catalogue kept out of training and validation entirely.
 SASRec and GRU4Rec run in six variants: item representation ``id``, ``id+text`` or
