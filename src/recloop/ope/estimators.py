@@ -30,7 +30,10 @@ References:
       robust off-policy evaluation with shrinkage, ICML: the DR correction is kept only in rounds
       whose weight is at most ``tau``, which needs only the logged propensity.)
 
-The slate estimators (IIPS and PI) are in :mod:`recloop.ope.slates`.
+The module is one concept over ~460 lines: the one-item estimators, which share their input
+checks, importance weights and intervals (DR is Switch-DR with ``tau = inf``, one function).
+The slate estimators (IIPS and PI) are in :mod:`recloop.ope.slates`, the reward models in
+:mod:`recloop.ope.regression`.
 """
 
 from __future__ import annotations
