@@ -1,5 +1,11 @@
 """Classic baselines on ML-100K and ML-1M under recloop's protocol.
 
+Frozen record of a finished study: RESULTS.md "Classic baselines (`baselines`)"; rerun only
+to reproduce those figures. Its two main tables are the grid ``benchmarks/grids/baselines.toml``
+(``recloop bench``; the report's offline table is the same :func:`recloop.compare.summary_table`
+with the same paired tests against Popularity). The tie-rule table is no grid cell and lives
+only here.
+
 Writes tidy rows to ``benchmarks/results/baselines.csv`` and the Markdown tables to
 ``benchmarks/results/baselines.md`` (pasted into RESULTS.md). Deterministic models run once;
 stochastic ones (random, bpr) run with three seeds.

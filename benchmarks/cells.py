@@ -1,5 +1,9 @@
 """Run a benchmark's cells one after another, each in its own process, reusing finished ones.
 
+Helper of the frozen study scripts (``seq_models``, ``offline_rl``, ``text_and_cl``), no study of
+its own. New studies are grids (``benchmarks/grids/*.toml``) run by ``recloop bench``, whose
+runner also runs every cell apart and reuses finished ones.
+
 A cell is one (dataset, method, variant, ...) of a benchmark: the script is rerun with
 ``--cell ARGS... OUT`` and writes ``OUT/tidy.csv`` (and usually ``OUT/per_user.csv``). One
 process per cell keeps each cell's peak memory its own and never lets two trainings share

@@ -1,5 +1,9 @@
 """CL4SRec's contrastive term at several strengths, against SASRec without it (λ = 0).
 
+Frozen record of a finished study: RESULTS.md "CL4SRec's contrastive strength on ML-1M
+(`cl_strength`)"; rerun only to reproduce those figures. No grid: the next-item cross-entropy
+of the saved models on their training sequences is no grid metric.
+
 Why: in the full grid (``benchmarks/grids/full.toml``) SASRec with CL4SRec's loss trails
 plain SASRec on ML-1M by about 0.035 NDCG@10 over 3 seeds, while its training next-item loss
 follows SASRec's. Each variant here is the grid's ``sasrec-cl4srec`` cell (same options and

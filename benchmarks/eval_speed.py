@@ -1,5 +1,8 @@
 """Speed of the vectorised full-ranking evaluation against a naive per-user loop.
 
+A speed benchmark, not a study: it times the evaluation, which a grid does not measure, so it
+stays a benchmark command. Its figures: RESULTS.md "Evaluation speed (`eval_speed`)".
+
 Builds a random problem with the shape of MovieLens-1M (6,040 users x 3,706 items, dense float32
 scores with many ties, ~165 excluded history items per user as CSR, one held-out target per user)
 and times:

@@ -1,5 +1,12 @@
 """Offline RL heads (SQN, SAC, SA2C, CSA) and the auxiliary-loss control on GRU4Rec and SASRec.
 
+Frozen record of a finished study: RESULTS.md "Offline RL heads (`offline_rl`)"; rerun only to
+reproduce those figures. No grid: a grid tests every method against one baseline on all next
+items, while this study tests each head against its own base and against the aux control, on
+all and on liked next items, for two bases (GRU4Rec and SASRec). The SASRec heads against
+plain SASRec are in the full grid (``benchmarks/grids/full.toml``, the report's "Large model or
+RL?").
+
 Every variant trains the same base encoder with the same options; ``base`` is the plain
 supervised model, the others add one head from :mod:`recloop.rl.heads` with the papers'
 settings (γ = 0.5, rewards 1.0 for a liked next item (rating ≥ 4) and 0.2 otherwise, 10
@@ -29,7 +36,7 @@ import pandas as pd
 
 from cells import add_options, child_options, run_cells
 from recloop.compare import compare, write_results
-from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
+from recloop.eval.stats import mean_ci, paired_tests_holm
 from recloop.runs import RunSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,9 +91,9 @@ def _tests(pu: pd.DataFrame, group: str, reference: str, others: list[str]) -> d
     """Paired Wilcoxon tests of NDCG@10 of ``others`` against ``reference`` (Holm)."""
     wide = pu[pu["group"] == group].groupby(["variant", "user"])["ndcg@10"].mean().unstack(0)
     names = [v for v in others if v in wide and reference in wide]
-    pts = [paired_test(wide[v].to_numpy(), wide[reference].to_numpy()) for v in names]
-    adj = holm_bonferroni([p.wilcoxon_pvalue for p in pts]) if pts else []
-    return {v: (p.mean_diff, q) for v, p, q in zip(names, pts, adj, strict=True)}
+    found = paired_tests_holm({v: (wide[v].to_numpy(), wide[reference].to_numpy())
+                               for v in names})  # fmt: skip
+    return {v: (t.mean_diff, p) for v, (t, p) in found.items()}
 
 
 def _mark(test: tuple[float, float] | None) -> str:

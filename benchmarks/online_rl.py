@@ -1,5 +1,12 @@
 """Online agents and baselines in the simulator, against the greedy large model.
 
+Frozen record of a finished study: RESULTS.md "Online agents in the simulator (`online_rl`)";
+rerun only to reproduce those figures. Its simulator runs are grids, whose report gives the
+same table (:func:`recloop.rl.arena.arena_table`, the same paired tests against greedy):
+``benchmarks/grids/online_rl.toml`` (the first table), ``online_rl_ml1m.toml``,
+``online_rl_bpr.toml`` and ``online_rl_dqn3000.toml``. The logged-data mode (``--replay``) is
+no grid mode and runs only here.
+
 For each dataset: the world (EASE clicks, biased-MF likes; fitted on all logs), SASRec fitted
 on the leave-one-out training split as the greedy model, and every agent trained online on
 simulated users for ``--steps`` batch steps of ``--n-envs`` users (PPO for ``--ppo-steps``

@@ -1,5 +1,11 @@
 """Off-policy estimators against ground truth: in the simulator, and on the Open Bandit Dataset.
 
+Frozen record of a finished study: RESULTS.md "Off-policy estimators against ground truth
+(`ope`)"; rerun only to reproduce those figures (its tables' layout and its plot). Its runs
+are grids, whose report gives the same errors and coverages:
+``benchmarks/grids/ope.toml`` (one item per round, and the Open Bandit Dataset) and
+``benchmarks/grids/ope_slate5.toml`` (slates of 5).
+
 1. **Simulator, one item** (``sim-ml-100k``): the ML-100K simulator; a softmax-over-popularity
    behaviour policy logs one item per round from each user's 50 candidates; four targets
    (uniform, popularity greedy, ItemKNN softmax, ItemKNN ε-greedy) are estimated by IPS,

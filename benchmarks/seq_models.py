@@ -1,5 +1,12 @@
 """The deep models (MLP tower, GRU4Rec, SASRec) against the foundation's baselines.
 
+Frozen record of a finished study: RESULTS.md "Deep models (`seq_models`)"; rerun only to
+reproduce those figures. Its main tables are the grids ``benchmarks/grids/seq_models_ml100k.toml``
+and ``seq_models_ml1m.toml`` (one per dataset, as the options differ; the report's offline
+table is the same :func:`recloop.compare.summary_table` with the same paired tests against
+Markov). The training-cost table and "SASRec against each baseline" are no grid output and
+live only here.
+
 Each (dataset, method) runs in its own process, one after another, so ``peak_rss_mb`` is that
 method's own peak (data, training and evaluation) and no two trainings share the CPU.
 Writes tidy rows to ``benchmarks/results/seq_models.csv`` and the tables to
@@ -20,7 +27,7 @@ import pandas as pd
 
 from cells import add_options, child_options, run_cells
 from recloop.compare import compare, markdown, summary_table, write_results
-from recloop.eval.stats import holm_bonferroni, paired_test
+from recloop.eval.stats import paired_tests_holm
 from recloop.runs import RunSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,10 +69,10 @@ def versus_each_baseline(per_user: pd.DataFrame, method: str, baselines: list[st
     """Paired test of ``method`` against every baseline (Holm-corrected over baselines)."""
     allu = per_user[per_user["group"] == "all"]
     means = allu.groupby(["method", "user"])["ndcg@10"].mean().unstack(0)
-    tests = [paired_test(means[method].to_numpy(), means[b].to_numpy()) for b in baselines]
-    adj = holm_bonferroni([t.wilcoxon_pvalue for t in tests])
+    found = paired_tests_holm({b: (means[method].to_numpy(), means[b].to_numpy())
+                               for b in baselines})  # fmt: skip
     lines = [f"| {method} vs | Δndcg@10 | p (Wilcoxon, Holm) |", "|---|---|---|"]
-    for b, t, p in zip(baselines, tests, adj, strict=True):
+    for b, (t, p) in found.items():
         lines.append(f"| {b} | {t.mean_diff:+.4f} | {p:.1e}{' *' if p < 0.05 else ''} |")
     return "\n".join(lines)
 

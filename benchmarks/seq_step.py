@@ -1,5 +1,8 @@
 """Where a SASRec training step on ML-1M spends its time, and what each optimisation buys.
 
+A speed benchmark, not a study: it times training steps, which a grid does not measure, so it
+stays a benchmark command. Its figures: RESULTS.md "Where a SASRec step goes (`seq_step`)".
+
 Times the same batches (max_len 200, batch 128, full softmax over 3,706 items) under:
 
 * ``baseline``: ``F.cross_entropy(states @ items.T)`` and ``nn.Dropout`` (also inside

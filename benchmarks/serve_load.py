@@ -1,5 +1,9 @@
 """Load on the real service: `recloop serve` with SASRec on ML-1M, driven over loopback.
 
+A load benchmark, not a study: it measures the service's latency and throughput, which a grid
+does not, so it stays a benchmark command. Its figures: RESULTS.md "Serving under load
+(`serve_load`)".
+
 Starts the server in a subprocess (SQLite event store in a temporary folder, pinned to one
 core), then drives ``/recommend`` (per exploration mode) and ``/feedback`` with a keep-alive
 HTTP/1.1 client of ``C`` concurrent connections (asyncio, pinned to the other core) for a

@@ -1,5 +1,8 @@
 """Simulator throughput: user-steps per second of the batched simulator against the Gymnasium env.
 
+A speed benchmark, not a study: it times the simulator, which a grid does not measure, so it
+stays a benchmark command. Its figures: RESULTS.md "Simulator throughput (`sim_speed`)".
+
 The baseline is the one-user ``RecEnv`` stepped in a Python loop through the Gymnasium API
 (what a generic agent does); the batched ``BatchRecEnv`` steps ``n`` users per call through
 the same dynamics. Both get random slates drawn before timing, so the figures are the

@@ -1,5 +1,11 @@
 """Pretrained text item features and contrastive self-supervision, on warm and cold items.
 
+Frozen record of a finished study: RESULTS.md "Text item features and contrastive
+self-supervision (`text_and_cl`)"; rerun only to reproduce those figures. No grid: a grid
+tests every method against one baseline on all targets, while this study tests each model's
+variants against its own ``id`` variant on warm and on cold targets separately, with a
+cold-item share per dataset, and times the text encoder.
+
 The cold-start split (``recloop.data.cold_start_split``): chronological leave-one-out with
 the newest ``COLD_FRAC`` of the catalogue kept out of training and validation entirely.
 SASRec and GRU4Rec run in six variants: item representation ``id``, ``id+text`` or
@@ -28,7 +34,7 @@ import pandas as pd
 from cells import add_options, child_options, run_cells
 from recloop.compare import _cost, write_results
 from recloop.config import config_hash
-from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
+from recloop.eval.stats import mean_ci, paired_tests_holm
 from recloop.runs import RunSpec, git_sha, machine, prepare_data, train_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -121,9 +127,9 @@ def table(tidy: pd.DataFrame, per_user: pd.DataFrame, method: str) -> str:
     for g in GROUPS:
         wide = pu[pu["group"] == g].groupby(["variant", "user"])["ndcg@10"].mean().unstack(0)
         others = [v for v in VARIANTS if v != "id" and v in wide and "id" in wide]
-        pts = [paired_test(wide[v].to_numpy(), wide["id"].to_numpy()) for v in others]
-        adj = holm_bonferroni([p.wilcoxon_pvalue for p in pts]) if pts else []
-        tests[g] = {v: (p.mean_diff, q) for v, p, q in zip(others, pts, adj, strict=True)}
+        found = paired_tests_holm({v: (wide[v].to_numpy(), wide["id"].to_numpy())
+                                   for v in others})  # fmt: skip
+        tests[g] = {v: (t.mean_diff, p) for v, (t, p) in found.items()}
     for v in [v for v in VARIANTS if v in set(pu["variant"])]:
         cells = [v]
         for g in GROUPS:

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from recloop.eval.stats import MeanCI, PairedTest, holm_bonferroni, mean_ci, paired_test
+from recloop.eval.stats import (
+    MeanCI,
+    PairedTest,
+    holm_bonferroni,
+    mean_ci,
+    paired_test,
+    paired_tests_holm,
+)
 
 T_975_3 = 3.182446305284  # Student-t 0.975 quantile with 3 degrees of freedom (tables: 3.182)
 
@@ -146,6 +153,27 @@ def test_holm_bonferroni_monotone_in_raw_pvalues() -> None:
     order = np.argsort(p)
     assert np.all(np.diff(adj[order]) >= 0)
     assert np.all(adj >= p) and np.all(adj <= 1.0)
+
+
+def test_paired_tests_holm_adjusts_over_the_family() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.random(40)
+    pairs = {
+        "up": (ref + 0.2 + 0.05 * rng.random(40), ref),
+        "same": (ref + 0.01 * rng.standard_normal(40), ref),
+        "down": (ref - 0.1 * rng.random(40), ref),
+    }
+    found = paired_tests_holm(pairs)
+    assert list(found) == ["up", "same", "down"]  # the order of the pairs
+    raw = {k: paired_test(a, b).wilcoxon_pvalue for k, (a, b) in pairs.items()}
+    # Holm by hand: ascending p_(i) times (m - i + 1), running maximum, capped at 1
+    running = 0.0
+    for i, k in enumerate(sorted(raw, key=raw.__getitem__)):
+        running = max(running, min(1.0, (3 - i) * raw[k]))
+        assert found[k][1] == pytest.approx(running)
+        assert found[k][0] == paired_test(*pairs[k])
+    assert found["up"][1] < 0.05 < found["same"][1]
+    assert paired_tests_holm({}) == {}
 
 
 def test_errors_are_recloop_errors() -> None:

@@ -17,10 +17,13 @@ FAST = {
 
 
 def test_every_registered_model_is_parametrised() -> None:
-    assert set(available_models()) == {
-        *("random", "pop", "markov", "itemknn", "ease", "bpr"),
-        *("mlp", "gru4rec", "sasrec"),
+    # the kit runs every registered model; each one trained for epochs needs a budget in FAST
+    names = set(available_models())
+    assert set(FAST) <= names, f"FAST names unregistered models {sorted(set(FAST) - names)}"
+    trained = {
+        n for n in names if "epochs" in getattr(get_model(n).Config, "__dataclass_fields__", {})
     }
+    assert trained <= set(FAST), f"give {sorted(trained - set(FAST))} a small budget in FAST"
 
 
 @pytest.mark.parametrize("name", available_models())

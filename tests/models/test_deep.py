@@ -12,7 +12,7 @@ import torch
 from recloop.data import Dataset, leave_one_out
 from recloop.errors import CheckpointError, ConfigError
 from recloop.eval.protocol import evaluate
-from recloop.models import get_model
+from recloop.models import available_models, get_model
 from recloop.models.sequential import Batch, GRU4RecEncoder, SASRecEncoder, left_padded
 
 
@@ -222,7 +222,14 @@ def test_trainer_decays_lr_on_a_plateau_and_stops_after_patience() -> None:
     assert state.stopped_early
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def sequence_models() -> list[str]:
+    """The registered models that rank by a sequence encoder's user state."""
+    from recloop.models.sequential import SequentialRecommender
+
+    return [n for n in available_models() if issubclass(get_model(n), SequentialRecommender)]
+
+
+@pytest.mark.parametrize("name", sequence_models())
 def test_user_states_dot_the_item_table_are_the_scores(name: str) -> None:
     data = cycle_dataset(n_users=12, n_items=9, length=8)
     model = get_model(name)({"dim": 16, "max_len": 6}, epochs=2, batch_size=8)

@@ -3,6 +3,11 @@
 A :class:`Dataset` holds interactions over contiguous user and item indices, the two
 vocabularies that map them back to external ids, and optional side information. It is never
 mutated: filtering and splitting return new datasets that share the vocabularies.
+
+The module is one concept over ~470 lines: the :class:`Dataset`, the views derived from it
+(sequences, user-item matrices, genres, titles, filters) and the column checks its
+constructor runs; the loaders are in :mod:`recloop.data.sources`, the splits in
+:mod:`recloop.data.split`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ Invalid input raises :class:`recloop.errors.DataError` (bad values, lengths) or
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,14 @@ from scipy import stats as sps
 
 from recloop.errors import ConfigError, DataError
 
-__all__ = ["MeanCI", "PairedTest", "holm_bonferroni", "mean_ci", "paired_test"]
+__all__ = [
+    "MeanCI",
+    "PairedTest",
+    "holm_bonferroni",
+    "mean_ci",
+    "paired_test",
+    "paired_tests_holm",
+]
 
 
 @dataclass(frozen=True)
@@ -203,3 +211,26 @@ def holm_bonferroni(pvalues: ArrayLike) -> NDArray[np.float64]:
     out = np.empty(m, dtype=np.float64)
     out[order] = adjusted_sorted
     return out
+
+
+def paired_tests_holm(
+    pairs: Mapping[str, tuple[ArrayLike, ArrayLike]], confidence: float = 0.95
+) -> dict[str, tuple[PairedTest, float]]:
+    """:func:`paired_test` of every named ``(a, b)`` pair, the Wilcoxon p-values Holm-adjusted
+    over the pairs (:func:`holm_bonferroni`).
+
+    The pairs are one family of comparisons, the ones a table reports together: every
+    variant against one reference, or one method against every baseline.
+
+    Args:
+        pairs: ``{name: (a, b)}``, per-user values of the two methods compared, as for
+            :func:`paired_test`.
+        confidence: Two-sided confidence level of each mean-difference interval.
+
+    Returns:
+        ``{name: (test, holm_p)}`` in the order of ``pairs`` (empty for no pairs), where
+        ``holm_p`` is the test's Holm-adjusted Wilcoxon p-value.
+    """
+    tests = {name: paired_test(a, b, confidence) for name, (a, b) in pairs.items()}
+    adjusted = holm_bonferroni([t.wilcoxon_pvalue for t in tests.values()])
+    return {name: (t, float(p)) for (name, t), p in zip(tests.items(), adjusted, strict=True)}

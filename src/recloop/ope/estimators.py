@@ -30,7 +30,10 @@ References:
       robust off-policy evaluation with shrinkage, ICML: the DR correction is kept only in rounds
       whose weight is at most ``tau``, which needs only the logged propensity.)
 
-The slate estimators (IIPS and PI) are in :mod:`recloop.ope.slates`.
+The module is one concept over ~460 lines: the one-item estimators, which share their input
+checks, importance weights and intervals (DR is Switch-DR with ``tau = inf``, one function).
+The slate estimators (IIPS and PI) are in :mod:`recloop.ope.slates`, the reward models in
+:mod:`recloop.ope.regression`.
 """
 
 from __future__ import annotations
@@ -387,14 +390,10 @@ def doubly_robust(
     """Doubly robust: ``mean_i [Σ_a π(a|x_i) q̂(x_i,a) + w_i (r_i − q̂(x_i,a_i))]``.
 
     Unbiased if either the propensities or the reward model are right; with a good reward
-    model its variance is below that of IPS.
+    model its variance is below that of IPS. It is :func:`switch_dr` with ``tau = inf``.
     """
     b = _bandit(actions, rewards, pscore, target_dist)
-    q = _reward_model(q_hat, b.dist.shape)
-    w = b.target / b.pscore
-    idx = np.arange(b.rewards.size)
-    terms = np.sum(b.dist * q, axis=1) + w * (b.rewards - q[idx, b.actions])
-    return _mean_estimate("dr", terms, w, confidence, ci, n_boot, seed)
+    return _switched_dr("dr", b, q_hat, np.inf, confidence, ci, n_boot, seed)
 
 
 def switch_dr(
@@ -418,12 +417,27 @@ def switch_dr(
     if not tau >= 0:
         raise ConfigError(f"tau must be non-negative, got {tau}")
     b = _bandit(actions, rewards, pscore, target_dist)
+    return _switched_dr("switch_dr", b, q_hat, tau, confidence, ci, n_boot, seed)
+
+
+def _switched_dr(
+    method: str,
+    b: _Bandit,
+    q_hat: ArrayLike,
+    tau: float,
+    confidence: float,
+    ci: str,
+    n_boot: int,
+    seed: int,
+) -> Estimate:
+    """The DR terms with the correction kept only where ``w_i <= tau`` (DR: ``tau = inf``)."""
     q = _reward_model(q_hat, b.dist.shape)
     w = b.target / b.pscore
+    # with tau = inf every weight is kept as it is (even an overflowed inf), so DR is exact
     kept = np.where(w <= tau, w, 0.0)
     idx = np.arange(b.rewards.size)
     terms = np.sum(b.dist * q, axis=1) + kept * (b.rewards - q[idx, b.actions])
-    return _mean_estimate("switch_dr", terms, kept, confidence, ci, n_boot, seed)
+    return _mean_estimate(method, terms, kept, confidence, ci, n_boot, seed)
 
 
 def one_item_estimates(

@@ -31,6 +31,11 @@ A step, for every active slot, given a slate of ``K`` item indices:
 
 Randomness: each step draws exactly three uniforms per slot (choice, like, leave) from the
 generator it is given, whatever happens, so a seed fixes whole trajectories.
+
+The module is one concept over ~430 lines, the users' dynamics: the step above, the loop that
+runs sessions through it (for the environments, the agents and the diagnostic alike), and the
+fit of ``leave_bias``, which calibrates the step by running it; the world's click and like
+models are in :mod:`recloop.sim.world`.
 """
 
 from __future__ import annotations
