@@ -158,7 +158,8 @@ def propensity_check(run: Path, seed: int, users: int = 20) -> pd.DataFrame:
     Rao-Blackwellised one, at several draw counts, against a 20,000-draw Rao-Blackwellised
     reference. Each row: relative RMS error over the shown items and the time per request."""
     from recloop.ope.policies import Exploration, slot_marginals
-    from recloop.serve.policy import OnlineLearner, ServingPolicy
+    from recloop.serve.learner import OnlineLearner
+    from recloop.serve.policy import ServingPolicy
     from recloop.serve.settings import Settings
 
     policy = ServingPolicy(run, Settings(run_dir=str(run)))

@@ -99,8 +99,8 @@ def _served_logs(url: str, policy: Path, like_rating: float) -> pd.DataFrame:
     """The event store's impressions, limited to the users and items ``policy`` knows."""
     from recloop.errors import DataError
     from recloop.runs import read_run
+    from recloop.serve.backends import open_store
     from recloop.serve.events import logs_from_events
-    from recloop.serve.store import open_store
 
     store = open_store(url)
     try:

@@ -96,8 +96,8 @@ def retrain(
     from recloop.cli_options import parse_params
     from recloop.data import load_dataset
     from recloop.runs import RunSpec, train_run
+    from recloop.serve.backends import open_store
     from recloop.serve.events import interactions_from_events
-    from recloop.serve.store import open_store
 
     store = open_store(from_events)
     try:

@@ -40,7 +40,8 @@ def test_a_trained_reinforce_agent_is_saved_as_a_servable_run(tmp_path: Path) ->
     users = np.arange(20)
     assert np.abs(policy.score(users) - greedy.score(users)).max() > 1e-3
     # the serving policy loads it and serves its ranking
-    from recloop.serve.policy import OnlineLearner, ServingPolicy
+    from recloop.serve.learner import OnlineLearner
+    from recloop.serve.policy import ServingPolicy
     from recloop.serve.settings import Settings
 
     serving = ServingPolicy(folder, Settings(run_dir=str(folder)))

@@ -11,8 +11,9 @@ import pytest
 
 from conftest import run_cli
 from recloop.models import Recommender
+from recloop.serve.backends import open_store
 from recloop.serve.events import interactions_from_events, logs_from_events
-from recloop.serve.store import Feedback, open_store
+from recloop.serve.store import Feedback
 from serving import Server
 
 

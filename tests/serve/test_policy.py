@@ -10,7 +10,8 @@ import pytest
 
 from recloop.errors import DataError
 from recloop.models import Recommender
-from recloop.serve.policy import OnlineLearner, Query, Recommendation, ServingPolicy, reward_of
+from recloop.serve.learner import OnlineLearner, reward_of
+from recloop.serve.policy import Query, Recommendation, ServingPolicy
 from recloop.serve.settings import Settings
 
 
@@ -34,6 +35,24 @@ def test_greedy_is_the_models_own_ranking(policy: ServingPolicy, run_dir: Path) 
         assert rec.items.tolist() == expected[0].tolist()
         assert rec.slot_prob.tolist() == [1.0] * 10 and rec.slate_prob == 1.0
         assert rec.cold_start is None
+
+
+def test_the_policy_reads_the_models_declared_serving_needs(
+    policy: ServingPolicy, run_dir: Path
+) -> None:
+    """SASRec reads history, and its item table and user states are what the policy uses."""
+    model = Recommender.load(run_dir / "model")
+    assert policy.uses_history is True
+    vectors = model.item_vectors()
+    assert vectors is not None
+    v = vectors.astype(np.float64)
+    np.testing.assert_array_equal(
+        policy.vectors, v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    )
+    states = model.user_states(np.arange(len(policy.user_ids)))
+    assert states is not None and policy.states is not None and policy.table is not None
+    np.testing.assert_array_equal(policy.states, states[0])
+    np.testing.assert_array_equal(policy.table, states[1])
 
 
 @pytest.mark.parametrize("k", [5, 10])  # 10: m (m − 1) ⋯ overflows int64 (it once did here)
@@ -194,18 +213,32 @@ def test_rewards() -> None:
     assert reward_of("view", 1.0, 4.0) == (0.0, False)
 
 
-def test_top_k_matches_a_stable_sort() -> None:
+def test_top_k_matches_a_stable_sort_and_the_ranking_module() -> None:
+    """The server's single-row top-k masks disallowed items to -inf instead of passing them
+    as ``exclude``: for its inputs (k ≤ allowed items, finite allowed scores) that is the
+    ranking module's own answer with the exclusion, and a stable sort's."""
+    from recloop.data import ranking
     from recloop.serve.policy import top_k
 
     rng = np.random.default_rng(0)
-    for trial in range(200):
+    for trial in range(600):
         n = int(rng.integers(5, 60))
         scores = rng.integers(0, 4, n).astype(float)  # many ties
+        if trial % 2:
+            scores = (scores + rng.standard_normal(n)).astype(np.float32)  # as a model's
+        if trial % 3 == 0:
+            scores[rng.random(n) < 0.3] = np.nan  # disallowed non-finite scores are ignored
         allowed = rng.random(n) < 0.8
         allowed[:5] = True
+        allowed[np.isnan(scores)] = False
+        if not allowed.any():
+            continue
         k = int(rng.integers(1, min(int(allowed.sum()), 10) + 1))
         expected = np.argsort(-np.where(allowed, scores, -np.inf), kind="stable")[:k]
-        assert top_k(scores, allowed, k).tolist() == expected.tolist(), trial
+        got = top_k(scores, allowed, k)
+        assert got.tolist() == expected.tolist(), trial
+        general, _ = ranking.top_k(np.nan_to_num(scores)[None, :], k, exclude=~allowed[None, :])
+        assert got.tolist() == general[0].tolist(), trial
 
 
 def test_an_offline_rl_head_serves_its_own_ranking(tmp_path: Path) -> None:

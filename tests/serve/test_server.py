@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from recloop.serve.store import open_store
+from recloop.serve.backends import open_store
 from serving import TOKEN, Server
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from recloop.errors import ConfigError, DataError
-from recloop.serve.store import Conflict, Feedback, NotShown, Served, open_store
+from recloop.serve.backends import open_store
+from recloop.serve.store import Conflict, Feedback, NotShown, Served
 
 
 def _slate() -> list[tuple[str, float, float]]:
@@ -184,7 +185,7 @@ def test_server_request_ids_are_time_ordered_uuid7() -> None:
     import time
     import uuid
 
-    from recloop.serve.app import new_request_id
+    from recloop.serve.service import new_request_id
 
     first = [new_request_id() for _ in range(1000)]
     time.sleep(0.002)

@@ -5,6 +5,16 @@ Every recloop model subclasses :class:`Recommender` and implements two methods:
 * ``_fit(dataset)`` learns from a :class:`~recloop.data.Dataset` of training interactions;
 * ``_score(users, history)`` returns a dense ``(B, I)`` score matrix over all items.
 
+and declares what a server needs to serve it (:mod:`recloop.serve` reads only these):
+
+* ``uses_history`` (a class attribute, no default): whether ``_score`` reads the ``history``
+  argument. A server sends a request's history (and the items the user liked since) to a
+  model that reads it, and scores any other model by user index;
+* ``item_vectors()``: the model's own item vectors, or ``None`` (the server then factorises
+  the interaction matrix for its explanations and its online bandit);
+* ``user_states(users, history)``: per-user states whose dot product with an item table is
+  the score, or ``None`` (the server then calls ``score`` per request).
+
 The base class provides the public API on top (``fit`` returns ``self``, ``score``,
 ``recommend`` with exclude-seen, ``save``/``load`` as safetensors + JSON, never pickle).
 Users and items are *indices* here (0..n-1, as in implicit); map external ids with
@@ -54,6 +64,11 @@ class Recommender(ABC):
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type] = NoConfig
+    #: Whether :meth:`score` depends on the ``history`` argument (ItemKNN, EASE, Markov, the
+    #: sequential models) rather than on the user index alone (factor models, popularity).
+    #: Every model class declares it: no default, so a model that forgets cannot be served
+    #: without its request history (the server refuses it; the conformance tests check it).
+    uses_history: ClassVar[bool]
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is not None and dataclasses.is_dataclass(config) and not overrides:
@@ -159,8 +174,8 @@ class Recommender(ABC):
             users: (B,) user indices.
             items: optional (n,) item indices; all items when ``None``.
             history: the users' known interactions (a dataset over the same vocabularies);
-                defaults to the training data. Models that condition on history (ItemKNN,
-                EASE, Markov, sequential models) use it; others ignore it.
+                defaults to the training data. Models whose ``uses_history`` is true
+                (ItemKNN, EASE, Markov, sequential models) use it; others ignore it.
 
         Returns:
             (B, I) or (B, n) float32 scores.
@@ -197,6 +212,22 @@ class Recommender(ABC):
         u, h = self._resolve(users, history)
         scores = self.score(u, history=h)
         return top_k(scores, k, exclude=h.rows(u) if exclude_seen else None)
+
+    # ----------------------------------------------------------------- serving
+    def item_vectors(self) -> np.ndarray | None:
+        """(I, d) the model's own item vectors, for a server's explanations (cosine
+        similarity) and its online bandit's features; ``None`` when the model has none, as
+        here (a server then uses a truncated SVD of the interaction matrix)."""
+        return None
+
+    def user_states(
+        self, users: np.ndarray, history: History | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(states, table)``: (B, d) each user's state and an (I, d) item table whose dot
+        product ``states @ table.T`` is :meth:`score`, so a server can compute a known user's
+        state once and score it by one product; ``None`` when the score is not such a
+        product, as here (a server then calls :meth:`score`)."""
+        return None
 
     # ----------------------------------------------------------------- persistence
     def _state(self) -> dict[str, np.ndarray]:

@@ -75,6 +75,7 @@ class RandomRecommender(Recommender):
     """
 
     name: ClassVar[str] = "random"
+    uses_history: ClassVar[bool] = False  # (seed, user) alone
     Config: ClassVar[type] = RandomConfig
     config: RandomConfig
 
@@ -98,6 +99,7 @@ class Popularity(Recommender):
     """
 
     name: ClassVar[str] = "pop"
+    uses_history: ClassVar[bool] = False  # one ranking for everyone
 
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         self.counts_ = dataset.item_user_counts().astype(np.float32)  # (I,)
@@ -137,6 +139,7 @@ class Markov(Recommender):
     """
 
     name: ClassVar[str] = "markov"
+    uses_history: ClassVar[bool] = True  # the last item of the history
     Config: ClassVar[type] = MarkovConfig
     config: MarkovConfig
 
@@ -193,6 +196,7 @@ class ItemKNN(Recommender):
     """
 
     name: ClassVar[str] = "itemknn"
+    uses_history: ClassVar[bool] = True  # x_u of the history
     Config: ClassVar[type] = ItemKNNConfig
     config: ItemKNNConfig
 
@@ -258,6 +262,7 @@ class EASE(Recommender):
     """
 
     name: ClassVar[str] = "ease"
+    uses_history: ClassVar[bool] = True  # x_u of the history
     Config: ClassVar[type] = EASEConfig
     config: EASEConfig
 

@@ -65,6 +65,7 @@ class BPRMF(Recommender):
     """
 
     name: ClassVar[str] = "bpr"
+    uses_history: ClassVar[bool] = False  # the user's factors (see above)
     Config: ClassVar[type] = BPRConfig
     config: BPRConfig
 

@@ -103,6 +103,7 @@ class MLPTower(TextFeatures, TorchRecommender):
     """
 
     name: ClassVar[str] = "mlp"
+    uses_history: ClassVar[bool] = False  # the user embedding (see above)
     Config: ClassVar[type] = MLPConfig
     config: MLPConfig
     module_: _Tower

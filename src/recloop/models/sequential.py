@@ -293,6 +293,19 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         return softmax_cross_entropy(states.float(), weights.float(), target,
                                      bf16=self._bf16, row_weights=row_weights)  # fmt: skip
 
+    # ----------------------------------------------------------------- serving
+    #: A user's state is computed from the latest ``max_len`` items of the history.
+    uses_history: ClassVar[bool] = True
+
+    def item_vectors(self) -> np.ndarray:
+        """(I, d) the encoder's item table (with an RL head, the learner's encoder's): the
+        vectors whose dot product with a state scores the item."""
+        self._check_fitted()
+        if self.module_.training:  # id+text tables drop ID vectors in training mode
+            self.module_.eval()
+        with torch.inference_mode():
+            return self._encoder().item_weights().float().numpy()
+
     def user_states(
         self, users: np.ndarray, history: History | None = None
     ) -> tuple[np.ndarray, np.ndarray] | None:

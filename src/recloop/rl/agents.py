@@ -200,14 +200,12 @@ class GreedyAgent(Agent):
         self.model = model
 
     def scores(self, users: Users) -> np.ndarray:
-        module = self.model.module_
-        module.eval()
         with torch.inference_mode():
             seq = _tokens(users.history)
             if self.model.config.head == "none":
-                enc = self.model.encoder
+                enc = self.model.encoder.eval()  # the whole trained network
                 return (enc.encode(seq) @ enc.item_weights().T).float().numpy()
-            return self.model.learner.scores(seq).float().numpy()
+            return self.model.learner.eval().scores(seq).float().numpy()
 
 
 # --------------------------------------------------------------------------- bandits

@@ -2,8 +2,9 @@
 
 Both run the schema and queries of :class:`recloop.serve.store.EventStore`; a backend only
 opens connections and runs a transaction (``flush=False``: committed without its own
-fsync, see :meth:`EventStore.log_requests`). Open one with
-:func:`recloop.serve.store.open_store`.
+fsync, see :meth:`EventStore.log_requests`). Open one with :func:`open_store`, which picks
+the backend from the URL (it lives here, beside the backends it chooses from, so that
+store.py never imports this module).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from recloop.errors import ConfigError
 from recloop.serve.store import EventStore
 
-__all__ = ["PostgresStore", "SQLiteStore", "redact"]
+__all__ = ["PostgresStore", "SQLiteStore", "open_store", "redact"]
 
 
 class SQLiteStore(EventStore):
@@ -175,3 +176,25 @@ def redact(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def open_store(url: str) -> EventStore:
+    """The event store at ``url`` (``sqlite:///path``, a file path, or ``postgresql://``),
+    with every migration applied."""
+    if not url:
+        raise ConfigError("the event store URL is empty; give sqlite:///PATH or postgresql://...")
+    store: EventStore
+    if url.startswith(("postgresql://", "postgres://")):
+        store = PostgresStore(url)
+    elif url.startswith("sqlite:///") or "://" not in url:
+        store = SQLiteStore(url)
+    else:
+        raise ConfigError(
+            f"unsupported event store URL {redact(url)!r}; use sqlite:///PATH or postgresql://"
+        )
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
+    return store

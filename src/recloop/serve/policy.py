@@ -6,7 +6,10 @@ For one request the policy
 1. finds the user's history: the run's data for a known user, or the ``history`` sent with
    the request, plus every positive item the user gave feedback on since (online state);
 2. scores every item with the run's model (a user without any history gets the items'
-   popularity: cold start), and turns the scores into z-scores over the allowed items;
+   popularity: cold start), and turns the scores into z-scores over the allowed items. A
+   model that reads history (``Recommender.uses_history``) is given that history; any other
+   model scores a known user by index. A model with per-user states
+   (``Recommender.user_states``) scores an unchanged known user by one dot product;
 3. adds ``online_weight ×`` the online bandit's score, a linear contextual bandit
    (:class:`recloop.rl.bandits.LinearBandit`) over item vectors that learns from feedback
    while serving; it starts at zero, so an unchanged service ranks exactly as the run's model;
@@ -17,44 +20,41 @@ For one request the policy
    (one posterior draw of the bandit; propensities are Monte-Carlo estimates over
    ``thompson_sims`` draws);
 5. explains each item by the history items most similar to it (cosine similarity of the
-   model's item vectors: the item table of a sequential model, else a truncated SVD of the
+   model's item vectors, ``Recommender.item_vectors``, else of a truncated SVD of the
    interaction matrix).
 
-The online state is a pure function of the feedback log (:meth:`OnlineLearner.rebuild`), so
-a restarted or reloaded service recovers it from the event store.
+The policy reads only the public model protocol (:class:`recloop.models.Recommender`), never
+a model's private attributes. The online state it reads (:class:`Snapshot`) is written by
+:class:`recloop.serve.learner.OnlineLearner`, as a pure function of the feedback log, so a
+restarted or reloaded service recovers it from the event store.
+
+About 400 lines and one concept: a request's path from its history to a logged, explained
+slate (the online learner is :mod:`recloop.serve.learner`, the service that batches
+requests and stores their logs :mod:`recloop.serve.service`).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from recloop.errors import DataError
+from recloop.data import ranking
+from recloop.errors import ConfigError, DataError
 from recloop.ope.policies import Exploration, epsilon_propensities, sample_slates
 from recloop.rl.bandits import LinearBandit
 
-__all__ = ["Query", "Recommendation", "ServingPolicy", "Snapshot", "reward_of"]
+if TYPE_CHECKING:
+    from recloop.models.base import Recommender
 
-HISTORY_MODELS = ("sasrec", "gru4rec", "itemknn", "ease", "markov")
+__all__ = ["Query", "Recommendation", "ServingPolicy", "Snapshot", "top_k", "user_key"]
+
 MAX_TASTE = 50  # recent items that define the bandit's user taste
 N_EXPLAIN = 3
-
-
-def reward_of(kind: str, value: float, like_rating: float) -> tuple[float, bool]:
-    """The bandit reward of a feedback event and whether it adds the item to the history."""
-    if kind == "click":
-        return 1.0, True
-    if kind == "rating":
-        return (1.0, True) if value >= like_rating else (-1.0, False)
-    if kind == "skip":
-        return -1.0, False
-    return 0.0, False  # view: seen, no preference
 
 
 class Snapshot(NamedTuple):
@@ -95,14 +95,15 @@ class Recommendation:
 
 
 def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` best allowed items, best first, ties to the lower index (as a stable sort of
-    every score would give), in O(items)."""
-    masked = np.where(allowed, scores, -np.inf)
-    part = np.argpartition(-masked, k - 1)[:k]
-    kth = masked[part].min()
-    above = np.flatnonzero(masked > kth)
-    chosen = np.concatenate([above, np.flatnonzero(masked == kth)[: k - len(above)]])
-    return chosen[np.lexsort((chosen, -masked[chosen]))]
+    """(k,) the ``k`` best allowed items of one (I,) score row, best first, ties to the lower
+    index: :func:`recloop.data.ranking.top_k`, the one tie rule.
+
+    Disallowed items are set to ``-inf`` rather than passed as ``exclude``, which would build
+    a sparse matrix for every request. That ranks the same because the policy calls this
+    with ``k <=`` the number of allowed items and finite allowed scores (it answers a
+    non-finite score with an error first), so every item returned is allowed."""
+    items, _ = ranking.top_k(np.where(allowed, scores, -np.inf)[None, :], k)
+    return items[0]
 
 
 def user_key(user_id: str, key: str) -> str:
@@ -110,6 +111,19 @@ def user_key(user_id: str, key: str) -> str:
     if not key:
         return user_id
     return hmac.new(key.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def declared_history(model: Recommender) -> bool:
+    """``model``'s declared ``uses_history``; a model class without it is refused, since
+    serving it would silently drop every request's history (or send one it ignores)."""
+    uses = getattr(type(model), "uses_history", None)
+    if not isinstance(uses, bool):
+        raise ConfigError(
+            f"model {type(model).__name__} does not declare uses_history; set "
+            "`uses_history: ClassVar[bool]` on its class (True when its score reads the "
+            "history argument) so the server knows whether to send a request's history"
+        )
+    return uses
 
 
 class ServingPolicy:
@@ -141,30 +155,21 @@ class ServingPolicy:
         self.n_items = len(self.item_ids)
         counts = np.bincount(history.items, minlength=self.n_items).astype(np.float64)
         self.popularity = np.log1p(counts)
-        self.uses_history = self.model_name in HISTORY_MODELS
-        vectors = self._model_vectors()
+        self.uses_history = declared_history(self.model)
+        vectors = self.model.item_vectors()
         if vectors is None:  # a truncated SVD of the interaction matrix
             m = history.matrix.astype(np.float64)
             k = int(min(32, min(m.shape) - 1))
             _, s, vt = svds(m, k=k, random_state=0)
             vectors = (vt.T * np.sqrt(s)).astype(np.float64)
+        vectors = np.asarray(vectors, dtype=np.float64)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.vectors = vectors / np.maximum(norms, 1e-12)  # explanations and bandit features
         # a sequential model's state of every known user, computed once: a user whose
         # history has not changed since training is then scored by one dot product
-        states = getattr(self.model, "user_states", None)
-        got = states(np.arange(len(self.user_ids))) if states is not None else None
+        got = self.model.user_states(np.arange(len(self.user_ids)))
         self.states: np.ndarray | None = got[0] if got is not None else None
         self.table: np.ndarray | None = got[1] if got is not None else None
-
-    def _model_vectors(self) -> np.ndarray | None:
-        encoder = getattr(self.model, "_encoder", None)
-        if encoder is None or not hasattr(self.model, "module_"):
-            return None
-        import torch
-
-        with torch.inference_mode():
-            return np.asarray(encoder().item_weights().numpy(), dtype=np.float64)
 
     def new_bandit(self) -> LinearBandit:
         return LinearBandit(self.vectors, kind="thompson",
@@ -410,50 +415,3 @@ class ServingPolicy:
         ids = np.take_along_axis(np.broadcast_to(recent[:, None, :], sims.shape), order, 2).tolist()
         return [[[(i, x) for i, x in zip(ids[n][j], best[n][j], strict=True) if x > 0]
                  for j in range(len(sl))] for n, sl in enumerate(slates)]  # fmt: skip
-
-
-class OnlineLearner:
-    """The online state's writer: applies feedback to a private bandit and user histories,
-    and publishes an immutable :class:`Snapshot` after each batch (one reference swap)."""
-
-    def __init__(self, policy: ServingPolicy) -> None:
-        self.policy = policy
-        self.bandit = policy.new_bandit()
-        self.histories: dict[str, list[int]] = {}
-        self.applied: set[int] = set()
-        self.snapshot = self._publish()
-
-    def _publish(self) -> Snapshot:
-        b = copy.copy(self.bandit)
-        b.a, b.b, b.theta, b.a_inv = (x.copy() for x in (b.a, b.b, b.theta, b.a_inv))
-        histories = {key: tuple(v) for key, v in self.histories.items()}
-        self.snapshot = Snapshot(len(self.applied), b, histories)
-        return self.snapshot
-
-    def apply(self, rows: list[dict[str, Any]]) -> Snapshot:
-        """Apply feedback rows (``seq``, ``user_key``, ``item_id``, ``type``, ``value``) not
-        applied before, in ``seq`` order, and publish."""
-        from recloop.rl.bandits import BanditBatch
-
-        p = self.policy
-        for r in sorted(rows, key=lambda r: int(r["seq"])):
-            seq = int(r["seq"])
-            if seq in self.applied:
-                continue
-            self.applied.add(seq)
-            item = p.item_index.get(str(r["item_id"]))
-            if item is None:  # an item of another run (after a reload): nothing to learn
-                continue
-            key = str(r["user_key"])
-            online = self.histories.setdefault(key, [])
-            items = np.concatenate([p.known_history(key), np.asarray(online, np.int64)])
-            reward, positive = reward_of(str(r["type"]), float(r["value"]), p.settings.like_rating)
-            if reward != 0.0:
-                self.bandit.learn_batch(BanditBatch(p.taste_row(items), np.array([[item]]),
-                                                    np.array([[reward]])))  # fmt: skip
-            if positive and item not in online:
-                online.append(item)
-        return self._publish()
-
-    def forget(self, key: str) -> None:
-        self.histories.pop(key, None)

@@ -20,6 +20,9 @@ Tables:
 A feedback row is committed before :meth:`EventStore.add_feedback` (or
 :meth:`EventStore.add_feedback_many`, one transaction for a group of events) returns: the
 service acknowledges an event only after this call.
+
+Open a store with :func:`recloop.serve.backends.open_store` (the backends subclass
+:class:`EventStore`; this module never imports them).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import pandas as pd
 
 from recloop.errors import ConfigError, DataError, RecloopError
 
-__all__ = ["EVENT_TYPES", "Conflict", "EventStore", "Feedback", "NotShown", "Served", "open_store"]
+__all__ = ["EVENT_TYPES", "Conflict", "EventStore", "Feedback", "NotShown", "Served"]
 
 EVENT_TYPES = ("click", "rating", "skip", "view")
 FEEDBACK_COLUMNS = (
@@ -393,27 +396,3 @@ class EventStore:
         cols = ["request_id", "user_key", "created_at", "model_version", "exploration",
                 "position", "item_id", "score", "propensity"]  # fmt: skip
         return pd.DataFrame([tuple(r) for r in rows], columns=cols)
-
-
-def open_store(url: str) -> EventStore:
-    """The event store at ``url`` (``sqlite:///path``, a file path, or ``postgresql://``),
-    with every migration applied (backends: :mod:`recloop.serve.backends`)."""
-    from recloop.serve.backends import PostgresStore, SQLiteStore, redact
-
-    if not url:
-        raise ConfigError("the event store URL is empty; give sqlite:///PATH or postgresql://...")
-    store: EventStore
-    if url.startswith(("postgresql://", "postgres://")):
-        store = PostgresStore(url)
-    elif url.startswith("sqlite:///") or "://" not in url:
-        store = SQLiteStore(url)
-    else:
-        raise ConfigError(
-            f"unsupported event store URL {redact(url)!r}; use sqlite:///PATH or postgresql://"
-        )
-    try:
-        store.migrate()
-    except Exception:
-        store.close()
-        raise
-    return store
