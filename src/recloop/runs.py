@@ -141,15 +141,9 @@ def prepare_data(spec: RunSpec) -> Any:
 
 def build_model(spec: RunSpec) -> Any:
     """Instantiate the run's model with its options; the run seed feeds a ``seed`` option."""
-    import dataclasses
+    from recloop.models.registry import build_model as build
 
-    from recloop.models import get_model
-
-    cls = get_model(spec.model)
-    params = dict(spec.params)
-    if "seed" in {f.name for f in dataclasses.fields(cls.Config)}:
-        params.setdefault("seed", spec.seed)
-    return cls(params)
+    return build(spec.model, spec.params, spec.seed)
 
 
 def train_run(

@@ -103,7 +103,7 @@ def sim_setup(
     dataset: Dataset, config: SimCheckConfig, world: World | None = None, progress: bool = False
 ) -> SimSetup:
     """Fit (or take) the simulator, pick candidates, and build the behaviour and targets."""
-    from recloop.models import get_model
+    from recloop.models.registry import build_model
 
     world = world or World.fit(dataset, progress=progress)
     sim = SimConfig(slate_size=config.slate_size, leave_bias=0.0)  # one step: leaving is moot
@@ -118,11 +118,7 @@ def sim_setup(
         )
     cand = np.argsort(-masked, axis=1, kind="stable")[:, : config.candidates]
     pop_c = _standardise(pop[cand])
-    model_cls = get_model(config.model)
-    params: dict[str, Any] = {}
-    if "seed" in getattr(model_cls.Config, "__dataclass_fields__", {}):
-        params["seed"] = config.seed
-    model = model_cls(**params).fit(dataset, progress=progress)
+    model = build_model(config.model, seed=config.seed).fit(dataset, progress=progress)
     scores = np.take_along_axis(model.score(users), cand, axis=1).astype(np.float64)
     model_c = _standardise(scores)
     behavior = action_distribution(
