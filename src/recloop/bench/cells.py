@@ -136,6 +136,11 @@ def fields_of(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+def config_keys(cls: type) -> frozenset[str]:
+    """The keys of a mode's table that resolves to the config ``cls``: its options and ``cpus``."""
+    return frozenset(fields_of(cls) | {"cpus"})
+
+
 def as_table(value: Any, where: str) -> dict[str, Any]:
     """``value``, checked to be a table of options."""
     if not isinstance(value, dict):

@@ -30,6 +30,10 @@ committed without its checkpoints, cache and gathered tables resumes elsewhere w
 copied cell skipped, and reports the same. The bench writes ``OUT/.gitignore`` (unless one is
 there) naming what is machine-local, so ``git add OUT`` keeps exactly the rest
 (:data:`MACHINE_LOCAL`).
+
+One concept, at about 400 lines: executing a grid's cells (local processes or Ray tasks, their
+lifetimes and failures) and gathering what they left. The cells themselves and their folders'
+files are :mod:`recloop.bench.cells`; what a cell computes is its experiment's.
 """
 
 from __future__ import annotations

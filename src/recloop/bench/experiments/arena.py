@@ -19,7 +19,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recloop.bench.cache import GREEDY_SASREC, fit_greedy
-from recloop.bench.cells import Cell, build, check_nested, cpus_of, json_ready, options
+from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
 from recloop.data.split import Split, leave_one_out
@@ -313,7 +313,7 @@ def with_agents(config: ArenaConfig, agents: str | None) -> ArenaConfig:
 
 
 SECTION = "simulator"
-KEYS = frozenset({f.name for f in fields(ArenaConfig)} | {"cpus"})
+KEYS = config_keys(ArenaConfig)
 
 
 def cells(table: dict[str, Any], datasets: list[str], seeds: list[int],

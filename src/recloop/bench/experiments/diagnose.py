@@ -27,7 +27,7 @@ per dataset × seed: :func:`cells`, :func:`compute`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from recloop.bench.cache import GREEDY_SASREC, fit_greedy
-from recloop.bench.cells import Cell, build, check_nested, cpus_of, json_ready, options
+from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError
 from recloop.eval.stats import mean_ci, paired_test
@@ -195,7 +195,7 @@ def diagnose(
 
 
 SECTION = "diagnose"
-KEYS = frozenset({f.name for f in fields(DiagnoseConfig)} | {"cpus"})
+KEYS = config_keys(DiagnoseConfig)
 
 
 def cells(table: dict[str, Any], datasets: list[str], seeds: list[int],

@@ -28,14 +28,14 @@ The experiment of a grid's ``[ope]`` table (one cell per dataset × seed: :func:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recloop.bench.cells import Cell, build, cpus_of, json_ready, options
+from recloop.bench.cells import Cell, build, config_keys, cpus_of, json_ready, options
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError, DataError
 from recloop.ope.estimators import Estimate, one_item_estimates
@@ -326,7 +326,7 @@ def sim_rows(summary: pd.DataFrame, dataset: str, seed: int,
 
 
 SECTION = "ope"
-KEYS = frozenset({f.name for f in fields(SimCheckConfig)} | {"cpus"})
+KEYS = config_keys(SimCheckConfig)
 
 
 def cells(table: dict[str, Any], datasets: list[str], seeds: list[int],
