@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recloop.compare import compare, markdown, summary_table, write_results
+from recloop.bench import RunSpec, compare, markdown, summary_table, write_results
 from recloop.data import leave_one_out, load_dataset
 from recloop.eval.protocol import evaluate
 from recloop.models import get_model
-from recloop.runs import RunSpec, git_sha, machine
+from recloop.runs import git_sha, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DETERMINISTIC = ["pop", "markov", "itemknn", "ease"]

@@ -32,11 +32,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from recloop.bench.grid import load_grid
-from recloop.compare import write_results
+from recloop.bench import RunSpec, load_grid, prepare_data, spec_of, train_run, write_results
 from recloop.models.base import Recommender
 from recloop.models.encoders import left_padded
-from recloop.runs import RunSpec, git_sha, machine, prepare_data, read_run, spec_of, train_run
+from recloop.runs import git_sha, machine, read_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = Path(__file__).resolve().parent / "grids" / "full.toml"

@@ -35,9 +35,8 @@ import numpy as np
 import pandas as pd
 
 from cells import add_options, child_options, run_cells
-from recloop.compare import compare, write_results
+from recloop.bench import RunSpec, compare, write_results
 from recloop.eval.stats import mean_ci, paired_tests_holm
-from recloop.runs import RunSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASES = ["gru4rec", "sasrec"]

@@ -28,8 +28,14 @@ from pathlib import Path
 
 import torch
 
-from recloop.compare import write_results
-from recloop.rl.arena import ArenaConfig, arena_table, run_arena, run_replay, with_agents
+from recloop.bench import (
+    ArenaConfig,
+    arena_table,
+    run_arena,
+    run_replay,
+    with_agents,
+    write_results,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The greedy SASRec's options: offline_rl's base options per dataset (ML-1M: max_len 50 and

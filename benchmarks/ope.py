@@ -35,10 +35,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from recloop.compare import write_results
+from recloop.bench import (
+    SimCheckConfig,
+    bts_from_random,
+    obd_rows,
+    sim_check,
+    sim_rows,
+    write_results,
+)
 from recloop.data import load_dataset
-from recloop.ope.obd import CAMPAIGNS, bts_from_random, obd_rows
-from recloop.ope.simcheck import SimCheckConfig, sim_check, sim_rows
+from recloop.ope.obd import CAMPAIGNS
 from recloop.sim.world import World
 
 RESULTS = Path(__file__).resolve().parent / "results"

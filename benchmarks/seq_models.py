@@ -26,9 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from cells import add_options, child_options, run_cells
-from recloop.compare import compare, markdown, summary_table, write_results
+from recloop.bench import RunSpec, compare, markdown, summary_table, write_results
 from recloop.eval.stats import paired_tests_holm
-from recloop.runs import RunSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASELINES = ["pop", "itemknn", "ease", "markov"]  # deterministic: one run each

@@ -47,7 +47,7 @@ def free_port() -> int:
 
 
 def train(work: Path, epochs: int) -> Path:
-    from recloop.runs import RunSpec, train_run
+    from recloop.bench import RunSpec, train_run
 
     out = work / f"sasrec-ml1m-e{epochs}"
     if not (out / "model" / "model.json").exists():

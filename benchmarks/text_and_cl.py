@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 
 from cells import add_options, child_options, run_cells
-from recloop.compare import _cost, write_results
+from recloop.bench import RunSpec, prepare_data, train_run, write_results
+from recloop.bench.experiments.offline import _cost
 from recloop.config import config_hash
 from recloop.eval.stats import mean_ci, paired_tests_holm
-from recloop.runs import RunSpec, git_sha, machine, prepare_data, train_run
+from recloop.runs import git_sha, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ["sasrec", "gru4rec"]

@@ -27,7 +27,7 @@ TOKEN = "test-admin-token"
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SASRec run on ML-100K (two epochs: enough to rank, quick to train)."""
-    from recloop.runs import RunSpec, train_run
+    from recloop.bench import RunSpec, train_run
 
     out = tmp_path_factory.mktemp("serve") / "sasrec"
     spec = RunSpec(model="sasrec", data="ml-100k", seed=0,
@@ -39,7 +39,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def second_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another run over the same data (EASE), for reloads."""
-    from recloop.runs import RunSpec, train_run
+    from recloop.bench import RunSpec, train_run
 
     out = tmp_path_factory.mktemp("serve") / "ease"
     train_run(RunSpec(model="ease", data="ml-100k", seed=0), out, progress=False)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recloop.bench import RunSpec, train_run
 from recloop.data import cold_start_split, leave_one_out, load_dataset
 from recloop.eval.protocol import evaluate
 from recloop.eval.stats import paired_test
 from recloop.models import get_model
-from recloop.runs import RunSpec, train_run
 
 
 def _fit_eval(split, name, **params):

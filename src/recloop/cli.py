@@ -201,7 +201,7 @@ def train(
     Every model option is also a flag: `recloop train sasrec --max-len 200 --dropout 0.2`
     (`recloop models sasrec` lists them). Rerunning into the same --out resumes training.
     """
-    from recloop.runs import RunSpec, train_run
+    from recloop.bench import RunSpec, train_run
 
     params = {**parse_params(param), **_model_flags(model, ctx.args)}
     spec = RunSpec(model=model, data=data, seed=seed, split=split, params=params,
@@ -258,9 +258,10 @@ def evaluate_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Re-evaluate a saved run on its split (validation and test) and print the metrics."""
+    from recloop.bench import prepare_data, spec_of
     from recloop.eval.protocol import evaluate
     from recloop.models import Recommender
-    from recloop.runs import prepare_data, read_run, spec_of
+    from recloop.runs import read_run
 
     run = read_run(run_dir)
     spec = spec_of(run["config"])
@@ -325,10 +326,9 @@ def compare_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Train and evaluate several models side by side on one dataset and print a table."""
-    from recloop.compare import compare, markdown, summary_table
+    from recloop.bench import RunSpec, compare, markdown, summary_table
     from recloop.errors import ConfigError
     from recloop.models import get_model
-    from recloop.runs import RunSpec
 
     names = [m.strip() for m in models_.split(",") if m.strip()]
     for n in names:
@@ -406,9 +406,7 @@ def report_cmd(
     """Write report.md and a self-contained report.html from a bench folder's rows, and print
     the report's answer to "large model or RL?". The rows are gathered from the cells done so
     far first, so a bench that still runs can be reported on."""
-    from recloop.bench.report import load_bench, write_report
-    from recloop.bench.runner import regather
-    from recloop.bench.summary import verdict_lines
+    from recloop.bench import load_bench, regather, verdict_lines, write_report
 
     fresh = regather(folder)  # the cells done so far, also while the bench still runs
     if fresh is not None:
@@ -443,7 +441,7 @@ def diagnose_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Does this data need RL? Greedy large model vs myopic oracle vs look-ahead search."""
-    from recloop.bench.diagnose import DiagnoseConfig, diagnose
+    from recloop.bench import DiagnoseConfig, diagnose
     from recloop.data import load_dataset
 
     cfg = DiagnoseConfig(users=users, horizon=horizon, rollouts=rollouts, candidates=candidates,

@@ -64,8 +64,9 @@ def ope_cmd(
 
     import pandas as pd
 
+    from recloop.bench import estimate_run
     from recloop.errors import ConfigError
-    from recloop.ope.logs import estimate_run, read_logs
+    from recloop.ope.logs import read_logs
     from recloop.ope.policies import Exploration
 
     if (logs is None) == (from_events is None):

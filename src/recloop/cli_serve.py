@@ -93,9 +93,9 @@ def retrain(
     """
     import pandas as pd
 
+    from recloop.bench import RunSpec, train_run
     from recloop.cli_options import parse_params
     from recloop.data import load_dataset
-    from recloop.runs import RunSpec, train_run
     from recloop.serve.backends import open_store
     from recloop.serve.events import interactions_from_events
 

@@ -152,9 +152,9 @@ def sim_agents(
     """
     from dataclasses import replace
 
+    from recloop.bench import ArenaConfig, arena_table, run_arena, run_replay, with_agents
     from recloop.data import load_dataset
     from recloop.errors import ConfigError
-    from recloop.rl.arena import ArenaConfig, arena_table, run_arena, run_replay, with_agents
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())

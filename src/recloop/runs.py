@@ -11,6 +11,9 @@ A run directory holds:
 * ``model/`` — the checkpoint (``model.json`` + ``model.safetensors``);
 * ``train/`` — torch models only: the best and last training checkpoints. Running the same
   command again resumes from ``last`` (more ``epochs`` extend a finished run).
+
+This module is the format only (writing, reading, provenance); what trains a run is the
+offline experiment, :mod:`recloop.bench.experiments.offline` (``recloop train``).
 """
 
 from __future__ import annotations
@@ -20,18 +23,14 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recloop import __version__
-from recloop.config import config_dict, config_hash
-from recloop.errors import CheckpointError, ConfigError
-
-SPLITS = ("loo", "temporal", "cold")
-
+from recloop.config import config_hash
+from recloop.errors import CheckpointError
 
 #: What counts as code for ``+dirty``: results, reports and prose written into the checkout
 #: (a bench folder kept in git, say) do not change what a run computes.
@@ -76,138 +75,6 @@ def machine() -> str:
     except (ImportError, AttributeError, RuntimeError):  # a label must never stop a run
         kernels = "unknown"
     return f"{platform.machine()}-{kernels}-{os.cpu_count()}cpu"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What a training run does.
-
-    Attributes:
-        model: registered model name (``recloop models`` lists them).
-        data: built-in dataset name, MovieLens folder, or CSV/Parquet path.
-        seed: seed of every stochastic part (model initialisation, sampling).
-        split: ``loo`` (chronological leave-one-out), ``temporal`` (global time cut) or
-            ``cold`` (leave-one-out with the newest ``cold_frac`` of items kept out of
-            training; test metrics also for cold and warm targets).
-        cold_frac: the share of items held out as cold in the ``cold`` split.
-        params: model options (unknown names are errors).
-        ks: ranking cut-offs.
-        min_user: k-core filter: minimum interactions per user (0: no filtering).
-        min_item: k-core filter: minimum interactions per item (0: no filtering).
-        columns: for CSV/Parquet data, maps ``user``/``item``/``timestamp``/``rating`` to
-            the file's column names.
-        short_users: ``loo`` split: users with fewer than 3 interactions raise an error
-            (``"error"``) or stay in training only (``"train"``).
-        before: keep only the interactions with a timestamp before this (the past of a
-            logged-data agent run, see :func:`recloop.rl.arena.run_replay`); ``None``: all.
-    """
-
-    model: str
-    data: str = "ml-100k"
-    seed: int = 0
-    split: str = "loo"
-    params: dict[str, Any] = field(default_factory=dict)
-    ks: tuple[int, ...] = (5, 10, 20)
-    min_user: int = 0
-    min_item: int = 0
-    columns: dict[str, str] = field(default_factory=dict)
-    cold_frac: float = 0.1
-    short_users: str = "error"
-    before: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise ConfigError(f"split must be one of {SPLITS}, not {self.split!r}")
-        if not 0 < self.cold_frac < 1:
-            raise ConfigError(f"cold_frac must be in (0, 1), not {self.cold_frac}")
-
-
-def prepare_data(spec: RunSpec) -> Any:
-    """Load, filter and split the data of a run: returns ``(dataset, split)``."""
-    from recloop.data import cold_start_split, leave_one_out, load_dataset, temporal_split
-
-    dataset = load_dataset(spec.data, **({"columns": spec.columns} if spec.columns else {}))
-    if spec.before is not None:
-        dataset = dataset.before(spec.before)
-    if spec.min_user or spec.min_item:
-        dataset = dataset.kcore(max(1, spec.min_user), max(1, spec.min_item))
-    if spec.split == "cold":
-        return dataset, cold_start_split(dataset, spec.cold_frac)
-    if spec.split == "loo":
-        return dataset, leave_one_out(dataset, short_users=spec.short_users)
-    split = temporal_split(dataset)
-    return dataset, split
-
-
-def build_model(spec: RunSpec) -> Any:
-    """Instantiate the run's model with its options; the run seed feeds a ``seed`` option."""
-    import dataclasses
-
-    from recloop.models import get_model
-
-    cls = get_model(spec.model)
-    params = dict(spec.params)
-    if "seed" in {f.name for f in dataclasses.fields(cls.Config)}:
-        params.setdefault("seed", spec.seed)
-    return cls(params)
-
-
-def train_run(
-    spec: RunSpec,
-    out: str | Path | None,
-    progress: bool = True,
-    data: Any = None,
-) -> dict[str, Any]:
-    """Fit, evaluate (valid + test) and save one model. Returns the metrics dict.
-
-    Args:
-        spec: what to run.
-        out: the run directory (created); ``None`` keeps nothing on disk.
-        progress: show progress bars.
-        data: an already prepared ``(dataset, split)`` pair (saves reloading in comparisons).
-    """
-    from recloop.eval.protocol import evaluate
-
-    dataset, split = data if data is not None else prepare_data(spec)
-    model = build_model(spec)
-    t0, c0 = time.perf_counter(), time.process_time()
-    workdir = Path(out) / "train" if out is not None else None
-    model.fit(split.train, progress=progress, valid=split, workdir=workdir)
-    # a fit that continued a checkpoint costs what it took before plus this call
-    before = model.train_state_.resumed_from if hasattr(model, "train_state_") else {}
-    fit_s = time.perf_counter() - t0 + before.get("train_s", 0.0)
-    fit_cpu_s = time.process_time() - c0 + before.get("cpu_s", 0.0)
-    valid = evaluate(model, split, "valid", ks=spec.ks, progress=progress)
-    test = evaluate(model, split, "test", ks=spec.ks, progress=progress)
-    resolved = resolved_config(spec, model)
-    metrics = {**run_metrics(model, valid, test, fit_s, spec.ks), "fit_cpu_s": fit_cpu_s}
-    if hasattr(model, "train_state_"):
-        metrics["training"] = model.train_state_.to_dict()
-    if before:
-        metrics["resumed_from_epoch"] = int(before["epoch"])
-    result = {"config": resolved, "metrics": metrics, "valid": valid, "test": test, "model": model}
-    if out is not None:
-        save_run(Path(out), model, dataset, resolved, metrics, test.per_user)
-    return result
-
-
-def resolved_config(spec: RunSpec, model: Any) -> dict[str, Any]:
-    """A run's ``config.json`` content (before provenance): the spec with the model's full
-    resolved options."""
-    return {
-        "model": spec.model,
-        "params": config_dict(model.config),
-        "data": spec.data,
-        "seed": spec.seed,
-        "split": spec.split,
-        "cold_frac": spec.cold_frac,
-        "ks": list(spec.ks),
-        "min_user": spec.min_user,
-        "min_item": spec.min_item,
-        "columns": spec.columns,
-        **({"short_users": spec.short_users} if spec.short_users != "error" else {}),
-        **({"before": spec.before} if spec.before is not None else {}),
-    }
 
 
 def run_metrics(
@@ -309,21 +176,3 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise CheckpointError(f"a JSON file in {f} is damaged ({e})") from e
     return out
-
-
-def spec_of(config: dict[str, Any]) -> RunSpec:
-    """Rebuild the :class:`RunSpec` of a saved run's ``config.json``."""
-    return RunSpec(
-        model=config["model"],
-        data=config["data"],
-        seed=int(config["seed"]),
-        split=config["split"],
-        params=dict(config["params"]),
-        ks=tuple(config["ks"]),
-        min_user=int(config.get("min_user", 0)),
-        min_item=int(config.get("min_item", 0)),
-        columns=dict(config.get("columns") or {}),
-        cold_frac=float(config.get("cold_frac", 0.1)),
-        short_users=str(config.get("short_users", "error")),
-        before=None if config.get("before") is None else int(config["before"]),
-    )

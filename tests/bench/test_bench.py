@@ -20,12 +20,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from recloop.bench import parse_grid, run_grid
-from recloop.bench.report import write_report
-from recloop.bench.runner import gather
+from recloop.bench import ArenaConfig, RunSpec, gather, parse_grid, run_grid, write_report
 from recloop.errors import ConfigError
-from recloop.rl.arena import ArenaConfig
-from recloop.runs import RunSpec, machine
+from recloop.runs import machine
 
 #: git in a scratch repository, whatever the user's git config
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
@@ -515,8 +512,6 @@ def test_missing_ray_is_a_clear_error(tiny_csv, tmp_path, monkeypatch) -> None:
 
 
 def test_gathered_tables_never_outlive_their_cells(tiny_csv, tmp_path) -> None:
-    from recloop.bench.runner import gather
-
     grid = parse_grid(offline_grid([str(tiny_csv)], seeds="[0]"))
     out = tmp_path / "out"
     run_grid(grid, out, progress=False)
@@ -549,9 +544,8 @@ def test_folder_names_are_safe_and_a_config_change_starts_clean(tiny_csv, tmp_pa
 def test_fits_report_cpu_seconds_beside_wall_seconds(tiny_csv, monkeypatch) -> None:
     """``fit_cpu_s`` counts the CPU a fit used, not time it spent waiting (a paused or busy
     machine), so grid costs stay comparable when cells share a machine."""
-    from recloop.compare import run_rows
+    from recloop.bench import run_rows, train_run
     from recloop.models import get_model
-    from recloop.runs import train_run
 
     cls = get_model("pop")
     fit = cls.fit

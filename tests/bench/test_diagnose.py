@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recloop.bench.diagnose import DiagnoseConfig, diagnose
+from recloop.bench import DiagnoseConfig, diagnose
 from recloop.data import leave_one_out, load_dataset
 from recloop.errors import ConfigError
 from recloop.models.sequential import SASRec
@@ -44,7 +44,7 @@ def test_bad_options() -> None:
 
 
 def test_the_arena_and_the_diagnostic_share_one_greedy_fit(setup, tmp_path, monkeypatch) -> None:
-    from recloop.rl.arena import ArenaConfig, run_arena
+    from recloop.bench import ArenaConfig, run_arena
 
     ds, world, _ = setup
     greedy = {"max_len": 20, "epochs": 1, "batch_size": 64}

@@ -14,7 +14,8 @@ import pytest
 from scipy import stats as sps
 
 from conftest import run_cli
-from recloop.bench.report import load_bench, offline_summary, ope_markdown, write_report
+from recloop.bench.report import ope_markdown, write_report
+from recloop.bench.results import load_bench, offline_summary
 from recloop.bench.summary import summary_lines, verdict_lines
 from recloop.eval.stats import mean_ci
 
@@ -243,14 +244,14 @@ def test_a_report_runs_each_paired_test_once(bench_folder, monkeypatch) -> None:
     plots, and the arena's feed the summary, the answer and the table: each is computed once per
     report."""
     import recloop.bench.report as report
-    import recloop.rl.arena as arena
+    import recloop.bench.results as results
 
     calls: list[str] = []
-    offline, tests = report._offline_summary, arena.arena_tests
-    monkeypatch.setattr(report, "_offline_summary",
+    offline, tests = results._offline_summary, results.arena_tests
+    monkeypatch.setattr(results, "_offline_summary",
                         lambda *a: calls.append("offline") or offline(*a))  # fmt: skip
     monkeypatch.setattr(
-        arena, "arena_tests", lambda *a, **k: calls.append("arena") or tests(*a, **k)
+        results, "arena_tests", lambda *a, **k: calls.append("arena") or tests(*a, **k)
     )
     folder, _ = bench_folder
     data = load_bench(folder)

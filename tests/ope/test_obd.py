@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from recloop.errors import DataError
-from recloop.ope import ips
 from recloop.ope.obd import (
     _parse_prior,
-    bts_from_random,
     bts_prior,
     bts_slot_distribution,
     load_obd,
@@ -87,23 +85,6 @@ def test_cross_fitting_never_sees_the_round_it_predicts() -> None:
     q2 = cross_fitted_rates(groups, actions, flipped, 3, 4, n_folds=3, seed=7)
     assert np.array_equal(q[11], q2[11])  # round 11's own reward does not enter its prediction
     assert not np.array_equal(q, q2)  # but it does enter the other folds' predictions
-
-
-def test_bts_from_random_matches_its_parts() -> None:
-    rows = bts_from_random("men", n_runs=3, n_sim=20_000, seed=0)
-    assert set(rows["method"]) == {"ips", "cips", "snips", "dm", "dr", "switch_dr"}
-    assert set(rows["variant"]) == {"full", "bootstrap"}
-    truth = load_obd("bts", "men").rewards.mean()
-    assert np.allclose(rows["truth"], truth)
-    # the full-log IPS row is IPS over the random log with BTS's slot marginals
-    log = load_obd("random", "men")
-    dist = bts_slot_distribution(*bts_prior("men"), 3, n_sim=20_000, seed=0)[:, log.positions].T
-    e = ips(log.actions, log.rewards, log.pscore, dist)
-    full = rows[(rows["method"] == "ips") & (rows["variant"] == "full")].iloc[0]
-    assert full["value"] == pytest.approx(e.value)
-    assert full["rel_error"] == pytest.approx(abs(e.value - truth) / truth)
-    assert full["ci_coverage"] == float(e.low <= truth <= e.high)
-    assert rows.equals(bts_from_random("men", n_runs=3, n_sim=20_000, seed=0))  # seeded
 
 
 def test_bootstrap_copies_share_a_fold() -> None:

@@ -369,7 +369,7 @@ def test_replay_arena_trains_on_the_past_and_replays_the_later_sessions() -> Non
     counts are a 3, b 2, c 2, d 1. After it: u0 c (5.0) then d (2.0), u1 b (4.0).
     Popularity (slates of 2, unseen items first): u0 sees [c d] (c liked: 1.0), then d and a
     seen filler (d, rated 2: 0.2), return 1.2; u1 sees [b d] (b liked: 1.0), return 1.0."""
-    from recloop.rl.arena import ArenaConfig, run_replay
+    from recloop.bench import ArenaConfig, run_replay
 
     rows = [("u0", "a", 0, 4.0), ("u0", "b", 10, 4.0), ("u1", "a", 1, 3.0), ("u1", "c", 11, 4.0),
             ("u2", "a", 2, 5.0), ("u2", "b", 12, 3.0), ("u2", "d", 22, 4.0), ("u3", "c", 3, 4.0),

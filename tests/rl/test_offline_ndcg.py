@@ -70,7 +70,7 @@ def test_arena_tests_pair_users_over_seeds() -> None:
     """Paired tests against greedy use each user's seed-averaged return, by hand."""
     import pandas as pd
 
-    from recloop.rl.arena import arena_tests
+    from recloop.bench import arena_tests
 
     greedy = {(0, 1): 1.0, (0, 2): 2.0, (0, 3): 0.0, (1, 1): 3.0, (1, 2): 2.0, (1, 3): 1.0}
     agent = {(0, 1): 2.0, (0, 2): 2.0, (0, 3): 4.0, (1, 1): 3.0, (1, 2): 5.0, (1, 3): 0.0}

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recloop.bench import ArenaConfig, run_arena
 from recloop.data import leave_one_out, load_dataset
 from recloop.models import Recommender
 from recloop.models.sequential import SASRec
-from recloop.rl.arena import ArenaConfig, run_arena
 from recloop.runs import read_run
 
 

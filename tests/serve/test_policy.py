@@ -244,7 +244,7 @@ def test_top_k_matches_a_stable_sort_and_the_ranking_module() -> None:
 def test_an_offline_rl_head_serves_its_own_ranking(tmp_path: Path) -> None:
     """A SASRec run with an SQN head ranks by the head's scores (no stored user states):
     the service's greedy slate is the run's own top-k."""
-    from recloop.runs import RunSpec, train_run
+    from recloop.bench import RunSpec, train_run
 
     out = tmp_path / "sqn"
     spec = RunSpec(model="sasrec", data="ml-100k", seed=0,

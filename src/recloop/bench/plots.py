@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from recloop.bench.report import BenchData, _datasets, _label, offline_summary
+from recloop.bench.results import BenchData, datasets_of, label_of, offline_summary
 
 __all__ = ["plots"]
 
@@ -55,7 +55,7 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     out = []
-    for dataset in _datasets(data, "offline"):
+    for dataset in datasets_of(data, "offline"):
         t = offline_summary(data, dataset, data.baseline)
         ci = np.array([c if isinstance(c, tuple) else (np.nan, np.nan)
                        for c in t.get("ndcg@10_ci", [None] * len(t))])  # fmt: skip
@@ -78,7 +78,7 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
         curves = data.curves[data.curves["dataset"] == dataset] if len(data.curves) else data.curves
         if len(curves) and "valid_ndcg@10" in curves:
             fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-            labelled = curves.assign(label=_label(curves))
+            labelled = curves.assign(label=label_of(curves))
             for label, g in labelled.groupby("label", sort=False):
                 by_epoch = g.groupby("epoch")[["loss", "valid_ndcg@10"]].mean()  # over seeds
                 axes[0].plot(by_epoch.index, by_epoch["loss"], label=label)
@@ -90,7 +90,7 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
                 ax.grid(True, alpha=0.3)
             axes[1].legend(fontsize=7)
             out.append((f"{dataset}: training curves (means over seeds)", _png(fig)))
-    for dataset in _datasets(data, "simulator"):
+    for dataset in datasets_of(data, "simulator"):
         s = data.sessions[data.sessions["dataset"] == dataset]
         from recloop.eval.stats import mean_ci
 
@@ -121,7 +121,7 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
             out.append((f"{dataset}: accuracy against long-term return, one point per agent: "
                         "the large model alone and the RL agents", _png(fig)))  # fmt: skip
         cov = tidy[tidy["metric"] == "coverage"].assign(
-            label=_label(tidy[tidy["metric"] == "coverage"])
+            label=label_of(tidy[tidy["metric"] == "coverage"])
         )
         ret = tidy[tidy["metric"] == "return"]
         if len(cov) and len(ret):

@@ -1,16 +1,17 @@
-"""Tables, plots, an automatic summary and a self-contained HTML report of a bench folder.
+"""The report of a bench folder: Markdown and a self-contained HTML page, tables and plots.
 
-Everything here is computed from the tidy rows (and the per-user / per-session rows) that
-:func:`recloop.bench.run_grid` gathered: ``results.csv``, ``per_user.csv``, ``sessions.csv``.
+Everything here is rendered from what :mod:`recloop.bench.results` reads and computes out of
+the tidy rows (and the per-user / per-session rows) that :func:`recloop.bench.run_grid`
+gathered: ``results.csv``, ``per_user.csv``, ``sessions.csv``.
 
 - **Offline ranking**: per dataset, one row per method (``method-variant``): test metrics as
   the mean over seeds of the user means, a 95% interval over users of each user's
   seed-averaged metric, fit seconds and parameters, and a paired Wilcoxon test of NDCG@10
   against the baseline over users (seed-averaged), Holm-corrected across methods
-  (:func:`recloop.compare.summary_table`).
+  (:func:`recloop.bench.results.summary_table`).
 - **Simulator**: per dataset, every agent's return per session with a 95% interval, and a
   paired test against the greedy large model on the same start users and seeds
-  (:func:`recloop.rl.arena.arena_table`).
+  (:func:`recloop.bench.results.arena_table`).
 - **Off-policy estimates**: relative error and interval coverage per estimator, target and
   log size in the simulator, and on the Open Bandit Dataset.
 
@@ -20,25 +21,24 @@ The report is one HTML file with its images embedded (matplotlib, no LaTeX, no n
 from __future__ import annotations
 
 import html
-import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from recloop.errors import DataError
+from recloop.bench.plots import plots
+from recloop.bench.results import (
+    BenchData,
+    arena_table,
+    arena_tests_of,
+    datasets_of,
+    load_bench,
+    markdown,
+    offline_summary,
+)
+from recloop.bench.summary import summary_lines, verdict_lines
 
-__all__ = [
-    "BenchData",
-    "diagnose_markdown",
-    "load_bench",
-    "offline_summary",
-    "render",
-    "write_report",
-]
+__all__ = ["diagnose_markdown", "ope_markdown", "provenance", "render", "write_report"]
 
 PROTOCOL = """\
 The protocol as the defaults set it (a grid can change the split, the cut-offs and the rewards;
@@ -60,128 +60,7 @@ each cell's resolved config is in its folder):
 """
 
 
-@dataclass
-class BenchData:
-    """What a bench folder holds."""
-
-    name: str
-    baseline: str | None
-    rows: pd.DataFrame
-    per_user: pd.DataFrame = field(default_factory=pd.DataFrame)
-    sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
-    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
-    cells: list[dict[str, Any]] = field(default_factory=list)
-    failures: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: per cell of ``cells``: ``done``, ``failed``, ``started <time> on <machine>`` (running,
-    #: or stopped where that cannot be told), the same ending ``, stopped part-way`` (its
-    #: process on this host is gone) or ``not run`` (empty: the folder has no ``cells/``, e.g.
-    #: rows copied out of a bench, so states are unknown)
-    states: list[str] = field(default_factory=list)
-    #: results computed once per report (:func:`offline_summary`, the arena tests), by key
-    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, init=False, repr=False,
-                                             compare=False)  # fmt: skip
-
-
-def _read(path: Path) -> pd.DataFrame:
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    try:  # whole-file type inference: a long table's `variant` is not split into mixed types
-        return pd.read_csv(path, low_memory=False)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-
-
-def load_bench(folder: str | Path) -> BenchData:
-    """Read a folder written by ``recloop bench``."""
-    root = Path(folder)
-    if not (root / "results.csv").exists():
-        raise DataError(f"{root} holds no results.csv; run `recloop bench GRID --out {root}` first")
-    meta = json.loads((root / "grid.json").read_text()) if (root / "grid.json").exists() else {}
-    cells = list(meta.get("cells", []))
-    return BenchData(
-        name=str(meta.get("name", root.name)),
-        baseline=meta.get("baseline"),
-        rows=_read(root / "results.csv"),
-        per_user=_read(root / "per_user.csv"),
-        sessions=_read(root / "sessions.csv"),
-        curves=_read(root / "curves.csv"),
-        cells=cells,
-        failures=_read(root / "failures.csv"),
-        states=_cell_states(root, cells),
-    )
-
-
-def _cell_states(root: Path, cells: list[dict[str, Any]]) -> list[str]:
-    """Each cell's state by its folder's ``status.json``, else ``running.json`` (a cell of
-    another config: not run)."""
-    from recloop.bench.grid import grid_from_json
-    from recloop.bench.runner import _read_json, process_gone
-
-    grid = grid_from_json({"cells": cells}, root.name)
-    if grid is None or not (root / "cells").is_dir():  # grid.json of another recloop version
-        return []
-    states = []
-    for cell in grid.cells:
-        st = _read_json(root / "cells" / cell.name / "status.json")
-        ok = st is not None and st.get("key") == cell.key and st.get("state") in ("done", "failed")
-        run = _read_json(root / "cells" / cell.name / "running.json")
-        if ok and st is not None:
-            states.append(str(st["state"]))
-        elif run is not None and run.get("key") == cell.key:
-            since = str(run.get("since", "?"))[:16].replace("T", " ")
-            states.append(f"started {since} on {run.get('machine', '?')}"
-                          + (", stopped part-way" if process_gone(run) else ""))  # fmt: skip
-        else:
-            states.append("not run")
-    return states
-
-
-def _label(frame: pd.DataFrame) -> np.ndarray:
-    """``method-variant`` (just ``method`` without a variant) per row."""
-    variant = frame["variant"].astype(object).where(frame["variant"].notna(), "").astype(str)
-    return np.where(variant != "", frame["method"].astype(str) + "-" + variant, frame["method"])
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def offline_summary(data: BenchData, dataset: str, baseline: str | None) -> pd.DataFrame:
-    """One row per offline method on ``dataset`` (see the module docstring).
-
-    Computed once per ``data``, dataset and baseline (its paired tests over users are the
-    report's slowest part); the frame is shared, so callers must not modify it."""
-    key = ("offline", dataset, baseline)
-    if key not in data.memo:
-        data.memo[key] = _offline_summary(data, dataset, baseline)
-    table: pd.DataFrame = data.memo[key]
-    return table
-
-
-def _offline_summary(data: BenchData, dataset: str, baseline: str | None) -> pd.DataFrame:
-    from recloop.compare import summary_table
-
-    rows = data.rows[(data.rows["dataset"] == dataset) & data.rows["split"].isin(["test", "train"])]
-    rows = rows[rows["method"].isin(_offline_methods(data))]
-    per_user = data.per_user[data.per_user["dataset"] == dataset]
-    if rows.empty or per_user.empty:  # nothing to pair (a folder gathered part-way)
-        return pd.DataFrame(columns=["method"])
-    tidy = rows.assign(method=_label(rows))
-    users = per_user.assign(method=_label(per_user))
-    table = summary_table(tidy, users, baseline=baseline)
-    params = tidy[tidy["metric"] == "params"].groupby("method")["value"].mean()
-    cpu = tidy[tidy["metric"] == "fit_cpu_s"].groupby("method")["value"].mean()
-    return table.assign(params=table["method"].map(params), fit_cpu_s=table["method"].map(cpu))
-
-
-def _offline_methods(data: BenchData) -> set[str]:
-    return {c["method"] for c in data.cells if c.get("mode") == "offline"} or set(
-        data.per_user["method"].unique() if len(data.per_user) else []
-    )
-
-
 def _offline_markdown(table: pd.DataFrame, baseline: str | None) -> str:
-    from recloop.compare import markdown
-
     text = markdown(table.drop(columns=["params", "fit_cpu_s"], errors="ignore"), baseline)
     if "params" in table:
         text += "\n\nParameters: " + ", ".join(
@@ -252,13 +131,6 @@ def diagnose_markdown(rows: pd.DataFrame) -> str:
         "long-horizon policy on this data; the ratio to the greedy large model bounds, loosely, "
         "what RL on top of it could gain in this simulator."
     )
-
-
-def _datasets(data: BenchData, mode: str) -> list[str]:
-    rows = data.per_user if mode == "offline" else data.sessions
-    found = list(dict.fromkeys(rows["dataset"])) if len(rows) else []
-    tidy = set(data.rows["dataset"]) if "dataset" in data.rows else set()
-    return [d for d in found if d in tidy]  # per-user rows without tidy rows: no table
 
 
 # --------------------------------------------------------------------------- rendering
@@ -363,8 +235,6 @@ def render(data: BenchData) -> tuple[str, str]:
                        "`recloop bench GRID --out FOLDER` to finish the grid.")  # fmt: skip
     else:
         md.append(f"{len(cells)} cells; {len(data.failures)} failed.")
-    from recloop.bench.summary import arena_tests_of, summary_lines, verdict_lines
-
     summary = summary_lines(data)
     verdict = verdict_lines(data)
     if verdict:
@@ -376,12 +246,10 @@ def render(data: BenchData) -> tuple[str, str]:
     md += ["", "## Protocol", "", PROTOCOL]
     if line := provenance(data.rows):
         md += [line, ""]
-    for dataset in _datasets(data, "offline"):
+    for dataset in datasets_of(data, "offline"):
         table = offline_summary(data, dataset, data.baseline)
         md += [f"## Offline ranking: {dataset}", "", _offline_markdown(table, data.baseline), ""]
-    for dataset in _datasets(data, "simulator"):
-        from recloop.rl.arena import arena_table
-
+    for dataset in datasets_of(data, "simulator"):
         tidy = data.rows[data.rows["dataset"] == dataset]
         sess = data.sessions[data.sessions["dataset"] == dataset]
         tests = arena_tests_of(data, dataset)
@@ -408,8 +276,6 @@ def render(data: BenchData) -> tuple[str, str]:
                  for c, st in zip(cells, states, strict=True)]  # fmt: skip
     md += ["", "## Cells", "", *cell_list]
     markdown_text = "\n".join(md) + "\n"
-    from recloop.bench.plots import plots
-
     images = plots(data)
     figures = "\n".join(f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,{b}"/>'
                      f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, b in images)  # fmt: skip

@@ -11,13 +11,15 @@ killed part-way keeps its folder when rerun with the same config: its model cont
 the last epoch's checkpoint (exactly, see :mod:`recloop.models.training`) and the
 simulator reuses the agents it finished.
 
-The worker computes a cell and returns its rows as text; the driver writes the cell's files
+A worker computes a cell with its mode's experiment (``compute`` of the module that
+:data:`recloop.bench.experiments.EXPERIMENTS` names; nothing here knows a mode) and returns
+its rows as text; the driver writes the cell's files
 (atomically; ``status.json`` is removed first and written last), so on a Ray cluster the
 results come back to the machine that runs ``recloop bench`` whatever the workers' file
 systems. What a worker writes itself (offline checkpoints under ``run/``, the simulator's
 per-agent results under ``arena/``, and the greedy SASRec fits that the simulator and
 diagnostic cells of a dataset and seed share, in ``OUT/cache/``, see
-:mod:`recloop.models.cache`) stays on its machine: on a cluster, put ``OUT`` on shared
+:mod:`recloop.bench.cache`) stays on its machine: on a cluster, put ``OUT`` on shared
 storage to keep and share them. A cell folder left by another config is deleted before the cell reruns,
 so no checkpoint or cached result of an old config is reused. A worker that dies (an OOM kill)
 fails its cell; the others go on. A local worker exits within a second of its driver's end
@@ -28,13 +30,17 @@ committed without its checkpoints, cache and gathered tables resumes elsewhere w
 copied cell skipped, and reports the same. The bench writes ``OUT/.gitignore`` (unless one is
 there) naming what is machine-local, so ``git add OUT`` keeps exactly the rest
 (:data:`MACHINE_LOCAL`).
+
+One concept, at about 400 lines: executing a grid's cells (local processes or Ray tasks, their
+lifetimes and failures) and gathering what they left. The cells themselves and their folders'
+files are :mod:`recloop.bench.cells`; what a cell computes is its experiment's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-import gzip
+import importlib
 import io
 import json
 import os
@@ -48,19 +54,30 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
-from recloop.bench.grid import Cell, Grid, grid_from_json, grid_json
-from recloop.compare import TIDY_COLUMNS
+from recloop.bench.cells import (
+    EXTRAS,
+    Cell,
+    Grid,
+    grid_from_json,
+    grid_json,
+    read_json,
+    save_cell,
+    write,
+)
+from recloop.bench.experiments import EXPERIMENTS
+from recloop.bench.results import TIDY_COLUMNS
 from recloop.errors import ConfigError
 from recloop.progress import progress_bar
 
+if TYPE_CHECKING:
+    from recloop.bench.experiments import Experiment
+
 __all__ = ["BenchResult", "gather", "regather", "run_cell", "run_grid", "select_cells"]
 
-#: Extra tables a mode writes besides its tidy rows (in a cell folder, as ``NAME.csv.gz``).
-EXTRAS = ("per_user", "sessions", "curves")
 #: What in a bench folder belongs to the machine that ran it (gitignore patterns): training
 #: checkpoints, the simulator's per-agent results and the shared fit cache (all only for
 #: resuming a cell part-way), the running marker, and the tables and report that
@@ -83,74 +100,13 @@ class BenchResult:
     failed: dict[str, str]  # cell name → error
 
 
-def _compute(cell: Cell, folder: Path,
-             cache: Path | None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:  # fmt: skip
-    """The cell's tidy rows and its extra tables (per user, per session, training curves).
-
-    ``cache`` holds the greedy SASRec fits that simulator and diagnostic cells share.
-    """
-    labels = {"benchmark": "bench", "dataset": cell.dataset, "method": cell.method,
-              "variant": cell.variant, "seed": cell.seed}  # fmt: skip
-    if cell.mode == "offline":
-        from recloop.compare import run_rows
-        from recloop.runs import RunSpec, train_run
-
-        cfg = dict(cell.config)
-        cfg["ks"] = tuple(cfg["ks"])
-        res = train_run(RunSpec(**cfg), folder / "run", progress=False)
-        rows = pd.DataFrame(run_rows(res, labels))
-        ids: dict[str, Any] = {"method": cell.method, "variant": cell.variant, "seed": cell.seed}
-        extras = {"per_user": res["test"].per_user.assign(**ids)}
-        curve = res["metrics"].get("training", {}).get("curve", [])
-        if curve:  # per epoch: loss, validation NDCG@10, seconds
-            extras["curves"] = pd.DataFrame(curve).assign(**ids)
-        return rows, extras
-    if cell.mode == "simulator":
-        from recloop.rl.arena import ArenaConfig, run_arena
-
-        cfg = {k: tuple(v) if k in ("agents", "seeds", "guardrail") else v
-               for k, v in cell.config.items()}  # fmt: skip
-        tidy, sessions, world = run_arena(cell.dataset, ArenaConfig(**cfg), folder / "arena",
-                                          cache=cache)  # fmt: skip
-        # the simulator's fidelity travels with every simulated result
-        fidelity = pd.DataFrame([{**labels, "split": "sim", "metric": f"world_{k}", "value": v}
-                                 for k, v in world.report.items()
-                                 if k in ("auc", "ece", "ndcg@10", "rating_rmse")])  # fmt: skip
-        rows = pd.concat([tidy.assign(benchmark="bench", dataset=cell.dataset), fidelity])
-        return rows, {"sessions": sessions}
-    if cell.mode == "ope":
-        from recloop.data import load_dataset
-        from recloop.ope.simcheck import SimCheckConfig, sim_check, sim_rows
-
-        cfg = dict(cell.config)
-        cfg["log_sizes"] = tuple(cfg["log_sizes"])
-        summary, _ = sim_check(load_dataset(cell.dataset), SimCheckConfig(**cfg))
-        return sim_rows(summary, f"sim-{cell.dataset}", cell.seed, benchmark="bench"), {}
-    if cell.mode == "obd":
-        from recloop.ope.obd import bts_from_random, obd_rows
-
-        c = cell.config
-        frame = bts_from_random(c["campaign"], n_runs=c["n_runs"], seed=cell.seed)
-        return obd_rows(frame, c["campaign"], c["n_runs"], cell.seed, benchmark="bench"), {}
-    if cell.mode == "diagnose":
-        from recloop.bench.diagnose import DiagnoseConfig, diagnose
-        from recloop.data import load_dataset
-
-        res = diagnose(load_dataset(cell.dataset), DiagnoseConfig(**cell.config), cache=cache)
-        found = [{**labels, "split": "sim", "metric": f"{k}_return", "value": v,
-                 "ci_low": res["ci"][k][0], "ci_high": res["ci"][k][1], "n": res["users"]}
-                for k, v in res["mean"].items()]  # fmt: skip
-        found += [{**labels, "split": "sim", "metric": k, "value": res[k]}
-                 for k in ("lookahead_over_myopic", "lookahead_over_greedy", "myopic_over_greedy",
-                           "lookahead_vs_myopic_p")]  # fmt: skip
-        return pd.DataFrame(found), {}
-    raise ConfigError(f"unknown cell mode {cell.mode!r}")
-
-
-def run_cell(cell_json: str, folder: str, cache: str, code: str | None) -> dict[str, Any]:
+def run_cell(cell_json: str, folder: str, cache: str, code: str | None,
+             experiment: str) -> dict[str, Any]:  # fmt: skip
     """Compute one cell (in a worker process or Ray task); never raises.
 
-    ``cache`` is the folder of shared greedy fits (the bench's ``OUT/cache``); ``code`` is the
+    ``experiment`` is the module that computes the cell's mode (its ``compute``, see
+    :mod:`recloop.bench.experiments`), named by the driver: a mode registered there at run time
+    reaches fresh worker processes too. ``cache`` is the folder of shared greedy fits (the bench's ``OUT/cache``); ``code`` is the
     commit for every row's ``git_sha``: ``None`` where this process is fresh for the cell, so
     the code it imports is the checkout's now (:func:`recloop.runs.git_sha`, taken here before
     any model module loads); otherwise the driver's. The worker's machine fills every row's
@@ -172,7 +128,7 @@ def run_cell(cell_json: str, folder: str, cache: str, code: str | None) -> dict[
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             where.mkdir(parents=True, exist_ok=True)
-            _write(where / "running.json", json.dumps({
+            write(where / "running.json", json.dumps({
                 "key": cell.key, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "machine": machine(), "host": socket.gethostname(), "pid": os.getpid()}))  # fmt: skip
             import torch
@@ -180,7 +136,8 @@ def run_cell(cell_json: str, folder: str, cache: str, code: str | None) -> dict[
             # the cell's share of the machine: torch models set their threads from it
             os.environ["RECLOOP_CPUS"] = str(max(1, cell.cpus))
             torch.set_num_threads(max(1, cell.cpus))
-            rows, extras = _compute(cell, where, Path(cache))
+            module = cast("Experiment", importlib.import_module(experiment))
+            rows, extras = module.compute(cell, where, Path(cache))
             # provenance on every row, whatever the mode
             rows = rows.assign(git_sha=code, machine=machine())
             out["rows"] = rows.to_csv(index=False)
@@ -211,39 +168,6 @@ def _exit_with_parent(parent: int) -> None:
                 os._exit(3)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def _write(path: Path, text: str) -> None:
-    # a temporary name of this process's own: `recloop report` may gather beside the bench
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # gzip with no timestamp: the same table gives the same bytes (a clean `git status`)
-    tmp.write_bytes(gzip.compress(text.encode(), mtime=0) if path.suffix == ".gz"
-                    else text.encode())  # fmt: skip
-    os.replace(tmp, path)  # a half-written file never sits at `path`
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """A cell's ``status.json`` or ``started.json``; ``None`` if absent or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _save(cell: Cell, folder: Path, result: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    # no status while the rows change: a kill in between leaves a cell that reruns, never old
-    # status next to new rows
-    (folder / "status.json").unlink(missing_ok=True)
-    (folder / "running.json").unlink(missing_ok=True)
-    _write(folder / "log.txt", result["log"])
-    if result["state"] == "done":
-        _write(folder / "rows.csv", result["rows"])
-        for name, text in result["extra"].items():  # a quarter of the CSV's size
-            _write(folder / f"{name}.csv.gz", text)
-    status = {"state": result["state"], "key": cell.key, "error": result["error"],
-              "wall_s": result["wall_s"], "pid": result.get("pid")}  # fmt: skip
-    _write(folder / "status.json", json.dumps(status, indent=1))
 
 
 def _died(error: Exception) -> dict[str, Any]:
@@ -306,23 +230,25 @@ def run_grid(
     from recloop.runs import git_sha
 
     selected = select_cells(grid, only)
+    # each mode's module, by its registry: an unknown mode fails here, before any work
+    modules = {c.mode: EXPERIMENTS.module(c.mode) for c in selected}
     root = Path(out)
     code, cache = git_sha(), str(root / "cache")
     cells_dir = root / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
-    _write(root / "grid.json", grid_json(grid))
+    write(root / "grid.json", grid_json(grid))
     if not (root / ".gitignore").exists():  # the user's own is left alone
-        _write(root / ".gitignore", "# written by `recloop bench`: what belongs to the machine "
+        write(root / ".gitignore", "# written by `recloop bench`: what belongs to the machine "
                "that ran it; the rest resumes and reports anywhere\n"
                + "\n".join(MACHINE_LOCAL) + "\n")  # fmt: skip
     todo, skipped = [], []
     for cell in selected:
         folder = cells_dir / cell.name
-        st = _read_json(folder / "status.json")
+        st = read_json(folder / "status.json")
         if st is not None and st.get("state") == "done" and st.get("key") == cell.key:
             skipped.append(cell.name)
             continue
-        owner = st if st is not None else _read_json(folder / "started.json")
+        owner = st if st is not None else read_json(folder / "started.json")
         if folder.exists() and (owner is None or owner.get("key") != cell.key):
             # another config (or an unknown one) left checkpoints and cached results here:
             # start clean, so nothing of it is reused
@@ -332,12 +258,12 @@ def run_grid(
         todo.append(cell)
     for cell in todo:
         (cells_dir / cell.name).mkdir(exist_ok=True)
-        _write(cells_dir / cell.name / "started.json", json.dumps({"key": cell.key}))
+        write(cells_dir / cell.name / "started.json", json.dumps({"key": cell.key}))
     failed: dict[str, str] = {}
     ran: list[str] = []
 
     def finish(cell: Cell, result: dict[str, Any]) -> None:
-        _save(cell, cells_dir / cell.name, result)
+        save_cell(cell, cells_dir / cell.name, result)
         ran.append(cell.name)
         if result["state"] != "done":
             failed[cell.name] = result["error"]
@@ -349,7 +275,7 @@ def run_grid(
             try:
                 task = ray.remote(run_cell)
                 pending = {task.options(num_cpus=c.cpus).remote(
-                    json.dumps(asdict(c)), str(cells_dir / c.name), cache, code): c
+                    json.dumps(asdict(c)), str(cells_dir / c.name), cache, code, modules[c.mode]): c
                            for c in todo}  # fmt: skip
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)
@@ -387,7 +313,12 @@ def run_grid(
             ):
                 futures: dict[Future[dict[str, Any]], Cell] = {
                     pool.submit(
-                        run_cell, json.dumps(asdict(c)), str(cells_dir / c.name), cache, own
+                        run_cell,
+                        json.dumps(asdict(c)),
+                        str(cells_dir / c.name),
+                        cache,
+                        own,
+                        modules[c.mode],
                     ): c
                     for c in todo
                 }
@@ -441,7 +372,7 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
     errors = dict(failed or {})
     for cell in grid.cells:
         folder = root / "cells" / cell.name
-        st = _read_json(folder / "status.json")
+        st = read_json(folder / "status.json")
         if st is None or st.get("key") != cell.key:
             continue
         if st["state"] != "done":
@@ -457,35 +388,16 @@ def gather(grid: Grid, root: Path, ran: list[str] | None = None, skipped: list[s
     rows = rows.reindex(
         columns=[*TIDY_COLUMNS, *(c for c in rows.columns if c not in TIDY_COLUMNS)]
     )
-    _write(root / "results.csv", rows.to_csv(index=False))
+    write(root / "results.csv", rows.to_csv(index=False))
     tables = {k: pd.concat(v, ignore_index=True) for k, v in extras.items() if v}
     for k in EXTRAS:  # a table no done cell has any more must not outlive its rows
         if k in tables:
-            _write(root / f"{k}.csv", tables[k].to_csv(index=False))
+            write(root / f"{k}.csv", tables[k].to_csv(index=False))
         else:
             (root / f"{k}.csv").unlink(missing_ok=True)
     fail = pd.DataFrame({"cell": list(errors), "error": list(errors.values())})
-    _write(root / "failures.csv", fail.to_csv(index=False))
+    write(root / "failures.csv", fail.to_csv(index=False))
     return BenchResult(rows, tables, list(ran or []), list(skipped or []), errors)
-
-
-def process_gone(running: dict[str, Any]) -> bool:
-    """Whether the process a cell's ``running.json`` names is known to be gone: it ran on this
-    host and its pid is dead (or a zombie). ``False`` where that cannot be known (another host,
-    an older ``running.json``)."""
-    pid = running.get("pid")
-    if running.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, but not ours to signal
-        return False
-    try:  # a killed worker whose parent died too may linger as a zombie
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def regather(root: str | Path) -> BenchResult | None:
@@ -497,7 +409,7 @@ def regather(root: str | Path) -> BenchResult | None:
     folders or a ``grid.json`` this recloop cannot read: its ``results.csv`` is used as it is.
     """
     folder = Path(root)
-    meta = _read_json(folder / "grid.json")
+    meta = read_json(folder / "grid.json")
     if meta is None or not (folder / "cells").is_dir():
         return None
     grid = grid_from_json(meta, folder.name)

@@ -2,20 +2,18 @@
 and which not (:func:`summary_lines`), and the answer to "large model or RL?" per dataset
 (:func:`verdict_lines`).
 
-The paired tests behind them are computed once per :class:`~recloop.bench.report.BenchData`
-and shared with the report's tables (:func:`~recloop.bench.report.offline_summary`,
-:func:`arena_tests_of`).
+The paired tests behind them are computed once per :class:`~recloop.bench.results.BenchData`
+and shared with the report's tables (:func:`~recloop.bench.results.offline_summary`,
+:func:`~recloop.bench.results.arena_tests_of`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
-from recloop.bench.report import BenchData, _datasets, offline_summary
+from recloop.bench.results import BenchData, arena_tests_of, datasets_of, offline_summary
 
-__all__ = ["FIXED_AGENTS", "RL_HEADS", "arena_tests_of", "summary_lines", "verdict_lines"]
+__all__ = ["FIXED_AGENTS", "RL_HEADS", "summary_lines", "verdict_lines"]
 
 #: offline heads that learn from rewards (``aux`` is their control without rewards)
 RL_HEADS = ("sqn", "sac", "snqn", "sa2c", "csa")
@@ -59,8 +57,8 @@ def verdict_lines(data: BenchData) -> list[str]:
     """
     out = []
     rl = _rl_labels(data)
-    sim_sets = set(_datasets(data, "simulator"))
-    for dataset in dict.fromkeys([*_datasets(data, "offline"), *_datasets(data, "simulator")]):
+    sim_sets = set(datasets_of(data, "simulator"))
+    for dataset in dict.fromkeys([*datasets_of(data, "offline"), *datasets_of(data, "simulator")]):
         parts = []
         base = data.baseline
         t = offline_summary(data, dataset, base) if base else pd.DataFrame()
@@ -123,7 +121,7 @@ def verdict_lines(data: BenchData) -> list[str]:
 def summary_lines(data: BenchData) -> list[str]:
     """Plain sentences computed from the rows: which differences are significant, which not."""
     out = []
-    for dataset in _datasets(data, "offline"):
+    for dataset in datasets_of(data, "offline"):
         t = offline_summary(data, dataset, data.baseline)
         if data.baseline is None or "p_wilcoxon_holm" not in t:
             continue
@@ -137,7 +135,7 @@ def summary_lines(data: BenchData) -> list[str]:
                        else "not significantly different from")  # fmt: skip
             out.append(f"{dataset}: {method}{_fewer_seeds(t, method, base)} is {verdict} "
                        f"{base} on NDCG@10 (Δ {d:+.4f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
-    for dataset in _datasets(data, "simulator"):
+    for dataset in datasets_of(data, "simulator"):
         out += _simulator_lines(data, dataset)
     return out
 
@@ -152,16 +150,3 @@ def _simulator_lines(data: BenchData, dataset: str) -> list[str]:
         out.append(f"{dataset} (simulator): {method}'s return per session is {verdict} the "
                    f"greedy large model's (Δ {t.mean_diff:+.3f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
     return out
-
-
-def arena_tests_of(data: BenchData, dataset: str) -> dict[tuple[str, str], tuple[Any, float]]:
-    """Every simulator agent of ``dataset`` against greedy, paired over users
-    (:func:`recloop.rl.arena.arena_tests`); computed once per ``data`` and dataset."""
-    key = ("arena", dataset)
-    if key not in data.memo:
-        from recloop.rl.arena import arena_tests
-
-        sessions = data.sessions[data.sessions["dataset"] == dataset]
-        data.memo[key] = arena_tests(sessions, "greedy", by_user=True)
-    found: dict[tuple[str, str], tuple[Any, float]] = data.memo[key]
-    return found

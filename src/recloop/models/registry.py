@@ -5,8 +5,10 @@ Adding a model touches its module and one line here.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from recloop.errors import ConfigError
 
@@ -46,3 +48,20 @@ def get_model(name: str) -> type[Recommender]:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     module, cls = _REGISTRY[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def build_model(name: str, params: Mapping[str, Any] | None = None,
+                seed: int | None = None) -> Recommender:  # fmt: skip
+    """The model registered as ``name``, built with the options ``params``.
+
+    ``seed`` fills the model's ``seed`` option where its config has one and ``params`` leave it
+    unset, so one seed drives a run, a simulator world or an experiment whatever its models.
+
+    Raises:
+        ConfigError: no model has that name, or an option is unknown or invalid.
+    """
+    cls = get_model(name)
+    options = dict(params or {})
+    if seed is not None and "seed" in {f.name for f in dataclasses.fields(cls.Config)}:
+        options.setdefault("seed", seed)
+    return cls(options)

@@ -1,4 +1,4 @@
-"""Estimate a trained recloop policy's value from a file of logged recommendations.
+"""Estimate a policy's value from a file of logged recommendations: arrays in, estimates out.
 
 The log file (CSV, TSV or Parquet) has one row per shown item with these columns:
 
@@ -13,9 +13,11 @@ position   optional: the slot (0, 1, ...); each slot is then its own round, and 
            reward model is fitted per slot
 ========== ==========================================================================
 
-The target policy is the run's model picking one item with an exploration rule
-(:mod:`recloop.ope.policies`) over all items or, with ``exclude_seen``, over the items the
-user has not interacted with in the run's training data. With a ``position`` column, each
+The target policy picks one item from its scores with an exploration rule
+(:mod:`recloop.ope.policies`), over all items or over the ``allowed`` ones
+(:func:`estimate_logs`); :func:`recloop.bench.estimate_run` scores with a trained run's model
+(``recloop ope``), the allowed items being those the user has not interacted with in the
+run's training data under ``exclude_seen``. With a ``position`` column, each
 logged slot is a round and the target is that one-item policy applied at every slot (the
 log's propensities must then be per-slot marginals, as in the Open Bandit Dataset). DM, DR and Switch-DR use a cross-fitted per-(slot, item) reward rate
 (:mod:`recloop.ope.regression`).
@@ -24,17 +26,16 @@ log's propensities must then be per-slot marginals, as in the Open Bandit Datase
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recloop.errors import DataError, UnknownIdError
+from recloop.errors import DataError
 from recloop.ope.estimators import Estimate, one_item_estimates
 from recloop.ope.policies import Exploration, action_distribution
 from recloop.ope.regression import cross_fitted_rates
 
-__all__ = ["LOG_COLUMNS", "estimate_run", "read_logs"]
+__all__ = ["LOG_COLUMNS", "estimate_logs", "read_logs"]
 
 LOG_COLUMNS = ("user", "item", "reward", "propensity")
 METHODS = ("ips", "cips", "snips", "dm", "dr", "switch_dr")
@@ -79,47 +80,34 @@ def read_logs(path: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _indices(vocab: Any, ids: pd.Series, kind: str) -> np.ndarray:
-    try:
-        return np.asarray(vocab.index(ids.to_numpy()), dtype=np.int64)
-    except UnknownIdError as e:
-        raise UnknownIdError(
-            f"the log has {kind} ids the run does not know ({e}); drop those rows, or train the "
-            f"run on data that includes them"
-        ) from e
-
-
-def estimate_run(
-    run_dir: str | Path,
+def estimate_logs(
     logs: pd.DataFrame,
+    items: np.ndarray,
+    scores: np.ndarray,
+    rows: np.ndarray,
     exploration: Exploration,
     *,
-    exclude_seen: bool = False,
+    allowed: np.ndarray | None = None,
     clip: float = 10.0,
     tau: float = 10.0,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> list[Estimate]:
-    """Every estimator's value of the run's policy on ``logs`` (from :func:`read_logs`)."""
-    from recloop.data.vocab import Vocabulary
-    from recloop.models import Recommender
-    from recloop.runs import read_run
+    """Every estimator's value, on ``logs`` (from :func:`read_logs`), of the one-item policy that
+    picks from ``scores`` by ``exploration``.
 
-    run = read_run(run_dir)
-    users = _indices(Vocabulary(run["vocab"]["users"], name="user"), logs["user"], "user")
-    items = _indices(Vocabulary(run["vocab"]["items"], name="item"), logs["item"], "item")
-    model = Recommender.load(Path(run_dir) / "model")
-    uniq, inverse = np.unique(users, return_inverse=True)
-    scores = model.score(uniq)
-    allowed = None
-    if exclude_seen:
-        history = model.history_
-        if history is None:  # pragma: no cover - a saved run is always fitted
-            raise DataError(f"the model in {run_dir} holds no training history")
-        allowed = ~history.rows(uniq).toarray().astype(bool)
-        if (allowed.sum(axis=1) == 0).any():
-            raise DataError("a logged user has seen every item; exclude_seen leaves nothing")
-    dist = action_distribution(scores, exploration, allowed)[inverse]
+    Args:
+        logs: the logged rounds (their ``reward``, ``propensity`` and optional ``position``).
+        items: (n,) each round's item, as a column of ``scores``.
+        scores: (U, I) the target policy's scores of every item for each logged user.
+        rows: (n,) each round's user, as a row of ``scores``.
+        exploration: how the policy picks from its scores.
+        allowed: (U, I) the items the policy may pick (``None``: all).
+        clip, tau: clipped IPS's weight cap and Switch-DR's threshold.
+        confidence: of the intervals.
+        seed: of the reward model's cross-fitting folds.
+    """
+    dist = action_distribution(scores, exploration, allowed)[rows]
     if len(logs) < N_FOLDS:
         raise DataError(
             f"the log has {len(logs)} rows; off-policy estimates need at least {N_FOLDS} (the "

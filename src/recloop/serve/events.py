@@ -4,7 +4,7 @@
   as interactions ``user, item, rating, timestamp``, ready for
   :meth:`recloop.data.Dataset.from_frame`;
 - :func:`logs_from_events`: one row per shown item (``user, item, reward, propensity,
-  position``), the format :func:`recloop.ope.logs.estimate_run` reads. The reward is 1 when
+  position``), the format :func:`recloop.ope.logs.read_logs` reads. The reward is 1 when
   the user clicked the item or rated it at least ``like_rating``, else 0; the propensity is
   the one logged when the item was shown, at its slot.
 

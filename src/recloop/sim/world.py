@@ -24,7 +24,7 @@ rate) and is a modelling choice, reported with the fidelity figures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,7 +38,7 @@ from recloop.data.history import History
 from recloop.data.split import leave_one_out
 from recloop.errors import ConfigError, DataError
 from recloop.models.base import Recommender
-from recloop.models.registry import get_model
+from recloop.models.registry import build_model
 
 #: Response models a world can combine, and the options each is fitted with.
 RESPONSE_MODELS: dict[str, dict[str, Any]] = {
@@ -179,12 +179,10 @@ class World:
                 f"{dataset.name}: only {len(held)} users have 3+ interactions; the simulator "
                 "needs held-out interactions from at least 20 users to calibrate its clicks"
             )
-        models = []
-        for name in cfg.models:
-            params = dict(RESPONSE_MODELS[name])
-            if "seed" in {f.name for f in fields(get_model(name).Config)}:
-                params["seed"] = cfg.seed
-            models.append(get_model(name)(**params).fit(fit_data, progress=progress))
+        models = [
+            build_model(name, RESPONSE_MODELS[name], cfg.seed).fit(fit_data, progress=progress)
+            for name in cfg.models
+        ]
         rm = RatingModel.fit(
             fit_data.interactions["user"].to_numpy(np.int64),
             fit_data.interactions["item"].to_numpy(np.int64),

@@ -6,7 +6,11 @@ training. For each seed, the greedy model (SASRec on the training split) is fitt
 every agent (with the exposure guardrail off, and on if asked) then trains online on the
 other users and is evaluated on the evaluation users, the world's randomness fixed by the
 seed. Results are tidy rows plus per-session returns, so each agent is compared with the
-greedy model pairwise (same users, same seed).
+greedy model pairwise (same users, same seed: :func:`recloop.bench.results.arena_tests`).
+
+The experiment behind ``recloop sim arena`` and the ``[simulator]`` table of a grid: one cell
+per dataset × seed (:func:`cells`), each an arena whose finished agents are kept in the
+cell's folder (:func:`compute`).
 """
 
 from __future__ import annotations
@@ -15,18 +19,19 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recloop.bench.cache import GREEDY_SASREC, fit_greedy
+from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
 from recloop.data.split import Split, leave_one_out
 from recloop.errors import ConfigError, DataError
-from recloop.eval.stats import holm_bonferroni, mean_ci, paired_test
 from recloop.rl.agents import AGENTS, Guardrail
 from recloop.rl.deep import DeepConfig
 from recloop.rl.online import build_agent, evaluate_agent, offline_ndcg, train_agent
@@ -53,14 +58,7 @@ class ArenaConfig:
     eval_users: int = 500
     ppo_steps: int = 20_000
     guardrail: tuple[bool, ...] = (False, True)
-    greedy: dict[str, Any] = field(
-        default_factory=lambda: {
-            "max_len": 50,
-            "batch_size": 32,
-            "dropout": 0.5,
-            "patience": 20,
-        }
-    )
+    greedy: dict[str, Any] = field(default_factory=lambda: dict(GREEDY_SASREC))
     world: dict[str, Any] = field(default_factory=dict)
     sim: dict[str, Any] = field(default_factory=dict)
     deep: dict[str, Any] = field(default_factory=dict)  # DeepConfig options of DQN / REINFORCE
@@ -94,7 +92,7 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
 
     With ``work``, each cell's results are kept in ``work/CELL.json`` and a rerun reuses
     them (the world is refitted, deterministically, when needed). The greedy models are
-    fitted through :func:`~recloop.models.cache.fit_cached` in ``cache`` (default
+    fitted through :func:`~recloop.bench.cache.fit_cached` in ``cache`` (default
     ``work/models``): a rerun, or another arena or diagnostic run on the same data with the
     same cache, loads them instead of refitting, and a fit killed part-way continues.
     With ``runs``, each trained agent of :data:`SERVABLE` (without the guardrail) is also
@@ -197,9 +195,6 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
               work: Path | None, progress: bool, runs: Path | None = None,
               cache: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Every (seed, agent, guardrail) cell of ``stage``, reusing the ones kept in ``work``."""
-    from recloop.models.cache import fit_cached
-    from recloop.models.sequential import SASRec
-
     if cache is None and work is not None:
         cache = work / "models"
 
@@ -222,13 +217,8 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
                     result = json.loads(path.read_text())
                 else:
                     if model is None and name not in ("random", "popularity", "ppo_sb3"):
-                        model = fit_cached(
-                            SASRec(seed=seed, **config.greedy),
-                            stage.split.train,
-                            valid=stage.split,
-                            cache=cache,
-                            progress=progress,
-                        )
+                        model = fit_greedy(config.greedy, seed, stage.split, cache=cache,
+                                           progress=progress)  # fmt: skip
                     result = _cell(stage, name, guard, seed, dataset, model, config, progress,
                                    save)  # fmt: skip
                     if path is not None:
@@ -291,8 +281,9 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
     config records the agent, its options and where it trained."""
     import copy
 
+    from recloop.bench.experiments.offline import RunSpec, resolved_config
     from recloop.eval.protocol import evaluate
-    from recloop.runs import RunSpec, resolved_config, run_metrics, save_run
+    from recloop.runs import run_metrics, save_run
 
     if agent.name not in SERVABLE:
         raise ConfigError(f"{agent.name} cannot be saved as a run; servable agents: "
@@ -314,80 +305,49 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
     save_run(folder, policy, dataset, resolved, metrics, test.per_user)
 
 
-def arena_tests(sessions: pd.DataFrame, reference: str = "greedy", by_user: bool = True
-                ) -> dict[tuple[str, str], tuple[Any, float]]:  # fmt: skip
-    """Paired tests of every (agent, guardrail) against ``reference`` without the guardrail.
-
-    Pairs are users, each user's return averaged over seeds first (the evaluation users are
-    the same in every seed, so these are the independent units); ``by_user=False`` pairs
-    (seed, start user) instead, which counts a user once per seed. Returns ``{key: (PairedTest, Holm-corrected Wilcoxon p)}``,
-    corrected over all keys together.
-    """
-    ref = sessions[(sessions["method"] == reference) & (sessions["variant"] == "plain")]
-    index = ["user"] if by_user else ["seed", "user"]
-
-    def returns(frame: pd.DataFrame) -> pd.Series:
-        return frame.groupby(index)["return"].mean()
-
-    tests: dict[tuple[str, str], Any] = {}
-    if len(ref):
-        ref_v = returns(ref)
-        for key in sessions[["method", "variant"]].drop_duplicates().itertuples(index=False,
-                                                                                 name=None):  # fmt: skip
-            if key == (reference, "plain"):
-                continue
-            sub = sessions[(sessions["method"] == key[0]) & (sessions["variant"] == key[1])]
-            a = returns(sub)
-            both = a.index.intersection(ref_v.index)
-            if len(both) > 1:
-                tests[key] = paired_test(a[both].to_numpy(), ref_v[both].to_numpy())
-    adjusted: Any = holm_bonferroni([t.wilcoxon_pvalue for t in tests.values()]) if tests else []
-    return {k: (t, float(p)) for (k, t), p in zip(tests.items(), adjusted, strict=True)}
-
-
-def arena_table(tidy: pd.DataFrame, sessions: pd.DataFrame, reference: str = "greedy",
-                by_user: bool = True,
-                tests: dict[tuple[str, str], tuple[Any, float]] | None = None) -> str:  # fmt: skip
-    """Markdown: one row per agent and guardrail setting, return compared with ``reference``.
-
-    Return is the mean per session with a 95% CI over sessions (all seeds); Δ is the mean
-    paired difference against ``reference`` without the guardrail (:func:`arena_tests`:
-    users, or pairs of seed and user with ``by_user=False``), with Holm-corrected Wilcoxon
-    p-values. Other columns are means over seeds. ``tests``: those tests, where the caller has
-    them already.
-    """
-    order = {m: i for i, m in enumerate(METHODS)}
-    pairs = sessions[["method", "variant"]].drop_duplicates().itertuples(index=False, name=None)
-    keys: list[tuple[str, str]] = sorted(
-        pairs, key=lambda k: (order.get(k[0], 99), k[1] != "plain")
-    )
-    found = arena_tests(sessions, reference, by_user) if tests is None else tests
-    paired = {k: t for k, (t, _) in found.items()}
-    adjusted = {k: p for k, (_, p) in found.items()}
-    head = ["agent", "guardrail", "return [95% CI]", f"Δ vs {reference} (p)", "ctr",
-            "session length", "coverage", "diversity", "train s", "env steps/s"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for method, variant in keys:
-        sub = sessions[(sessions["method"] == method) & (sessions["variant"] == variant)]
-        ci = mean_ci(sub["return"].to_numpy())
-        t = tidy[(tidy["method"] == method) & (tidy["variant"] == variant)]
-        m = t.groupby("metric")["value"].mean()
-        test = paired.get((method, variant))
-        delta = "—" if test is None else (
-            f"{test.mean_diff:+.3f} ({adjusted[(method, variant)]:.1e}"
-            f"{' *' if adjusted[(method, variant)] < 0.05 else ''})"
-        )  # fmt: skip
-        lines.append("| " + " | ".join([
-            method, "on" if variant == "guardrail" else "off",
-            f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]", delta, f"{m['ctr']:.3f}",
-            f"{m['session_length']:.2f}", f"{m['coverage']:.3f}", f"{m['diversity']:.3f}",
-            f"{m['train_s']:.0f}", f"{m['env_steps_per_s']:,.0f}",
-        ]) + " |")  # fmt: skip
-    return "\n".join(lines)
-
-
 def with_agents(config: ArenaConfig, agents: str | None) -> ArenaConfig:
     """``config`` with a comma-separated agent list (``None``: unchanged)."""
     if not agents:
         return config
     return replace(config, agents=tuple(a.strip() for a in agents.split(",") if a.strip()))
+
+
+SECTION = "simulator"
+KEYS = config_keys(ArenaConfig)
+
+
+def cells(table: dict[str, Any], datasets: list[str], seeds: list[int],
+          source: str) -> list[Cell]:  # fmt: skip
+    """One cell per dataset × seed of the grid's ``[simulator]`` table (an
+    :class:`ArenaConfig`, its ``seeds`` the grid's)."""
+    where = f"{source} [simulator]"
+    opts = options(table, ArenaConfig, where, seed_key="seeds")
+    for key in ("agents", "guardrail"):
+        if key in opts:
+            value = opts[key]
+            opts[key] = tuple(value) if isinstance(value, list) else (value,)
+    check_nested(opts, where)
+    found = []
+    for data in datasets:
+        for seed in seeds:
+            cfg = build(ArenaConfig, {**opts, "seeds": (seed,)}, where)
+            config = json_ready(asdict(cfg))
+            found.append(Cell("simulator", data, "agents", "", seed, config,
+                              cpus_of(table, where)))  # fmt: skip
+    return found
+
+
+def compute(cell: Cell, folder: Path,
+            cache: Path | None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:  # fmt: skip
+    """The cell's arena (finished agents kept in ``folder/arena``, the greedy fit in
+    ``cache``): tidy rows with the simulator's fidelity beside them, and per-session rows."""
+    cfg: dict[str, Any] = {k: tuple(v) if k in ("agents", "seeds", "guardrail") else v
+                           for k, v in cell.config.items()}  # fmt: skip
+    tidy, sessions, world = run_arena(cell.dataset, ArenaConfig(**cfg), folder / "arena",
+                                      cache=cache)  # fmt: skip
+    # the simulator's fidelity travels with every simulated result
+    fidelity = pd.DataFrame([{**cell.labels, "split": "sim", "metric": f"world_{k}", "value": v}
+                             for k, v in world.report.items()
+                             if k in ("auc", "ece", "ndcg@10", "rating_rmse")])  # fmt: skip
+    rows = pd.concat([tidy.assign(benchmark="bench", dataset=cell.dataset), fidelity])
+    return rows, {"sessions": sessions}

@@ -20,16 +20,22 @@ whatever it learns (RL4RS, Wang et al. 2023, found this on MovieLens by hand).
 ``lookahead / greedy`` bounds (loosely) what RL on top of the large model can gain in this
 simulator. Both are properties of the simulator's users; ``recloop sim fidelity`` (and the
 report's simulator section) says how far those users are from the real ones.
+
+The experiment behind ``recloop diagnose`` and the ``[diagnose]`` table of a grid (one cell
+per dataset × seed: :func:`cells`, :func:`compute`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from recloop.bench.cache import GREEDY_SASREC, fit_greedy
+from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError
 from recloop.eval.stats import mean_ci, paired_test
@@ -37,7 +43,7 @@ from recloop.progress import progress_bar
 from recloop.sim.core import SimConfig, UserBatch, top_unseen
 from recloop.sim.world import World
 
-__all__ = ["DiagnoseConfig", "diagnose"]
+__all__ = ["DiagnoseConfig", "cells", "compute", "diagnose"]
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,7 @@ class DiagnoseConfig:
     candidates: int = 6  # candidate slates per step (greedy, oracle, and Plackett-Luce draws)
     pool: int = 30  # the oracle's top items the drawn candidates come from
     seed: int = 0
-    greedy: dict[str, Any] = field(
-        default_factory=lambda: {"max_len": 50, "batch_size": 32, "dropout": 0.5, "patience": 20}
-    )
+    greedy: dict[str, Any] = field(default_factory=lambda: dict(GREEDY_SASREC))
     sim: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -136,12 +140,11 @@ def diagnose(
     """Run the three policies from the same start users; return their returns and the ratios.
 
     The greedy SASRec (unless ``greedy_model`` is given) is fitted through
-    :func:`~recloop.models.cache.fit_cached` in ``cache``: the simulator arena's greedy model
+    :func:`~recloop.bench.cache.fit_cached` in ``cache``: the simulator arena's greedy model
     of the same seed and options is the same fit, and a shared cache fits it once.
     """
     from recloop.config import make_config
     from recloop.data import leave_one_out
-    from recloop.models.cache import fit_cached
     from recloop.models.sequential import SASRec
     from recloop.rl.agents import GreedyAgent
 
@@ -151,8 +154,7 @@ def diagnose(
     world = world or World.fit(dataset, progress=progress)
     if greedy_model is None:
         split = leave_one_out(dataset)
-        greedy_model = fit_cached(SASRec(seed=cfg.seed, **cfg.greedy), split.train, valid=split,
-                                  cache=cache, progress=progress)  # fmt: skip
+        greedy_model = fit_greedy(cfg.greedy, cfg.seed, split, cache=cache, progress=progress)
     agent = GreedyAgent(greedy_model, sim.slate_size)
     rng0 = np.random.default_rng(cfg.seed)
     active = world.active_users
@@ -190,3 +192,36 @@ def diagnose(
     test = paired_test(returns["lookahead"], returns["myopic"])
     out["lookahead_vs_myopic_p"] = test.wilcoxon_pvalue
     return out
+
+
+SECTION = "diagnose"
+KEYS = config_keys(DiagnoseConfig)
+
+
+def cells(table: dict[str, Any], datasets: list[str], seeds: list[int],
+          source: str) -> list[Cell]:  # fmt: skip
+    """One cell per dataset × seed of the grid's ``[diagnose]`` table (a
+    :class:`DiagnoseConfig`, its ``seed`` the grid's)."""
+    where = f"{source} [diagnose]"
+    opts = options(table, DiagnoseConfig, where)
+    check_nested(opts, where)
+    return [Cell("diagnose", data, "lookahead", "", seed,
+                 json_ready(asdict(build(DiagnoseConfig, {**opts, "seed": seed}, where))),
+                 cpus_of(table, where))
+            for data in datasets for seed in seeds]  # fmt: skip
+
+
+def compute(cell: Cell, folder: Path,
+            cache: Path | None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:  # fmt: skip
+    """The diagnostic on the cell's dataset (the greedy fit shared through ``cache``): each
+    policy's mean return with its interval, and the ratios, as tidy rows."""
+    from recloop.data import load_dataset
+
+    res = diagnose(load_dataset(cell.dataset), DiagnoseConfig(**cell.config), cache=cache)
+    found = [{**cell.labels, "split": "sim", "metric": f"{k}_return", "value": v,
+              "ci_low": res["ci"][k][0], "ci_high": res["ci"][k][1], "n": res["users"]}
+             for k, v in res["mean"].items()]  # fmt: skip
+    found += [{**cell.labels, "split": "sim", "metric": k, "value": res[k]}
+              for k in ("lookahead_over_myopic", "lookahead_over_greedy", "myopic_over_greedy",
+                        "lookahead_vs_myopic_p")]  # fmt: skip
+    return pd.DataFrame(found), {}

@@ -1,7 +1,7 @@
 """A folder of fitted models, keyed by what determines them, shared by the runs that need them.
 
 The simulator arena and the "does this data need RL?" diagnostic both start from the same
-greedy SASRec (the same options, seed and leave-one-out split). On ML-1M that fit is most of
+greedy SASRec (:data:`GREEDY_SASREC`, the same seed and leave-one-out split: :func:`fit_greedy`). On ML-1M that fit is most of
 an hour on one core, and a bench grid asks for it in two cells per seed; a killed cell also
 refitted it from scratch. :func:`fit_cached` fits a model once per cache folder:
 
@@ -29,7 +29,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
@@ -38,9 +38,16 @@ from recloop.data.split import Split
 from recloop.errors import CheckpointError
 from recloop.models.base import Recommender
 
-__all__ = ["cache_key", "fit_cached"]
+if TYPE_CHECKING:
+    from recloop.models.sequential import SASRec
+
+__all__ = ["GREEDY_SASREC", "cache_key", "fit_cached", "fit_greedy"]
 
 R = TypeVar("R", bound=Recommender)
+
+#: The greedy large model's options (SASRec) in the simulator arena and the diagnostic, each of
+#: which a grid's ``greedy`` table overrides: with the same defaults, the two share one fit.
+GREEDY_SASREC: dict[str, Any] = {"max_len": 50, "batch_size": 32, "dropout": 0.5, "patience": 20}
 
 
 def _digest_frame(h: Any, frame: pd.DataFrame | None) -> None:
@@ -126,3 +133,13 @@ def fit_cached(model: R, dataset: Dataset, *, valid: Split | None = None,
         shutil.rmtree(entry / "train", ignore_errors=True)
         log(f"{model.name}: fitted and cached in {entry}")
         return model
+
+
+def fit_greedy(options: dict[str, Any], seed: int, split: Split, *,
+               cache: str | Path | None = None, progress: bool = False) -> SASRec:  # fmt: skip
+    """The greedy SASRec with ``options`` and ``seed``, fitted on ``split``'s training part
+    (early stopping on its validation targets), through :func:`fit_cached` in ``cache``."""
+    from recloop.models.sequential import SASRec
+
+    return fit_cached(SASRec(seed=seed, **options), split.train, valid=split, cache=cache,
+                      progress=progress)  # fmt: skip

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recloop.bench.cache import _try_lock, cache_key, fit_cached
 from recloop.data import leave_one_out
-from recloop.models.cache import _try_lock, cache_key, fit_cached
 from recloop.models.sequential import SASRec
 from recloop.testing import toy_dataset
 

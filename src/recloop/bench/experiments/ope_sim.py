@@ -21,16 +21,21 @@ compared with their true value in the same simulator, over repeated logs of grow
 Targets (on the same candidates): ``uniform``; ``popularity`` (greedy by popularity);
 ``MODEL-softmax`` (a recloop model's per-user standardised scores, softmax at temperature
 ``target_temperature``); ``MODEL-epsilon`` (that model, greedy, with ε-uniform exploration).
+
+The experiment of a grid's ``[ope]`` table (one cell per dataset × seed: :func:`cells`,
+:func:`compute`); the estimators it checks are :mod:`recloop.ope`'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recloop.bench.cells import Cell, build, config_keys, cpus_of, json_ready, options
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError, DataError
 from recloop.ope.estimators import Estimate, one_item_estimates
@@ -46,7 +51,7 @@ from recloop.progress import progress_bar
 from recloop.sim.core import SimConfig, UserBatch
 from recloop.sim.world import World
 
-__all__ = ["SimCheckConfig", "SimSetup", "sim_check", "sim_rows", "sim_setup"]
+__all__ = ["SimCheckConfig", "SimSetup", "cells", "compute", "sim_check", "sim_rows", "sim_setup"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def sim_setup(
     dataset: Dataset, config: SimCheckConfig, world: World | None = None, progress: bool = False
 ) -> SimSetup:
     """Fit (or take) the simulator, pick candidates, and build the behaviour and targets."""
-    from recloop.models import get_model
+    from recloop.models.registry import build_model
 
     world = world or World.fit(dataset, progress=progress)
     sim = SimConfig(slate_size=config.slate_size, leave_bias=0.0)  # one step: leaving is moot
@@ -118,11 +123,7 @@ def sim_setup(
         )
     cand = np.argsort(-masked, axis=1, kind="stable")[:, : config.candidates]
     pop_c = _standardise(pop[cand])
-    model_cls = get_model(config.model)
-    params: dict[str, Any] = {}
-    if "seed" in getattr(model_cls.Config, "__dataclass_fields__", {}):
-        params["seed"] = config.seed
-    model = model_cls(**params).fit(dataset, progress=progress)
+    model = build_model(config.model, seed=config.seed).fit(dataset, progress=progress)
     scores = np.take_along_axis(model.score(users), cand, axis=1).astype(np.float64)
     model_c = _standardise(scores)
     behavior = action_distribution(
@@ -322,3 +323,34 @@ def sim_rows(summary: pd.DataFrame, dataset: str, seed: int,
                 row |= {"ci_low": r["value"] - r["value_sd"], "ci_high": r["value"] + r["value_sd"]}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+SECTION = "ope"
+KEYS = config_keys(SimCheckConfig)
+
+
+def cells(table: dict[str, Any], datasets: list[str], seeds: list[int],
+          source: str) -> list[Cell]:  # fmt: skip
+    """One cell per dataset × seed of the grid's ``[ope]`` table (a :class:`SimCheckConfig`,
+    its ``seed`` the grid's)."""
+    where = f"{source} [ope]"
+    opts = options(table, SimCheckConfig, where)
+    cpus = cpus_of(table, where)
+    found = []
+    for data in datasets:
+        for seed in seeds:
+            cfg = build(SimCheckConfig, {**opts, "seed": seed}, where)
+            found.append(Cell("ope", data, "estimators", f"k{cfg.slate_size}", seed,
+                              json_ready(asdict(cfg)), cpus))  # fmt: skip
+    return found
+
+
+def compute(cell: Cell, folder: Path,
+            cache: Path | None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:  # fmt: skip
+    """The check on the cell's dataset: its tidy rows (:func:`sim_rows`)."""
+    from recloop.data import load_dataset
+
+    cfg = dict(cell.config)
+    cfg["log_sizes"] = tuple(cfg["log_sizes"])
+    summary, _ = sim_check(load_dataset(cell.dataset), SimCheckConfig(**cfg))
+    return sim_rows(summary, f"sim-{cell.dataset}", cell.seed, benchmark="bench"), {}

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recloop.data import load_dataset
-from recloop.ope.simcheck import (
+from recloop.bench.experiments.ope_sim import (
     SimCheckConfig,
     exact_values,
     on_policy_value,
     sim_check,
     sim_setup,
 )
+from recloop.data import load_dataset
 from recloop.sim.world import World
 
 
