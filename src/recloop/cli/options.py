@@ -1,14 +1,28 @@
-"""Options and parsers the command-line modules share (``recloop.cli``, ``recloop.cli_sim``)."""
+"""Options, parsers and output helpers the command modules of ``recloop.cli`` share.
+
+Only typer is imported at module level: heavy libraries are imported inside the helpers, so
+``recloop --help`` stays fast and never imports torch.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+if TYPE_CHECKING:
+    from recloop.data import Dataset
+
+R = TypeVar("R")
+
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of every stochastic part.")]
+Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")]
 Data = Annotated[
     str,
     typer.Option(
@@ -50,6 +64,7 @@ GreedyCache = Annotated[
 
 
 def parse_columns(text: str) -> dict[str, str]:
+    """``--columns user=COL,item=COL,...`` as a mapping from recloop's names to the file's."""
     from recloop.errors import ConfigError
 
     out = {}
@@ -64,6 +79,7 @@ def parse_columns(text: str) -> dict[str, str]:
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:
+    """Repeated ``--param NAME=VALUE`` options as a mapping (values still text)."""
     from recloop.errors import ConfigError
 
     out = {}
@@ -73,3 +89,126 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` as integers (blank entries skipped)."""
+    from recloop.errors import ConfigError
+
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, got {text!r}") from None
+
+
+def parse_model_flags(model: str, args: list[str]) -> dict[str, str]:
+    """Parse ``--name value``, ``--name=value``, ``--flag`` / ``--no-flag`` model options.
+
+    ``args`` are the words typer left over after its own options; each must name a field of
+    ``model``'s config (``recloop models MODEL`` lists them).
+    """
+    import typing
+
+    from recloop.errors import ConfigError
+    from recloop.models import get_model
+
+    fields = typing.get_type_hints(get_model(model).Config)
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; model options look like --max-len 200")
+        name, eq, value = arg[2:].partition("=")
+        key = name.replace("-", "_")
+        negated = key.startswith("no_") and key[3:] in fields and fields[key[3:]] is bool
+        if key not in fields and not negated:
+            valid = ", ".join("--" + f.replace("_", "-") for f in fields)
+            raise ConfigError(f"unknown option --{name} for {model}; its options: {valid}")
+        if negated:
+            out[key[3:]] = "false"
+        elif eq:
+            out[key] = value
+        elif fields[key] is bool and (i + 1 == len(args) or args[i + 1].startswith("--")):
+            out[key] = "true"
+        elif i + 1 < len(args):
+            out[key] = args[i + 1]
+            i += 1
+        else:
+            raise ConfigError(f"option --{name} needs a value")
+        i += 1
+    return out
+
+
+def load_data(name: str, columns: str) -> Dataset:
+    """The dataset ``--data NAME`` names, read with the ``--columns`` mapping if one is given."""
+    from recloop.data import load_dataset
+
+    cols = parse_columns(columns)
+    return load_dataset(name, **({"columns": cols} if cols else {}))
+
+
+def console() -> Any:
+    """A rich console on stdout, for tables."""
+    from rich.console import Console
+
+    return Console()
+
+
+@dataclass(frozen=True)
+class Prep:
+    """How a command filters and splits its dataset: the flags ``train`` and ``compare`` share.
+
+    Each field is one flag (``--split``, ``--cold-frac``, ``--min-user``, ``--min-item``,
+    ``--columns``) and a field of :class:`recloop.runs.RunSpec` of the same name.
+    """
+
+    split: Split = "loo"
+    """loo, temporal or cold."""
+    cold_frac: ColdFrac = 0.1
+    """cold split: the share of items held out as cold."""
+    min_user: MinUser = 0
+    """k-core: the fewest interactions a user keeps (0: off)."""
+    min_item: MinItem = 0
+    """k-core: the fewest interactions an item keeps (0: off)."""
+    columns: Columns = ""
+    """For CSV/Parquet data: ``user=COL,item=COL,...`` as typed (parsed by spec_fields)."""
+
+    def spec_fields(self) -> dict[str, Any]:
+        """These options as keyword arguments of :class:`recloop.runs.RunSpec`."""
+        return {"split": self.split, "cold_frac": self.cold_frac, "min_user": self.min_user,
+                "min_item": self.min_item, "columns": parse_columns(self.columns)}  # fmt: skip
+
+
+#: :class:`Prep` with every flag at its default, the ``prep`` parameter's own default.
+PREP_DEFAULTS = Prep()
+
+
+def prep_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Give ``command`` the flags of :class:`Prep` in place of its ``prep: Prep`` parameter.
+
+    Typer has no option groups; this decorator keeps the flags' names, help and defaults in
+    one place (:class:`Prep`) and hands the command the parsed :class:`Prep`. The flags take
+    the ``prep`` parameter's position, so ``--help`` lists them there.
+    """
+    sig = inspect.signature(command, eval_str=True)
+    if "prep" not in sig.parameters:
+        raise TypeError(f"{command.__name__} has no `prep: Prep` parameter to put the flags in")
+    hints = inspect.get_annotations(Prep, eval_str=True)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    flags = [
+        inspect.Parameter(f.name, kind, default=f.default, annotation=hints[f.name])
+        for f in fields(Prep)
+    ]
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        params.extend(flags if p.name == "prep" else [p])
+
+    @functools.wraps(command)
+    def with_prep(*args: Any, **kwargs: Any) -> R:
+        kwargs["prep"] = Prep(**{f.name: kwargs.pop(f.name) for f in fields(Prep)})
+        return command(*args, **kwargs)
+
+    with_prep.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    with_prep.__annotations__ = {p.name: p.annotation for p in params}
+    return with_prep
