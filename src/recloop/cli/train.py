@@ -14,7 +14,6 @@ from recloop.cli.options import (
     Quiet,
     Seed,
     console,
-    parse_model_flags,
     parse_params,
     prep_options,
 )
@@ -56,11 +55,50 @@ def train(
     """
     from recloop.runs import RunSpec, train_run
 
-    params = {**parse_params(param), **parse_model_flags(model, ctx.args)}
+    params = {**parse_params(param), **_model_flags(model, ctx.args)}
     spec = RunSpec(model=model, data=data, seed=seed, params=params, **prep.spec_fields())
     res = train_run(spec, out, progress=not quiet)
     print_metrics(res["metrics"], title=f"{model} on {data} (seed {seed})")
     typer.echo(f"saved {out}")
+
+
+def _model_flags(model: str, args: list[str]) -> dict[str, str]:
+    """Parse ``--name value``, ``--name=value``, ``--flag`` / ``--no-flag`` model options.
+
+    ``args`` are the words typer left over after its own options; each must name a field of
+    ``model``'s config (``recloop models MODEL`` lists them).
+    """
+    import typing
+
+    from recloop.errors import ConfigError
+    from recloop.models import get_model
+
+    fields = typing.get_type_hints(get_model(model).Config)
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; model options look like --max-len 200")
+        name, eq, value = arg[2:].partition("=")
+        key = name.replace("-", "_")
+        negated = key.startswith("no_") and key[3:] in fields and fields[key[3:]] is bool
+        if key not in fields and not negated:
+            valid = ", ".join("--" + f.replace("_", "-") for f in fields)
+            raise ConfigError(f"unknown option --{name} for {model}; its options: {valid}")
+        if negated:
+            out[key[3:]] = "false"
+        elif eq:
+            out[key] = value
+        elif fields[key] is bool and (i + 1 == len(args) or args[i + 1].startswith("--")):
+            out[key] = "true"
+        elif i + 1 < len(args):
+            out[key] = args[i + 1]
+            i += 1
+        else:
+            raise ConfigError(f"option --{name} needs a value")
+        i += 1
+    return out
 
 
 def evaluate_cmd(
