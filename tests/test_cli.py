@@ -9,8 +9,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import typer
+from typer.main import get_command as click_command
+from typer.testing import CliRunner
 
 from conftest import run_cli
+from recloop.cli.options import PREP_DEFAULTS, Data, Prep, Quiet, prep_options
 
 run = run_cli
 
@@ -265,3 +269,24 @@ def test_sim_agents_compares_with_the_greedy_model(tiny_csv, tmp_path) -> None:
     ret = rows[rows["metric"] == "return"]["value"]
     assert ((ret >= 0) & (ret <= 50)).all()
     assert "Traceback" not in bad.stderr
+
+
+def test_prep_flags_reach_the_command_as_one_prep() -> None:
+    got: dict = {}
+
+    @prep_options
+    def cmd(data: Data = "ml-100k", prep: Prep = PREP_DEFAULTS, quiet: Quiet = False) -> None:
+        got.update(data=data, prep=prep, quiet=quiet)
+
+    app = typer.Typer(add_completion=False)
+    app.command()(cmd)
+    res = CliRunner().invoke(app, ["--split", "cold", "--min-item", "3", "--columns", "user=uid",
+                                   "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert got == {"data": "ml-100k", "quiet": True,
+                   "prep": Prep(split="cold", min_item=3, columns="user=uid")}  # fmt: skip
+    assert got["prep"].spec_fields() == {"split": "cold", "cold_frac": 0.1, "min_user": 0,
+                                         "min_item": 3, "columns": {"user": "uid"}}  # fmt: skip
+    # the flags stand where `prep` stood, between --data and --quiet
+    names = [p.name for p in click_command(app).params]
+    assert names == ["data", "split", "cold_frac", "min_user", "min_item", "columns", "quiet"]

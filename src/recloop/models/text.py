@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from recloop.data.dataset import Dataset
+from recloop.data.ranking import top_k
 from recloop.data.sources import cache_dir
 from recloop.errors import ConfigError, DataError, RecloopError
 
@@ -309,3 +310,26 @@ def item_text_embeddings(
 
         atomic_write(path, write)
     return emb
+
+
+def nearest_items(embeddings: np.ndarray, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` items most similar to ``item`` by the dot product of their embeddings.
+
+    With the L2-normalised vectors of :func:`item_text_embeddings` the dot product is the
+    cosine similarity. Ranked through :func:`recloop.data.ranking.top_k` (ties to the lower
+    item index); ``item`` itself is never listed.
+
+    Args:
+        embeddings: ``(I, D)`` item vectors.
+        item: The index of the item whose neighbours are listed.
+        k: How many neighbours (> 0); fewer come back when the catalogue is smaller.
+
+    Returns:
+        ``(items, similarities)``, each of shape ``(min(k, I - 1),)``, most similar first.
+    """
+    sims = embeddings @ embeddings[item]  # (I,)
+    itself = np.zeros((1, len(sims)), dtype=bool)
+    itself[0, item] = True
+    items, scores = top_k(sims[None, :], k, exclude=itself)  # (1, min(k, I))
+    listed = items[0] >= 0  # the slot left over when k >= I holds no item
+    return items[0][listed], scores[0][listed]

@@ -3,10 +3,13 @@
 - :func:`interactions_from_events`: positive feedback (clicks, and ratings with their value)
   as interactions ``user, item, rating, timestamp``, ready for
   :meth:`recloop.data.Dataset.from_frame`;
+- :func:`with_base_interactions`: those interactions after a dataset's own, for a retrain on
+  both;
 - :func:`logs_from_events`: one row per shown item (``user, item, reward, propensity,
   position``), the format :func:`recloop.ope.logs.read_logs` reads. The reward is 1 when
   the user clicked the item or rated it at least ``like_rating``, else 0; the propensity is
-  the one logged when the item was shown, at its slot.
+  the one logged when the item was shown, at its slot;
+- :func:`known_logs`: those rows limited to the users and items a trained policy knows.
 
 Users are the stored user keys: the raw user ids, or their HMAC when the service
 pseudonymised them (which then do not match the ids of the run's data).
@@ -14,13 +17,19 @@ pseudonymised them (which then do not match the ids of the run's data).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from recloop.errors import DataError
 from recloop.serve.store import EventStore
 
-__all__ = ["interactions_from_events", "logs_from_events"]
+if TYPE_CHECKING:
+    from recloop.data import Dataset
+
+__all__ = ["interactions_from_events", "known_logs", "logs_from_events", "with_base_interactions"]
 
 
 def interactions_from_events(store: EventStore) -> pd.DataFrame:
@@ -61,3 +70,45 @@ def logs_from_events(store: EventStore, like_rating: float = 4.0) -> pd.DataFram
         "request_id": shown["request_id"].astype(str),
         "model_version": shown["model_version"].astype(str),
     })  # fmt: skip
+
+
+def with_base_interactions(events: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    """``dataset``'s interactions followed by ``events``, both as ``user, item, rating, timestamp``.
+
+    The dataset's users and items are written as their external ids (text, as the events'
+    are), so the two share one id space. Where both hold the same user, item and time, the
+    event's row is kept.
+    """
+    inter = dataset.interactions
+    base = pd.DataFrame({
+        "user": dataset.users.all_ids[inter["user"].to_numpy()].astype(str),
+        "item": dataset.items.all_ids[inter["item"].to_numpy()].astype(str),
+        "rating": inter["rating"].to_numpy(), "timestamp": inter["timestamp"].to_numpy(),
+    })  # fmt: skip
+    frame = pd.concat([base, events], ignore_index=True)
+    return frame.drop_duplicates(["user", "item", "timestamp"], keep="last")
+
+
+def known_logs(
+    logs: pd.DataFrame, users: Iterable[object], items: Iterable[object], policy: str
+) -> tuple[pd.DataFrame, int]:
+    """The rows of ``logs`` whose user and item ``policy`` knows, and how many were left out.
+
+    Args:
+        logs: Rows of :func:`logs_from_events`.
+        users: The policy's external user ids (compared as text).
+        items: The policy's external item ids (compared as text).
+        policy: How the error names the policy (its run directory).
+
+    Raises:
+        DataError: If no row is left.
+    """
+    known = logs["user"].isin({str(u) for u in users}) & logs["item"].isin(
+        {str(i) for i in items})  # fmt: skip
+    if not known.any():
+        raise DataError(
+            f"none of the {len(logs)} served impressions is of a user and item that {policy} "
+            f"knows (pseudonymised or new users cannot be matched); estimate a run trained on "
+            f"the same users, e.g. one made by `recloop retrain --from-events`"
+        )
+    return logs[known].reset_index(drop=True), int((~known).sum())

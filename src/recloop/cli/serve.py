@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recloop.cli_options import Seed
+from recloop.cli.options import Quiet, Seed, parse_params
 
 
 def serve(
@@ -84,37 +84,24 @@ def retrain(
         list[str] | None, typer.Option("--param", "-p", help="Model option NAME=VALUE.")
     ] = None,
     seed: Seed = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train a new run on the served event log: clicks and ratings become interactions.
 
     The events are written to OUT/data/interactions.csv (with --with-data, after that
     dataset's own interactions), and the run trains on that file as `recloop train` would.
     """
-    import pandas as pd
-
     from recloop.bench import RunSpec, train_run
-    from recloop.cli_options import parse_params
     from recloop.data import load_dataset
     from recloop.serve.backends import open_store
-    from recloop.serve.events import interactions_from_events
+    from recloop.serve.events import interactions_from_events, with_base_interactions
 
     store = open_store(from_events)
     try:
         events = interactions_from_events(store)
     finally:
         store.close()
-    frames = [events]
-    if with_data is not None:
-        ds = load_dataset(with_data)
-        inter = ds.interactions
-        frames.insert(0, pd.DataFrame({
-            "user": ds.users.all_ids[inter["user"].to_numpy()].astype(str),
-            "item": ds.items.all_ids[inter["item"].to_numpy()].astype(str),
-            "rating": inter["rating"].to_numpy(), "timestamp": inter["timestamp"].to_numpy(),
-        }))  # fmt: skip
-    frame = pd.concat(frames, ignore_index=True)
-    frame = frame.drop_duplicates(["user", "item", "timestamp"], keep="last")
+    frame = events if with_data is None else with_base_interactions(events, load_dataset(with_data))
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "interactions.csv"

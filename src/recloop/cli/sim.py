@@ -8,33 +8,43 @@ from typing import Annotated
 
 import typer
 
-from recloop.cli_options import (
+from recloop.cli.options import (
     Columns,
     Data,
     GreedyCache,
     Quiet,
     Seed,
+    Seeds,
+    load_data,
     parse_columns,
     parse_params,
+    parse_seeds,
 )
 
 sim_app = typer.Typer(help="The user simulator learned from the logs.", no_args_is_help=True)
+
+WorldModels = Annotated[
+    str, typer.Option("--world", help="Response model(s), comma-separated: ease, bpr, itemknn.")
+]
+SimParams = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Simulator option NAME=VALUE (e.g. slate_size=5)."),
+]
+
+
+def _world_models(world: str) -> tuple[str, ...]:
+    """``--world ease,bpr`` as model names."""
+    return tuple(m.strip() for m in world.split(",") if m.strip())
 
 
 @sim_app.command("fidelity")
 def sim_fidelity(
     data: Data = "ml-100k",
-    world: Annotated[
-        str,
-        typer.Option("--world", help="Response model(s), comma-separated: ease, bpr, itemknn."),
-    ] = "ease",
+    world: WorldModels = "ease",
     sessions: Annotated[
         int, typer.Option("--sessions", help="Simulated sessions per reference policy.")
     ] = 1000,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Simulator option NAME=VALUE (e.g. slate_size=5)."),
-    ] = None,
+    param: SimParams = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write fidelity.json, .txt and .png here.")
     ] = None,
@@ -49,17 +59,14 @@ def sim_fidelity(
     lengths.
     """
     from recloop.config import make_config
-    from recloop.data import load_dataset
     from recloop.errors import ConfigError
     from recloop.sim import SimConfig, World
     from recloop.sim.fidelity import fidelity
 
     if sessions < 1:
         raise ConfigError(f"--sessions must be >= 1, not {sessions}")
-    cols = parse_columns(columns)
-    ds = load_dataset(data, **({"columns": cols} if cols else {}))
-    models = tuple(m.strip() for m in world.split(",") if m.strip())
-    w = World.fit(ds, progress=not quiet, models=models, seed=seed)
+    ds = load_data(data, columns)
+    w = World.fit(ds, progress=not quiet, models=_world_models(world), seed=seed)
     cfg = make_config(SimConfig, parse_params(param))
     report = fidelity(w, cfg, sessions=sessions, seed=seed, progress=not quiet)
     text = report.text()
@@ -85,7 +92,7 @@ def sim_agents(
             "epsilon_greedy, linucb, thompson, dqn, reinforce_topk, ppo_sb3.",
         ),
     ] = "random,popularity,greedy,thompson,reinforce_topk",
-    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0",
+    seeds: Seeds = "0",
     steps: Annotated[
         int, typer.Option("--steps", help="Online training: batch steps per learning agent.")
     ] = 300,
@@ -96,19 +103,14 @@ def sim_agents(
         int, typer.Option("--eval-users", help="Fixed start users kept out of training.")
     ] = 500,
     ppo_steps: Annotated[int, typer.Option("--ppo-steps", help="PPO environment steps.")] = 20_000,
-    world: Annotated[
-        str, typer.Option("--world", help="Response model(s), comma-separated: ease, bpr, itemknn.")
-    ] = "ease",
+    world: WorldModels = "ease",
     guardrail: Annotated[
         bool,
         typer.Option(
             "--guardrail/--no-guardrail", help="Also run every agent with the exposure guardrail."
         ),
     ] = False,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Simulator option NAME=VALUE (e.g. slate_size=5)."),
-    ] = None,
+    param: SimParams = None,
     replay: Annotated[
         bool,
         typer.Option(
@@ -153,23 +155,18 @@ def sim_agents(
     from dataclasses import replace
 
     from recloop.bench import ArenaConfig, arena_table, run_arena, run_replay, with_agents
-    from recloop.data import load_dataset
-    from recloop.errors import ConfigError
 
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-    except ValueError as err:
-        raise ConfigError(f"--seeds takes comma-separated integers, not {seeds!r}") from err
+    seed_list = tuple(parse_seeds(seeds))
     config = replace(
         with_agents(ArenaConfig(), agents), seeds=seed_list, steps=steps, n_envs=n_envs,
         eval_users=eval_users, ppo_steps=ppo_steps,
         guardrail=(False, True) if guardrail else (False,),
-        world={"models": tuple(m.strip() for m in world.split(",") if m.strip())},
+        world={"models": _world_models(world)},
         sim=parse_params(param),
     )  # fmt: skip
     config.__post_init__()
-    cols = parse_columns(columns)
-    ds = load_dataset(data, **({"columns": cols} if cols else {}))
+    ds = load_data(data, columns)
+    cols = parse_columns(columns)  # recorded in the saved agents' runs
     cells = out / "cells" if out else None
     if replay:
         tidy, sessions = run_replay(ds, config, cut_frac, cells, progress=not quiet,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from recloop.cli_options import Seed
+from recloop.cli.options import Seed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,10 +98,9 @@ def ope_cmd(
 
 def _served_logs(url: str, policy: Path, like_rating: float) -> pd.DataFrame:
     """The event store's impressions, limited to the users and items ``policy`` knows."""
-    from recloop.errors import DataError
     from recloop.runs import read_run
     from recloop.serve.backends import open_store
-    from recloop.serve.events import logs_from_events
+    from recloop.serve.events import known_logs, logs_from_events
 
     store = open_store(url)
     try:
@@ -109,15 +108,8 @@ def _served_logs(url: str, policy: Path, like_rating: float) -> pd.DataFrame:
     finally:
         store.close()
     vocab = read_run(policy)["vocab"]
-    known = frame["user"].isin({str(u) for u in vocab["users"]}) & frame["item"].isin(
-        {str(i) for i in vocab["items"]})  # fmt: skip
-    if not known.any():
-        raise DataError(
-            f"none of the {len(frame)} served impressions is of a user and item that {policy} "
-            f"knows (pseudonymised or new users cannot be matched); estimate a run trained on "
-            f"the same users, e.g. one made by `recloop retrain --from-events`"
-        )
-    if not known.all():
-        typer.echo(f"left out {int((~known).sum())} of {len(frame)} impressions: users or items "
+    known, left_out = known_logs(frame, vocab["users"], vocab["items"], str(policy))
+    if left_out:
+        typer.echo(f"left out {left_out} of {len(frame)} impressions: users or items "
                    f"{policy} does not know", err=True)  # fmt: skip
-    return frame[known].reset_index(drop=True)
+    return known
