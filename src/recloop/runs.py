@@ -143,10 +143,9 @@ def build_model(spec: RunSpec) -> Any:
     """Instantiate the run's model with its options; the run seed feeds a ``seed`` option."""
     import dataclasses
 
-    from recloop.models import get_model
+    from recloop.models.registry import resolve_model
 
-    cls = get_model(spec.model)
-    params = dict(spec.params)
+    cls, params = resolve_model(spec.model, spec.params)  # sasrec with a head: sasrec+rl
     if "seed" in {f.name for f in dataclasses.fields(cls.Config)}:
         params.setdefault("seed", spec.seed)
     return cls(params)

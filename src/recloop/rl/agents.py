@@ -202,12 +202,8 @@ class GreedyAgent(Agent):
     def scores(self, users: Users) -> np.ndarray:
         module = self.model.module_
         module.eval()
-        with torch.inference_mode():
-            seq = _tokens(users.history)
-            if self.model.config.head == "none":
-                enc = self.model.encoder
-                return (enc.encode(seq) @ enc.item_weights().T).float().numpy()
-            return self.model.learner.scores(seq).float().numpy()
+        with torch.inference_mode():  # the model's own scoring (an RL head's, if it has one)
+            return self.model.token_scorer()(_tokens(users.history)).float().numpy()
 
 
 # --------------------------------------------------------------------------- bandits
