@@ -183,6 +183,9 @@ def test_train_with_an_rl_head_reports_likes(tiny_csv, tmp_path) -> None:
     assert "ndcg@10 likes" in run("evaluate", str(out), "--quiet").stdout
     bad = run("train", "sasrec", "--out", str(tmp_path / "x"), "--head", "dqn", ok=False)
     assert bad.returncode == 2 and "head must be one of" in bad.stderr
+    bad = run("train", "sasrec", "--out", str(tmp_path / "x"), "--gamma", "0.9", ok=False)
+    assert bad.returncode == 2 and "['gamma'] need an RL head" in bad.stderr
+    assert "--head 'sqn'" in run("models", "sasrec+rl").stdout
 
 
 def test_sim_fidelity_writes_its_report(tiny_csv, tmp_path) -> None:

@@ -125,9 +125,9 @@ def test_sampled_softmax_over_every_item_equals_the_full_softmax() -> None:
     torch.testing.assert_close(a, b)
 
 
-def _small_sasrec(**kw):
+def _small_sasrec(name: str = "sasrec", **kw):
     params = {"dim": 16, "max_len": 10, "dropout": 0.3, "lr": 3e-3, "batch_size": 16, **kw}
-    return get_model("sasrec")(params)
+    return get_model(name)(params)
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path) -> None:
@@ -240,13 +240,13 @@ def test_user_states_dot_the_item_table_are_the_scores(name: str) -> None:
     states, table = got
     assert states.shape == (3, 16) and table.shape == (9, 16)
     np.testing.assert_allclose(states @ table.T, model.score(users), rtol=1e-5, atol=1e-5)
-    rl = get_model(name)({"dim": 16, "max_len": 6, "head": "sqn"}, epochs=1, batch_size=8)
+    rl = get_model(f"{name}+rl")({"dim": 16, "max_len": 6, "head": "sqn"}, epochs=1, batch_size=8)
     rl.fit(data)
     assert rl.user_states(users) is None  # an RL head ranks: not a dot product
 
 
-@pytest.mark.parametrize("head", ["none", "sqn"])
-def test_bf16_without_native_support_trains_in_float32_and_says_so(monkeypatch, head) -> None:
+@pytest.mark.parametrize("name", ["sasrec", "sasrec+rl"])  # the RL learner's autocast too
+def test_bf16_without_native_support_trains_in_float32_and_says_so(monkeypatch, name) -> None:
     """Emulated bfloat16 is ~8x slower than float32 (measured on AVX2), so bf16=True falls back
     where the CPU lacks it: the same weights as a float32 run, and a warning naming the fix."""
     from recloop.models import training
@@ -255,12 +255,12 @@ def test_bf16_without_native_support_trains_in_float32_and_says_so(monkeypatch, 
     monkeypatch.delenv("RECLOOP_BF16", raising=False)
     ds = cycle_dataset()
     users = np.arange(5)
-    f32 = _small_sasrec(epochs=1, head=head).fit(ds).score(users)
+    f32 = _small_sasrec(name, epochs=1).fit(ds).score(users)
     with pytest.warns(RuntimeWarning, match="no native bfloat16.*RECLOOP_BF16=force"):
-        fallback = _small_sasrec(epochs=1, head=head, bf16=True).fit(ds).score(users)
+        fallback = _small_sasrec(name, epochs=1, bf16=True).fit(ds).score(users)
     np.testing.assert_array_equal(fallback, f32)
     monkeypatch.setenv("RECLOOP_BF16", "force")
-    forced = _small_sasrec(epochs=1, head=head, bf16=True).fit(ds).score(users)
+    forced = _small_sasrec(name, epochs=1, bf16=True).fit(ds).score(users)
     assert not np.array_equal(forced, f32)  # bfloat16 really ran
     monkeypatch.delenv("RECLOOP_BF16")
     monkeypatch.setattr(training, "native_bf16", lambda: True)

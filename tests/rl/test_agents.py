@@ -241,12 +241,12 @@ def test_greedy_agent_ranks_as_the_fitted_model_and_dqn_starts_from_its_q_head()
     import torch
 
     from recloop.data.history import History
-    from recloop.models.sequential import GRU4Rec
     from recloop.rl.agents import GreedyAgent
+    from recloop.rl.offline import GRU4RecRL
     from recloop.testing import toy_dataset
 
     ds = toy_dataset()
-    model = GRU4Rec(dim=8, epochs=2, max_len=20, head="sqn", seed=0).fit(ds)
+    model = GRU4RecRL(dim=8, epochs=2, max_len=20, head="sqn", seed=0).fit(ds)
     h = History.from_dataset(ds)
     users = np.array([0, 3, 5])
 

@@ -13,8 +13,20 @@ from recloop.data import Dataset, leave_one_out
 from recloop.data.history import History
 from recloop.errors import ConfigError
 from recloop.models import get_model
+from recloop.models.registry import resolve_model
 from recloop.models.sequential import SequenceEncoder
-from recloop.rl import CSA, HEADS, SA2C, SNQN, SQN, HeadConfig, Reward, Transitions, transitions
+from recloop.rl import (
+    CSA,
+    HEADS,
+    SA2C,
+    SNQN,
+    SQN,
+    HeadConfig,
+    Reward,
+    Transitions,
+    is_rl_head,
+    transitions,
+)
 from recloop.testing import CHECKS, check_recommender
 
 
@@ -114,7 +126,7 @@ def test_negative_sampling_and_advantage_by_hand() -> None:
     _, parts = sa2c.loss(batch)
     assert float(parts["td"]) == pytest.approx(pos + neg)
     assert float(parts["ce"]) == pytest.approx(0.25 * ce)
-    sa2c.warmup = 100.0  # during the warm-up the actor loss is plain cross-entropy
+    sa2c.bind(warmup=100.0)  # during the warm-up the actor loss is plain cross-entropy
     _, parts = sa2c.loss(batch)
     assert float(parts["ce"]) == pytest.approx(ce)
 
@@ -134,11 +146,14 @@ def reward_mdp(n_users: int = 240, seed: int = 0) -> Dataset:
     return Dataset.from_frame(frame, name="reward-mdp")
 
 
-# Each head ranks by its RL output: SQN and SNQN by their Q head (their supervised head is
-# plain cross-entropy); SAC and SA2C by their Q-weighted actor; CSA by CE + Q.
-RANK = {"sqn": "q", "snqn": "q", "sac": "ce", "sa2c": "ce", "csa": "ce+q"}
-TOY = {"dim": 16, "max_len": 8, "epochs": 40, "lr": 1e-2, "dropout": 0.0, "batch_size": 32,
-       "rl_warmup": 10}  # fmt: skip
+# Each RL head ranks by its RL output: by its Q head (SQN and SNQN: their supervised head is
+# plain cross-entropy, and a new head by default), except SAC and SA2C by their Q-weighted
+# actor and CSA by CE + Q.
+RANK = {"sac": "ce", "sa2c": "ce", "csa": "ce+q"}
+RL_HEADS = sorted(h for h in HEADS if is_rl_head(h))  # what the heads' classes say
+CONTROLS = sorted(h for h in HEADS if not is_rl_head(h))
+TOY = {"dim": 16, "max_len": 8, "epochs": 40, "lr": 1e-2, "dropout": 0.0, "batch_size": 32}
+RL_TOY = {**TOY, "rl_warmup": 10}
 
 
 def _top_after_a(model, ds: Dataset) -> tuple[float, float]:
@@ -154,29 +169,36 @@ def _top_after_a(model, ds: Dataset) -> tuple[float, float]:
     return float((top == c).mean()), float((top == b).mean())
 
 
-@pytest.mark.parametrize("head", sorted(RANK))
+def test_the_head_sets_come_from_the_classes() -> None:
+    assert RL_HEADS and CONTROLS  # the RL heads and at least one control without RL
+    assert all(HEADS[h].uses_reward and HEADS[h].has_q_head for h in RL_HEADS)
+
+
+@pytest.mark.parametrize("head", RL_HEADS)
 def test_each_rl_head_learns_the_rewarded_item_the_base_does_not(head: str) -> None:
     ds = reward_mdp()
     base = get_model("gru4rec")({**TOY}).fit(ds)
     c_first, b_first = _top_after_a(base, ds)
     assert b_first >= 0.9, f"the supervised base ranks the frequent item first ({b_first:.2f})"
-    rl = get_model("gru4rec")({**TOY, "head": head, "rank_by": RANK[head]}).fit(ds)
+    rl = get_model("gru4rec+rl")({**RL_TOY, "head": head, "rank_by": RANK.get(head, "q")})
+    rl.fit(ds)
     c_first, _ = _top_after_a(rl, ds)
     assert c_first >= 0.9, f"{head} ranks the rewarded item first for only {c_first:.2f}"
 
 
-def test_the_aux_control_is_supervision_not_rl() -> None:
-    # Its head regresses the immediate reward: it also prefers c after a, without any
+@pytest.mark.parametrize("head", CONTROLS)
+def test_the_controls_are_supervision_not_rl(head: str) -> None:
+    # aux's head regresses the immediate reward: it also prefers c after a, without any
     # bootstrapped value. Its supervised head, which ranks, stays with the frequent item.
     ds = reward_mdp()
-    aux = get_model("gru4rec")({**TOY, "head": "aux"}).fit(ds)
-    assert _top_after_a(aux, ds)[1] >= 0.9
+    control = get_model("gru4rec+rl")({**RL_TOY, "head": head}).fit(ds)
+    assert _top_after_a(control, ds)[1] >= 0.9
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 @pytest.mark.parametrize("check", CHECKS)
 def test_every_head_passes_the_conformance_kit(head: str, check: str, tmp_path) -> None:
-    cls = get_model("gru4rec")
+    cls = get_model("gru4rec+rl")
     check_recommender(lambda: cls({"epochs": 2, "dim": 8, "head": head}), tmp_path,
                       checks=(check,))  # fmt: skip
 
@@ -184,29 +206,27 @@ def test_every_head_passes_the_conformance_kit(head: str, check: str, tmp_path) 
 def test_sasrec_heads_are_deterministic_and_round_trip(tmp_path) -> None:
     ds = reward_mdp(60)
     params = {"dim": 8, "max_len": 8, "epochs": 2, "head": "csa", "heads": 2}
-    a = get_model("sasrec")(params).fit(ds)
-    b = get_model("sasrec")(params).fit(ds)
+    a = get_model("sasrec+rl")(params).fit(ds)
+    b = get_model("sasrec+rl")(params).fit(ds)
     users = np.arange(ds.n_users)
     np.testing.assert_array_equal(a.score(users), b.score(users))
     a.save(tmp_path / "m")
     loaded = type(a).load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.score(users), a.score(users))
-    other = get_model("sasrec")({**params, "seed": 1}).fit(ds)
+    other = get_model("sasrec+rl")({**params, "seed": 1}).fit(ds)
     assert not np.array_equal(other.score(users), a.score(users))
     assert isinstance(a.learner, CSA) and a.encoder is a.learner.encoder
-    with pytest.raises(ConfigError, match="no RL head"):
-        _ = get_model("sasrec")({"dim": 8, "epochs": 1}).fit(ds).learner
+    assert not hasattr(get_model("sasrec")({"dim": 8}), "learner")  # the plain model: no RL
 
 
 def test_a_resumed_head_continues_its_warm_up_and_weights_exactly(tmp_path) -> None:
     ds = reward_mdp(60)
     split = leave_one_out(ds)
     params = {"dim": 8, "max_len": 8, "head": "sa2c", "rl_warmup": 2, "patience": 100}
-    whole = get_model("gru4rec")({**params, "epochs": 4}).fit(split.train, valid=split)
-    get_model("gru4rec")({**params, "epochs": 2}).fit(split.train, valid=split, workdir=tmp_path)
-    resumed = get_model("gru4rec")({**params, "epochs": 4}).fit(
-        split.train, valid=split, workdir=tmp_path
-    )
+    rl = get_model("gru4rec+rl")
+    whole = rl({**params, "epochs": 4}).fit(split.train, valid=split)
+    rl({**params, "epochs": 2}).fit(split.train, valid=split, workdir=tmp_path)
+    resumed = rl({**params, "epochs": 4}).fit(split.train, valid=split, workdir=tmp_path)
     assert [r["loss"] for r in resumed.train_state_.curve] == [
         r["loss"] for r in whole.train_state_.curve
     ]
@@ -220,7 +240,7 @@ def test_a_resumed_head_continues_its_warm_up_and_weights_exactly(tmp_path) -> N
         ({"head": "dqn"}, "head must be one of"),
         ({"head": "sqn", "loss": "sampled"}, "full softmax"),
         ({"head": "sqn", "cl_weight": 0.1}, "cl_weight"),
-        ({"rank_by": "q"}, "needs an RL head"),
+        ({"rank_by": "q"}, "need an RL head"),
         ({"head": "sqn", "rank_by": "best"}, "rank_by must be one of"),
         ({"head": "sqn", "gamma": 1.5}, "gamma must be in"),
         ({"head": "sa2c", "rl_negatives": 0}, "rl_negatives"),
@@ -228,5 +248,73 @@ def test_a_resumed_head_continues_its_warm_up_and_weights_exactly(tmp_path) -> N
     ],
 )
 def test_bad_rl_options_are_clear_errors(params: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        get_model("sasrec")(params)
+    with pytest.raises(ConfigError, match=message):  # as `recloop train sasrec` builds it
+        cls, options = resolve_model("sasrec", params)
+        cls(options)
+
+
+@pytest.fixture
+def td_only():
+    """A head a user adds: Q-learning alone shapes the encoder (no supervised loss). Defined
+    inside the fixture, so it exists for one test and leaves ``HEADS`` as it found it."""
+    from recloop.rl import Learner
+
+    before = dict(HEADS)
+
+    class TDOnly(Learner):
+        name = "td_only"
+        default_rank = "q"
+
+        def _loss(self, batch, main, target, rng):  # type: ignore[no-untyped-def]
+            h, states = self._forward(main, batch.inputs, batch.valid)
+            y, _, _ = self._bootstrap(batch, batch.inputs, main, h, target)
+            td = 0.5 * (y - main.q_at(states, batch.actions[batch.valid])).pow(2).mean()
+            return td, {"td": td.detach()}
+
+    yield TDOnly
+    HEADS.clear()
+    HEADS.update(before)
+
+
+def test_a_new_head_is_just_its_class(td_only) -> None:
+    """Defining the class is the whole change: the head is a `head` option of the plain
+    names, trains, counts as RL in the bench's verdict and gives DQN its Q layer."""
+    from types import SimpleNamespace
+
+    from recloop.bench.summary import _rl_labels
+    from recloop.rl.deep import DeepConfig, DQNAgent
+
+    assert HEADS["td_only"] is td_only and is_rl_head("td_only")
+    cls, options = resolve_model("gru4rec", {**RL_TOY, "head": "td_only"})  # `--head td_only`
+    ds = reward_mdp()
+    model = cls(options).fit(ds)
+    assert type(model.learner) is td_only
+    assert set(model.train_state_.curve[0]) >= {"loss_td"}
+    c_first, _ = _top_after_a(model, ds)
+    assert c_first >= 0.9, f"td_only ranks the rewarded item first for only {c_first:.2f}"
+    cells = [{"mode": "offline", "method": "sasrec", "variant": v, "config": {"params": p}}
+             for v, p in (("td", {"head": "td_only"}), ("aux", {"head": "aux"}), ("", {}))]  # fmt: skip
+    assert _rl_labels(SimpleNamespace(cells=cells)) == {"sasrec-td"}  # type: ignore[arg-type]
+    dqn = DQNAgent(ds.n_items, 2, DeepConfig(batch_size=2), model=model, history_len=8)
+    assert dqn.net.q is not None
+    assert torch.equal(dqn.net.q.weight, model.learner.net(0).q.weight)
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_dqn_starts_from_the_q_head_of_exactly_the_heads_that_have_one(head: str) -> None:
+    from recloop.rl.deep import DeepConfig, DQNAgent
+
+    ds = reward_mdp(40)
+    model = get_model("gru4rec+rl")({"dim": 8, "max_len": 8, "epochs": 1, "head": head}).fit(ds)
+    dqn = DQNAgent(ds.n_items, 2, DeepConfig(batch_size=2), model=model, history_len=8)
+    assert dqn.net.q is not None
+    took = torch.equal(dqn.net.q.weight, model.learner.net(0).q.weight)
+    assert took == HEADS[head].has_q_head
+
+
+def test_every_head_has_a_readme_row() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [h for h in HEADS if f"| `{h}` |" not in readme]
+    assert not missing, f"add a row for {missing} to the README's table of heads"

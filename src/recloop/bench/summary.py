@@ -13,20 +13,21 @@ import pandas as pd
 
 from recloop.bench.results import BenchData, arena_tests_of, datasets_of, offline_summary
 
-__all__ = ["FIXED_AGENTS", "RL_HEADS", "summary_lines", "verdict_lines"]
+__all__ = ["FIXED_AGENTS", "summary_lines", "verdict_lines"]
 
-#: offline heads that learn from rewards (``aux`` is their control without rewards)
-RL_HEADS = ("sqn", "sac", "snqn", "sa2c", "csa")
 #: simulator agents that do not learn from the simulated users' feedback
 FIXED_AGENTS = ("random", "popularity", "greedy")
 
 
 def _rl_labels(data: BenchData) -> set[str]:
-    """``method-variant`` labels of the offline cells that train an RL head."""
+    """``method-variant`` labels of the offline cells that train an RL head (one whose class
+    says it learns by RL; ``aux`` is their control without RL)."""
+    from recloop.rl.heads import is_rl_head
+
     found = set()
     for c in data.cells:
         head = (c.get("config") or {}).get("params", {}).get("head")
-        if c.get("mode") == "offline" and head in RL_HEADS:
+        if c.get("mode") == "offline" and is_rl_head(head):
             found.add(f"{c['method']}-{c['variant']}" if c.get("variant") else c["method"])
     return found
 

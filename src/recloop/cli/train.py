@@ -71,9 +71,9 @@ def _model_flags(model: str, args: list[str]) -> dict[str, str]:
     import typing
 
     from recloop.errors import ConfigError
-    from recloop.models import get_model
+    from recloop.models.registry import model_options
 
-    fields = typing.get_type_hints(get_model(model).Config)
+    fields = typing.get_type_hints(model_options(model))  # sasrec: with --head and the RL options
     out: dict[str, str] = {}
     i = 0
     while i < len(args):

@@ -269,7 +269,7 @@ class Recommender(ABC):
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        from recloop.models.registry import get_model
+        from recloop.models.registry import resolve_model
 
         folder = Path(path)
         meta_path, weights = folder / "model.json", folder / "model.safetensors"
@@ -288,10 +288,11 @@ class Recommender(ABC):
                 f"{meta_path} has format {meta.get('format')} v{meta.get('format_version')}; this "
                 f"recloop reads {FORMAT} v{FORMAT_VERSION}"
             )
-        model_cls = get_model(meta["model"])
+        # resolve_model: a run saved as a plain model with an RL head loads as its RL model
+        model_cls, config = resolve_model(meta["model"], meta["config"])
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise CheckpointError(f"{folder} holds a {meta['model']} model, not {cls.name}")
-        model = model_cls(meta["config"])
+        model = model_cls(config)
         try:
             tensors = load_file(str(weights))
         except (SafetensorError, OSError) as e:

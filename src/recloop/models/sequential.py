@@ -3,8 +3,9 @@
 A sequence encoder maps a user's recent items to a state, ``(B, L) → (B, L, d)`` at every
 position (causal: position ``t`` sees items ``≤ t`` only) and ``(B, d)`` for the latest one
 (:meth:`SequenceEncoder.encode`). Items are scored by the dot product of the state with the
-encoder's own item embedding table (:meth:`SequenceEncoder.item_weights`), so the RL heads
-of later issues reuse an encoder and its table without copying either.
+encoder's own item embedding table (:meth:`SequenceEncoder.item_weights`), so whatever builds
+on a model (an offline RL recommender, an online agent) reuses an encoder and its table
+without copying either.
 
 Conventions: item ``i`` is token ``i + 1``; token 0 is padding, on the *left*, so the latest
 item is always the last column.
@@ -14,13 +15,17 @@ per user (the last ``max_len + 1`` items), the next-item loss at every position,
 users of similar length (little padding). The loss is the full softmax over all items
 (Klenitskiy & Vasilev, RecSys 2023) or, for large catalogues, a sampled softmax with logQ
 correction (uniform or popularity proposals; Bengio & Senécal 2008, Yi et al. RecSys 2019).
+
+A subclass changes what the network is (:meth:`SequentialRecommender._build`), the loss of a
+batch and how a batch of token windows is scored (:meth:`SequentialRecommender.token_scorer`),
+and keeps the data preparation, the batching and the training loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar, cast
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -30,10 +35,8 @@ from torch import nn
 from recloop.config import option
 from recloop.data.dataset import Dataset
 from recloop.data.history import History
-from recloop.data.reward import Reward
-from recloop.errors import ConfigError
 from recloop.models.contrastive import Augmenter, info_nce
-from recloop.models.encoders import (  # noqa: F401 - re-exported: the RL heads and tests use them here
+from recloop.models.encoders import (  # noqa: F401 - re-exported: tests use them here
     Dropout,
     GRU4RecEncoder,
     SASRecEncoder,
@@ -45,9 +48,6 @@ from recloop.models.items import ItemConfig, TextFeatures
 from recloop.models.losses import softmax_cross_entropy
 from recloop.models.neural import TorchRecommender
 from recloop.models.training import resolve_bf16
-
-if TYPE_CHECKING:
-    from recloop.rl.heads import Learner
 
 LOSSES = ("ce", "sampled")
 SAMPLERS = ("uniform", "pop")
@@ -70,18 +70,6 @@ class SequentialConfig(ItemConfig):
     cl_crop: float = option(0.6, "CL4SRec: crop keeps this share of a sequence (η).")
     cl_mask: float = option(0.3, "CL4SRec: mask hides this share of a sequence (γ).")
     cl_reorder: float = option(0.3, "CL4SRec: reorder shuffles a window of this share (β).")
-    head: str = option("none", "Offline RL head: none, sqn, sac, snqn, sa2c, csa or aux "
-                       "(the auxiliary-loss control); see recloop.rl.")  # fmt: skip
-    gamma: float = option(0.5, "RL: discount of the Q-learning target (the papers' 0.5).")
-    like_threshold: float = option(4.0, "RL: a rating at or above this is a like.")
-    reward_like: float = option(1.0, "RL: reward of a liked next item.")
-    reward_other: float = option(0.2, "RL: reward of any other next item.")
-    rl_negatives: int = option(10, "RL (snqn, sa2c): sampled negative actions per transition.")
-    rl_warmup: int = option(2, "RL (sac, sa2c): epochs before Q-values weight the "
-                            "supervised loss.")  # fmt: skip
-    csa_mask: float = option(0.1, "RL (csa): share of items an augmented state hides.")
-    rank_by: str = option("auto", "RL: rank by ce (supervised head), q, ce+q, or auto "
-                          "(ce; ce+q for csa).")  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -96,31 +84,6 @@ class SequentialConfig(ItemConfig):
             (self.cl_temperature > 0, f"cl_temperature must be > 0, not {self.cl_temperature}"),
         )
         self.augmenter  # noqa: B018 - validates the rates
-        from recloop.rl.heads import HEADS, RANKINGS  # recloop.rl imports this module
-
-        heads = ("none", *HEADS)
-        rl = self.head != "none"
-        self._check(
-            (self.head in heads, f"head must be one of {heads}, not {self.head!r}"),
-            (0 <= self.gamma <= 1, f"gamma must be in [0, 1], not {self.gamma}"),
-            (self.rl_negatives >= 1, f"rl_negatives must be >= 1, not {self.rl_negatives}"),
-            (self.rl_warmup >= 0, f"rl_warmup must be >= 0, not {self.rl_warmup}"),
-            (0 <= self.csa_mask < 1, f"csa_mask must be in [0, 1), not {self.csa_mask}"),
-            (self.rank_by in RANKINGS, f"rank_by must be one of {RANKINGS}, not {self.rank_by!r}"),
-            (rl or self.rank_by in ("auto", "ce"),
-             f"rank_by={self.rank_by!r} needs an RL head (set head)"),
-            (not rl or self.loss == "ce",
-             "the RL heads train with the full softmax: set loss=ce (or head=none)"),
-            (not rl or self.cl_weight == 0,
-             "cl_weight is the CL4SRec loss of the plain models; with an RL head set "
-             "cl_weight=0 (head=csa is the contrastive RL head)"),
-        )  # fmt: skip
-        self.reward  # noqa: B018 - validates the rewards
-
-    @property
-    def reward(self) -> Reward:
-        """The reward convention these options describe."""
-        return Reward(self.like_threshold, self.reward_like, self.reward_other)
 
     @property
     def augmenter(self) -> Augmenter:
@@ -145,41 +108,24 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
     """
 
     config: SequentialConfig
-    module_: nn.Module  # the encoder, or with an RL head the learner holding two encoders
+    module_: nn.Module  # the encoder (a subclass may hold it inside a larger network)
 
     @property
     def encoder(self) -> SequenceEncoder:
-        """The trained encoder (history → state) that ranks, for reuse by the RL heads."""
+        """The trained encoder (history → state) that ranks, for reuse (online agents)."""
         self._check_fitted()
         return self._encoder()
 
     def _encoder(self) -> SequenceEncoder:
-        m = self.module_
-        return m if isinstance(m, SequenceEncoder) else m.encoder  # type: ignore[return-value]
-
-    @property
-    def learner(self) -> Learner:
-        """The trained RL learner (``head`` set): two networks with their Q heads."""
-        self._check_fitted()
-        if self.config.head == "none":
-            raise ConfigError(f"{self.name} has no RL head: train it with head=sqn|sac|...")
-        return self._learner()
-
-    def _learner(self) -> Learner:
-        return cast("Learner", self.module_)
+        """The encoder that ranks (a subclass holding it elsewhere overrides this)."""
+        return cast(SequenceEncoder, self.module_)
 
     def _build_encoder(self) -> SequenceEncoder:  # pragma: no cover - abstract
         """A freshly initialised encoder with its item table."""
         raise NotImplementedError
 
     def _build(self) -> nn.Module:
-        c = self.config
-        if c.head == "none":
-            return self._build_encoder()
-        from recloop.rl.heads import HeadConfig, make_learner
-
-        hc = HeadConfig(c.gamma, c.rl_negatives, c.csa_mask, c.rank_by, c.bf16)
-        return make_learner(c.head, self._build_encoder, self.n_items_, hc)
+        return self._build_encoder()
 
     def _prepare(self, dataset: Dataset) -> None:
         seq = dataset.sequences
@@ -204,22 +150,15 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         self._proposal = q / q.sum()
         with np.errstate(divide="ignore"):
             self._log_q = torch.from_numpy(np.log(self._proposal).astype(np.float32))
-        if self.config.head != "none":  # the learner's training context
-            learner = self._learner()
-            learner.ce, learner.allowed = self._ce, self._catalogue
-            learner.config = replace(learner.config, bf16=self._bf16)
-            learner.warmup = float(self.config.rl_warmup * (self._lengths - 1).sum())
-            self._reward = self.config.reward
 
     def _release(self) -> None:
         for name in ("_indptr", "_items", "_ratings", "_users", "_lengths", "_proposal",
-                     "_log_q", "_catalogue", "_remap", "_augment", "_reward", "_bf16"):  # fmt: skip
+                     "_log_q", "_catalogue", "_remap", "_augment", "_bf16"):  # fmt: skip
             self.__dict__.pop(name, None)
-        if self.config.head != "none":
-            from recloop.rl.heads import full_softmax_ce
 
-            learner = self._learner()
-            learner.ce, learner.allowed = full_softmax_ce, None
+    def _batch_seeds(self) -> bool:
+        """Whether each batch draws a seed for its random draws (CL4SRec's augmentations)."""
+        return self.config.cl_weight > 0
 
     def _plan(self, rng: np.random.Generator) -> Sequence[Batch]:
         """Shuffled users, sorted by length within large chunks, cut into shuffled batches."""
@@ -235,19 +174,13 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             neg = None
             if cfg.loss == "sampled":
                 neg = rng.choice(self.n_items_, size=cfg.negatives, p=self._proposal)
-            # Drawn only when needed, so the plain models keep their earlier draws.
-            seed = int(rng.integers(2**63)) if cfg.cl_weight > 0 or cfg.head != "none" else 0
+            # Drawn only when needed, so models without random draws keep their earlier ones.
+            seed = int(rng.integers(2**63)) if self._batch_seeds() else 0
             out.append(Batch(self._users[batches[b]], neg, seed))
         return out
 
     def _loss(self, batch: Batch) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.config
-        if cfg.head != "none":
-            from recloop.rl.episodes import transitions
-
-            return self._learner().loss(transitions(self._indptr, self._items, self._ratings,
-                                                 batch.users, cfg.max_len, self._reward,
-                                                 batch.seed))  # fmt: skip
         seq = left_padded(self._indptr, self._items, batch.users, cfg.max_len + 1)
         inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, L) each
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
@@ -326,21 +259,28 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             table = module.item_weights().float().numpy()
         return np.concatenate(states) if states else np.zeros((0, table.shape[1])), table
 
+    def token_scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``(B, L)`` left-padded token windows → ``(B, I)`` scores: what :meth:`score`
+        computes per batch, for callers that hold windows (the simulator's agents). It puts
+        the network in eval mode; call what it returns under ``torch.inference_mode()``."""
+        self._check_fitted()
+        if self.module_.training:  # eval() walks every submodule: skip it when already set
+            self.module_.eval()
+        enc = self._encoder()
+        weights = enc.item_weights()  # (I, d), once for every batch
+        return lambda seq: enc.encode(seq) @ weights.T
+
     def _score(self, users: np.ndarray, history: History) -> np.ndarray:
         module = self.module_
         if module.training:  # eval() walks every submodule: skip it when already set
             module.eval()
-        enc = self._encoder()
         out = np.empty((len(users), self.n_items_), dtype=np.float32)
         with torch.inference_mode():
-            weights = enc.item_weights()
+            scorer = self.token_scorer()
             for s in range(0, len(users), 512):
                 rows = users[s : s + 512]
                 seq = left_padded(history.indptr, history.items, rows, self.config.max_len)
-                if enc is module:
-                    out[s : s + len(rows)] = (enc.encode(seq) @ weights.T).numpy()
-                else:  # an RL head ranks (rank_by)
-                    out[s : s + len(rows)] = self._learner().scores(seq).float().numpy()
+                out[s : s + len(rows)] = scorer(seq).float().numpy()
         return out
 
 

@@ -2,17 +2,21 @@
 
 * :mod:`recloop.rl.episodes`: per-user episodes from logs as typed, position-aligned batches.
 * :mod:`recloop.rl.heads`: the offline learners (SQN, SAC, SNQN, SA2C, CSA, aux control) on
-  the GRU4Rec / SASRec encoders.
+  the GRU4Rec / SASRec encoders; each head's class says what it is (``uses_reward``,
+  ``has_q_head``) and joins :data:`~recloop.rl.heads.HEADS` by being defined.
+* :mod:`recloop.rl.offline`: the RL recommenders, a plain SASRec / GRU4Rec with a head
+  (``sasrec+rl``, ``gru4rec+rl``).
+* :mod:`recloop.rl.qlearning`: the double Q-learning steps the heads and DQN share.
 * :mod:`recloop.rl.bandits`: linear contextual bandits (ε-greedy, LinUCB, Thompson sampling)
   over item feature vectors, for the simulator (:mod:`recloop.sim`).
 * :mod:`recloop.rl.agents`: online agents (baselines, bandits, DQN, REINFORCE top-K) and
   the exposure guardrail; :mod:`recloop.rl.deep`: DQN and REINFORCE top-K;
   :mod:`recloop.rl.online`: their training and evaluation loops.
 
-Use them through the sequential models (``SASRec(head="sqn")``, ``recloop train sasrec
---head sqn``), or directly: every learner has ``learn_batch(batch) -> dict[str, float]``.
-Names load lazily: the heads
-import the models.
+Use the heads through the RL recommenders (``SASRecRL(head="sqn")``, or by the plain name
+with a head: ``recloop train sasrec --head sqn``), or directly: every learner has
+``learn_batch(batch) -> dict[str, float]``. Names load lazily, so ``import recloop.rl``
+imports no torch.
 """
 
 from __future__ import annotations
@@ -33,7 +37,12 @@ _EXPORTS = {
     "SA2C": "recloop.rl.heads",
     "CSA": "recloop.rl.heads",
     "AuxControl": "recloop.rl.heads",
+    "is_rl_head": "recloop.rl.heads",
     "make_learner": "recloop.rl.heads",
+    "OfflineRL": "recloop.rl.offline",
+    "OfflineRLConfig": "recloop.rl.offline",
+    "GRU4RecRL": "recloop.rl.offline",
+    "SASRecRL": "recloop.rl.offline",
     "BanditBatch": "recloop.rl.bandits",
     "BanditConfig": "recloop.rl.bandits",
     "LinearBandit": "recloop.rl.bandits",

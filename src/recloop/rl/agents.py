@@ -200,12 +200,8 @@ class GreedyAgent(Agent):
         self.model = model
 
     def scores(self, users: Users) -> np.ndarray:
-        with torch.inference_mode():
-            seq = _tokens(users.history)
-            if self.model.config.head == "none":
-                enc = self.model.encoder.eval()  # the whole trained network
-                return (enc.encode(seq) @ enc.item_weights().T).float().numpy()
-            return self.model.learner.eval().scores(seq).float().numpy()
+        with torch.inference_mode():  # the model's own scoring (an RL head's, if it has one)
+            return self.model.token_scorer()(_tokens(users.history)).float().numpy()
 
 
 # --------------------------------------------------------------------------- bandits

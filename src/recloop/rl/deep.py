@@ -1,9 +1,10 @@
 """Deep online agents: double DQN and REINFORCE with the top-K off-policy correction.
 
 Both act on a sequence encoder (GRU4Rec / SASRec) and can start from a fitted sequential
-model: a copy of its encoder and item table, and for DQN an offline SQN-family head's Q
-layer, so offline-pretrained networks are fine-tuned online. See :mod:`recloop.rl.agents`
-for the agent interface they share with the baselines and bandits.
+model: a copy of its encoder and item table, and for DQN an offline head's Q layer (a head
+whose class has ``has_q_head``), so offline-pretrained networks are fine-tuned online. DQN's
+double-Q steps are :mod:`recloop.rl.qlearning`'s, which the offline heads share. See
+:mod:`recloop.rl.agents` for the agent interface they share with the baselines and bandits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from torch import nn
 from recloop.config import option
 from recloop.errors import ConfigError
 from recloop.rl.agents import Agent, Feedback, _tokens
+from recloop.rl.offline import OfflineRL
+from recloop.rl.qlearning import greedy, q_at, td_target
 from recloop.sim.core import Users, first_occurrence, top_unseen
 
 if TYPE_CHECKING:
@@ -166,7 +169,8 @@ class DQNAgent(Agent):
     probability ε, decayed linearly from ``epsilon_start``.
 
     Started from a fitted ``model``, the network is a copy of its encoder and item table;
-    the Q layer is the model's offline Q head when it has one (SQN, SAC, SA2C, CSA), else
+    the Q layer is the model's offline Q head when it has one (an RL recommender whose
+    head's class has ``has_q_head``: SQN, SAC, SNQN, SA2C, CSA), else
     (``q_head="items"``) the tied item-table head of :class:`QNet`, so the first slates are
     the model's own, or (``q_head="fresh"``) a new linear layer.
     """
@@ -180,7 +184,7 @@ class DQNAgent(Agent):
         self.config = c = config or DeepConfig()
         torch.manual_seed(c.seed)
         q = None
-        if model is not None and model.config.head in ("sqn", "sac", "snqn", "sa2c", "csa"):
+        if isinstance(model, OfflineRL) and model.learner.has_q_head:
             q = model.learner.net(0).q  # an offline Q head, fine-tuned online
         tied = q is None and model is not None and c.q_head == "items"
         self.net = QNet(_encoder_from(model, make_encoder), n_items, c.dueling, q, tied)
@@ -229,7 +233,7 @@ class DQNAgent(Agent):
         first = torch.from_numpy(first_occurrence(r.slates[idx]))
         y = self.targets(idx)
         self.net.train()
-        q = self.net(_tokens(r.hist[idx])).gather(1, slates)  # (N, K)
+        q = q_at(self.net(_tokens(r.hist[idx])), slates)  # (N, K)
         loss = F.smooth_l1_loss(q[first], y[first])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -254,15 +258,13 @@ class DQNAgent(Agent):
             online = self.net(nxt).masked_fill(~allowed, -torch.inf)
             if c.slate_target == "click":  # V(s') = the next slate's summed item values
                 best = online.topk(self.k, dim=1).indices
-                value = self.target(nxt).gather(1, best).clamp_min(0.0).sum(1)
-            else:
-                value = self.target(nxt).gather(1, online.argmax(1, keepdim=True)).squeeze(1)
-            value = value.masked_fill(torch.from_numpy(r.done[idx]), 0.0)
+                value = q_at(self.target(nxt), best).clamp_min(0.0).sum(1)
+            else:  # double Q: the online network picks, the target network values
+                value = q_at(self.target(nxt), greedy(online)[:, None]).squeeze(1)
+            done = torch.from_numpy(r.done[idx])[:, None]
+            y = td_target(reward, value[:, None], done, c.gamma)  # (N, K)
             if c.slate_target == "click":
-                clicked = slates == torch.from_numpy(r.clicked[idx])[:, None]
-                y = clicked * (reward + c.gamma * value[:, None])  # (N, K)
-            else:
-                y = reward + c.gamma * value[:, None]  # (N, K)
+                y = (slates == torch.from_numpy(r.clicked[idx])[:, None]) * y
         return y
 
 

@@ -14,19 +14,31 @@ al., WSDM 2022; CSA: Ren et al., SIGIR 2023) in these respects:
   and ``y = r`` when the episode ends; loss ``½ (y − Q_main(s, a))²`` on the taken action.
   The target pass runs in training mode (dropout on), as in the authors' code.
 
+The Q-learning steps (greedy action, TD target, Q at the taken action) are
+:mod:`recloop.rl.qlearning`'s, shared with the online DQN.
+
 Where recloop differs, on purpose: the transitions of a batch are every position of a few
 users' sequences (:mod:`recloop.rl.episodes`), not 256 tuples from a replay buffer; one
 AdamW runs throughout (the authors switch SAC/SA2C to a fresh Adam after the warm-up);
 the warm-up is counted in epochs of transitions (``rl_warmup``), not in 15,000 steps of
 256 (which would be ~40 ML-100K epochs). Each learner's ``learn_batch`` does one
-optimiser step on its own; the recommenders train through the shared
-:class:`~recloop.models.training.Trainer`, which calls :meth:`Learner.loss`.
+optimiser step on its own; the RL recommenders (:mod:`recloop.rl.offline`) train through the
+shared :class:`~recloop.models.training.Trainer`, which calls :meth:`Learner.loss`.
+
+**Adding a head** is its class: subclass :class:`Learner` (or a head), set ``name`` and the
+class attributes that say what it is (``uses_reward``, ``has_q_head``), and implement
+``_loss``. Defining the class registers it in :data:`HEADS`, so ``head=<name>`` trains it,
+the bench's verdict counts it as RL when it has a Q head learnt from the rewards, and DQN
+can start from its Q head.
+
+One module over 400 lines, on purpose: the six heads are one learner (two networks, a coin,
+double-Q targets) and a short ``_loss`` each, read side by side.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
@@ -38,17 +50,15 @@ from recloop.errors import ConfigError
 from recloop.models.contrastive import Augmenter
 from recloop.models.losses import softmax_cross_entropy
 from recloop.rl.episodes import Transitions
+from recloop.rl.qlearning import linear_q_argmax, linear_q_at, td_target
 
 if TYPE_CHECKING:
-    from recloop.models.sequential import SequenceEncoder
-
-#: Rows of an (N, I) Q matrix computed at once when taking an argmax without gradients.
-_CHUNK = 1024
+    from recloop.models.encoders import SequenceEncoder
 
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """The RL options a learner needs (the sequential models' config carries them)."""
+    """The RL options a learner needs (an RL recommender's config carries them)."""
 
     gamma: float = 0.5
     negatives: int = 10
@@ -74,22 +84,11 @@ class _Net(nn.Module):
 
     def q_at(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q(s, a) for (N, d) states and (N,) or (N, K) actions, without the (N, I) matrix."""
-        w, b = self.q.weight[actions], self.q.bias[actions]  # (N, [K,] d), (N, [K])
-        if actions.dim() == 1:
-            return (states * w).sum(-1) + b
-        return (states[:, None, :] * w).sum(-1) + b
+        return linear_q_at(self.q, states, actions)
 
-    @torch.no_grad()
     def q_argmax(self, states: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
         """argmax_a Q(s, a) for (N, d) states, over ``allowed`` items (all if None)."""
-        w: torch.Tensor = self.q.weight
-        b: torch.Tensor = self.q.bias
-        if allowed is not None:
-            w, b = w[allowed], b[allowed]
-        out = torch.empty(states.shape[0], dtype=torch.long)
-        for s in range(0, states.shape[0], _CHUNK):
-            out[s : s + _CHUNK] = (states[s : s + _CHUNK].float() @ w.T + b).argmax(-1)
-        return out if allowed is None else allowed[out]
+        return linear_q_argmax(self.q, states, allowed)
 
 
 def full_softmax_ce(
@@ -103,6 +102,10 @@ def full_softmax_ce(
                                  row_weights=row_weights)  # fmt: skip
 
 
+#: Every head by name, filled by defining a :class:`Learner` subclass with its own ``name``.
+HEADS: dict[str, type[Learner]] = {}
+
+
 class Learner(nn.Module):
     """Base of the RL heads: two networks, a coin per step, double-Q TD targets.
 
@@ -111,17 +114,30 @@ class Learner(nn.Module):
         n_items: catalogue size.
         config: the RL options.
         ce: the supervised loss (default: full softmax over every item).
-        allowed: items an action may be (argmax, negatives); ``None`` = every item. The
-            sequential models pass the items seen in training when item text is on.
+        allowed: items an action may be (argmax, negatives); ``None`` = every item.
 
-    ``warmup`` (transitions, 0 by default) is how many transitions SAC and SA2C train on
-    before the Q-values weight the supervised loss; the sequential models set it to
-    ``rl_warmup`` epochs' worth.
+    What a training run knows (its loss over the catalogue it trains on, the warm-up in
+    transitions, the precision) reaches the learner through :meth:`bind`.
+
+    A subclass that sets its own ``name`` is a head: it joins :data:`HEADS`. Its class
+    attributes say what it is, so nothing elsewhere keeps a list of head names.
     """
 
+    #: The head's name (``head=<name>``); empty on the abstract bases.
     name: ClassVar[str] = ""
+    #: The ranking ``rank_by="auto"`` means: ``ce``, ``q`` or ``ce+q``.
     default_rank: ClassVar[str] = "ce"
+    #: Whether its loss reads the logged rewards.
+    uses_reward: ClassVar[bool] = True
+    #: Whether its extra head is a Q-function learnt by bootstrapped (TD) targets: a Q
+    #: layer DQN can start from; with ``uses_reward``, what makes a head RL (:func:`is_rl_head`).
+    has_q_head: ClassVar[bool] = True
     seen: torch.Tensor
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):  # a head of its own, not a subclass reusing a name
+            HEADS[cls.name] = cls
 
     def __init__(
         self,
@@ -142,6 +158,33 @@ class Learner(nn.Module):
         self.ce, self.allowed = ce, allowed
         self.warmup = 0.0
         self.optimizer: torch.optim.Optimizer | None = None
+
+    def bind(
+        self,
+        *,
+        ce: CrossEntropy = full_softmax_ce,
+        allowed: torch.Tensor | None = None,
+        warmup: float = 0.0,
+        bf16: bool = False,
+    ) -> None:
+        """Give the learner the context of a training run (the RL recommenders call it once
+        their training data is prepared).
+
+        Args:
+            ce: the supervised loss, e.g. the recommender's over the items it trains on.
+            allowed: items an action may be (argmax, negatives); ``None`` = every item (the
+                recommenders pass the items seen in training when item text is on).
+            warmup: transitions SAC and SA2C train on before the Q-values weight the
+                supervised loss (``rl_warmup`` epochs' worth).
+            bf16: bfloat16 autocast in :meth:`loss` (the precision the run resolved).
+        """
+        self.ce, self.allowed, self.warmup = ce, allowed, warmup
+        self.config = replace(self.config, bf16=bf16)
+
+    def unbind(self) -> None:
+        """Drop what refers to the run's training data (its loss and catalogue: back to the
+        full softmax over every item); the warm-up and the precision stay as bound."""
+        self.ce, self.allowed = full_softmax_ce, None
 
     def net(self, k: int) -> _Net:
         """Network ``k`` (0 ranks; both train, one per step)."""
@@ -191,8 +234,8 @@ class Learner(nn.Module):
         with torch.no_grad():
             best = main.q_argmax(main_h.detach()[batch.valid].float(), self.allowed)
             tgt = target.encoder(inputs)[batch.valid].float()
-            value = target.q_at(tgt[nxt], best[nxt]).masked_fill(done, 0.0)
-        return batch.rewards[batch.valid] + self.config.gamma * value, best, tgt
+            value = target.q_at(tgt[nxt], best[nxt])
+        return td_target(batch.rewards[batch.valid], value, done, self.config.gamma), best, tgt
 
     def _forward(self, net: _Net, inputs: torch.Tensor, valid: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
@@ -390,6 +433,7 @@ class AuxControl(Learner):
     of Labarca Silva et al., ICML 2024)."""
 
     name = "aux"
+    has_q_head = False  # its head regresses the immediate reward: no bootstrapped value
 
     def _loss(self, batch: Transitions, main: _Net, target: _Net, rng: np.random.Generator
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
@@ -400,8 +444,15 @@ class AuxControl(Learner):
         return ce + aux, {"ce": ce.detach(), "aux": aux.detach()}
 
 
-HEADS: dict[str, type[Learner]] = {c.name: c for c in (SQN, SAC, SNQN, SA2C, CSA, AuxControl)}
 RANKINGS = ("auto", "ce", "q", "ce+q")
+
+
+def is_rl_head(name: object) -> bool:
+    """Whether ``name`` is a head that learns by RL: a Q head learnt from the rewards (its
+    class's ``uses_reward`` and ``has_q_head``). ``False`` for ``"none"``, the aux control
+    and names no head has."""
+    cls = HEADS.get(name) if isinstance(name, str) else None
+    return cls is not None and cls.uses_reward and cls.has_q_head
 
 
 def make_learner(
@@ -414,5 +465,5 @@ def make_learner(
 ) -> Learner:
     """The learner called ``head`` (one of :data:`HEADS`)."""
     if head not in HEADS:
-        raise ConfigError(f"head must be one of {('none', *HEADS)}, not {head!r}")
+        raise ConfigError(f"head must be one of {tuple(HEADS)}, not {head!r}")
     return HEADS[head](make_encoder, n_items, config, ce, allowed)
