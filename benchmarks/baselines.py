@@ -2,7 +2,7 @@
 
 Frozen record of a finished study: RESULTS.md "Classic baselines (`baselines`)"; rerun only
 to reproduce those figures. Its two main tables are the grid ``benchmarks/grids/baselines.toml``
-(``recloop bench``; the report's offline table is the same :func:`recloop.compare.summary_table`
+(``recloop bench``; the report's offline table is the same :func:`recloop.bench.summary_table`
 with the same paired tests against Popularity). The tie-rule table is no grid cell and lives
 only here.
 

@@ -2,7 +2,7 @@
 
 Frozen record of a finished study: RESULTS.md "Online agents in the simulator (`online_rl`)";
 rerun only to reproduce those figures. Its simulator runs are grids, whose report gives the
-same table (:func:`recloop.rl.arena.arena_table`, the same paired tests against greedy):
+same table (:func:`recloop.bench.arena_table`, the same paired tests against greedy):
 ``benchmarks/grids/online_rl.toml`` (the first table), ``online_rl_ml1m.toml``,
 ``online_rl_bpr.toml`` and ``online_rl_dqn3000.toml``. The logged-data mode (``--replay``) is
 no grid mode and runs only here.

@@ -3,7 +3,7 @@
 Frozen record of a finished study: RESULTS.md "Deep models (`seq_models`)"; rerun only to
 reproduce those figures. Its main tables are the grids ``benchmarks/grids/seq_models_ml100k.toml``
 and ``seq_models_ml1m.toml`` (one per dataset, as the options differ; the report's offline
-table is the same :func:`recloop.compare.summary_table` with the same paired tests against
+table is the same :func:`recloop.bench.summary_table` with the same paired tests against
 Markov). The training-cost table and "SASRec against each baseline" are no grid output and
 live only here.
 
