@@ -9,6 +9,9 @@ Determinism: each epoch draws its batches from ``numpy.random.default_rng([seed,
 and seeds torch's generator (dropout) with a value derived from ``(seed, epoch)``. An epoch
 therefore does not depend on how the run got there, and resuming from epoch ``k`` gives the
 same weights as an uninterrupted run (for the same number of torch threads).
+
+One concept at about 400 lines: the loop and the state it must keep to stop, resume and
+reproduce (its options, the epoch schedule, the checkpoints), which every torch model shares.
 """
 
 from __future__ import annotations
