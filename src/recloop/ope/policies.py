@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from recloop.data.ranking import top_k
 from recloop.errors import ConfigError, DataError
 
 __all__ = [
@@ -95,9 +96,8 @@ def _inputs(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> tuple[F64
 
 
 def _greedy(s: F64, mask: np.ndarray, k: int) -> I64:
-    masked = np.where(mask, s, -np.inf)
-    # stable sort of the negated scores: ties go to the lower item index
-    return np.argsort(-masked, axis=1, kind="stable")[:, :k].astype(np.int64)
+    # the ranking module's order: score descending, ties to the lower item index
+    return top_k(np.where(mask, s, -np.inf), k)[0]
 
 
 def _logits(s: F64, mask: np.ndarray, temperature: float) -> F64:

@@ -37,6 +37,7 @@ import pandas as pd
 
 from recloop.bench.cells import Cell, build, config_keys, cpus_of, json_ready, options
 from recloop.data.dataset import Dataset
+from recloop.data.ranking import top_k
 from recloop.errors import ConfigError, DataError
 from recloop.ope.estimators import Estimate, one_item_estimates
 from recloop.ope.policies import (
@@ -121,7 +122,7 @@ def sim_setup(
         raise DataError(
             f"some user has seen all but fewer than {config.candidates} items; lower candidates"
         )
-    cand = np.argsort(-masked, axis=1, kind="stable")[:, : config.candidates]
+    cand, _ = top_k(masked, config.candidates)  # the most popular unseen items
     pop_c = _standardise(pop[cand])
     model = build_model(config.model, seed=config.seed).fit(dataset, progress=progress)
     scores = np.take_along_axis(model.score(users), cand, axis=1).astype(np.float64)
