@@ -218,7 +218,7 @@ def test_top_k_matches_a_stable_sort_and_the_ranking_module() -> None:
     as ``exclude``: for its inputs (k ≤ allowed items, finite allowed scores) that is the
     ranking module's own answer with the exclusion, and a stable sort's."""
     from recloop.data import ranking
-    from recloop.serve.policy import top_k
+    from recloop.serve.policy import top_allowed
 
     rng = np.random.default_rng(0)
     for trial in range(600):
@@ -235,7 +235,7 @@ def test_top_k_matches_a_stable_sort_and_the_ranking_module() -> None:
             continue
         k = int(rng.integers(1, min(int(allowed.sum()), 10) + 1))
         expected = np.argsort(-np.where(allowed, scores, -np.inf), kind="stable")[:k]
-        got = top_k(scores, allowed, k)
+        got = top_allowed(scores, allowed, k)
         assert got.tolist() == expected.tolist(), trial
         general, _ = ranking.top_k(np.nan_to_num(scores)[None, :], k, exclude=~allowed[None, :])
         assert got.tolist() == general[0].tolist(), trial

@@ -1,7 +1,9 @@
 """Ranking: the top-k of a score matrix and the rank of held-out targets, with the tie rule.
 
-Every layer that ranks (models' ``recommend``, the evaluation protocol, the simulator, the
-agents, the server) ranks through this module, so there is one tie rule:
+Every layer that ranks items by score (models' ``recommend``, the evaluation protocol, the
+simulator, the agents, the server, the logging policies) ranks through this module, so there
+is one tie rule. Samplers that order random keys (Gumbel-top-k, Thompson draws) are the
+exception: exact ties have probability zero (tests/test_one_ranking.py lists them).
 
 * **Top-k lists** (:func:`top_k`) order items by score descending, ties to the lower item
   index, exactly as a full stable sort would.
@@ -17,8 +19,6 @@ Invalid input raises :class:`recloop.errors.DataError` or :class:`recloop.errors
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -102,46 +102,6 @@ def _check_indptr(target_indptr: ArrayLike, n_targets: int | None) -> NDArray[np
             f"target_indptr ends at {indptr[-1]} but there are {n_targets} targets; they must agree"
         )
     return indptr
-
-
-def _check_ks(ks: int | Iterable[int]) -> list[int]:
-    """Returns the de-duplicated list of cut-offs, raising unless all are positive ints."""
-    ks_list = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
-    if not ks_list:
-        raise ConfigError("ks must contain at least one cut-off")
-    out: list[int] = []
-    for k in ks_list:
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ConfigError(f"every k in ks must be a positive int, got {k!r}")
-        if int(k) not in out:
-            out.append(int(k))
-    return out
-
-
-def _as_topk_items(topk_items: ArrayLike) -> NDArray[np.int64]:
-    """Returns top-k lists as a 2-D int64 array (``-1`` = padding)."""
-    items = np.asarray(topk_items)
-    if items.ndim != 2:
-        raise DataError(f"topk_items must be a 2-D (users, k) array, got shape {items.shape}")
-    if items.size and not np.issubdtype(items.dtype, np.integer):
-        raise DataError(f"topk_items must have an integer dtype, got {items.dtype}")
-    items = items.astype(np.int64, copy=False)
-    if np.any(items < -1):
-        raise DataError("topk_items may only contain item indices >= 0 or -1 (padding)")
-    return items
-
-
-def _check_items_in_range(items: NDArray[np.int64], n_items: int, name: str) -> None:
-    """Raises unless every non-padding index of ``items`` lies in ``[0, n_items)``."""
-    if items.size and int(items.max()) >= n_items:
-        raise DataError(
-            f"{name} contains item index {int(items.max())} but there are only {n_items} items"
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# ranking
-# --------------------------------------------------------------------------------------------
 
 
 def rank_targets(

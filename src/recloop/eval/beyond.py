@@ -10,8 +10,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from recloop.data.ranking import _CHUNK_CELLS, _as_topk_items, _check_items_in_range
+from recloop.data.ranking import _CHUNK_CELLS
 from recloop.errors import DataError
+from recloop.eval.metrics import _as_topk_items, _check_items_in_range
 
 __all__ = ["catalogue_coverage", "intra_list_diversity", "novelty"]
 

@@ -25,20 +25,54 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from recloop.data.ranking import (
-    _as_index_array,
-    _check_indptr,
-    _check_ks,
-    rank_targets,
-    top_k,
-)
-from recloop.errors import DataError
+from recloop.data.ranking import _as_index_array, _check_indptr, rank_targets, top_k
+from recloop.errors import ConfigError, DataError
 
 __all__ = [
     "rank_targets",
     "ranking_metrics",
     "top_k",
 ]
+
+
+def _check_ks(ks: int | Iterable[int]) -> list[int]:
+    """Returns the de-duplicated list of cut-offs, raising unless all are positive ints."""
+    ks_list = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
+    if not ks_list:
+        raise ConfigError("ks must contain at least one cut-off")
+    out: list[int] = []
+    for k in ks_list:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ConfigError(f"every k in ks must be a positive int, got {k!r}")
+        if int(k) not in out:
+            out.append(int(k))
+    return out
+
+
+def _as_topk_items(topk_items: ArrayLike) -> NDArray[np.int64]:
+    """Returns top-k lists as a 2-D int64 array (``-1`` = padding)."""
+    items = np.asarray(topk_items)
+    if items.ndim != 2:
+        raise DataError(f"topk_items must be a 2-D (users, k) array, got shape {items.shape}")
+    if items.size and not np.issubdtype(items.dtype, np.integer):
+        raise DataError(f"topk_items must have an integer dtype, got {items.dtype}")
+    items = items.astype(np.int64, copy=False)
+    if np.any(items < -1):
+        raise DataError("topk_items may only contain item indices >= 0 or -1 (padding)")
+    return items
+
+
+def _check_items_in_range(items: NDArray[np.int64], n_items: int, name: str) -> None:
+    """Raises unless every non-padding index of ``items`` lies in ``[0, n_items)``."""
+    if items.size and int(items.max()) >= n_items:
+        raise DataError(
+            f"{name} contains item index {int(items.max())} but there are only {n_items} items"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# ranking
+# --------------------------------------------------------------------------------------------
 
 
 def ranking_metrics(

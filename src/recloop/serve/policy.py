@@ -51,7 +51,7 @@ from recloop.rl.bandits import LinearBandit
 if TYPE_CHECKING:
     from recloop.models.base import Recommender
 
-__all__ = ["Query", "Recommendation", "ServingPolicy", "Snapshot", "top_k", "user_key"]
+__all__ = ["Query", "Recommendation", "ServingPolicy", "Snapshot", "top_allowed", "user_key"]
 
 MAX_TASTE = 50  # recent items that define the bandit's user taste
 N_EXPLAIN = 3
@@ -94,7 +94,7 @@ class Recommendation:
     explanations: list[list[tuple[int, float]]]
 
 
-def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
+def top_allowed(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
     """(k,) the ``k`` best allowed items of one (I,) score row, best first, ties to the lower
     index: :func:`recloop.data.ranking.top_k`, the one tie rule.
 
@@ -330,7 +330,7 @@ class ServingPolicy:
         exploration, rng = q.exploration, q.rng
         k = min(q.k, int(allowed.sum()))
         if exploration == "none":
-            slate = top_k(final, allowed, k)
+            slate = top_allowed(final, allowed, k)
             return self._recommendation(slate, final, np.ones(k), 1.0, True, cold)
         if rng is None:
             raise ValueError(f"exploration {exploration!r} needs a random generator")
@@ -348,7 +348,7 @@ class ServingPolicy:
             slate_prob = float((tops == slate[None, :]).all(axis=1).mean())
             return self._recommendation(slate, draws[0], slot_prob, slate_prob, False, cold)
         if exploration == "epsilon":  # the ranking, or with probability ε a uniform slate
-            greedy = top_k(final, allowed, k)
+            greedy = top_allowed(final, allowed, k)
             explore = rng.random() < s.epsilon
             slate = rng.choice(np.flatnonzero(allowed), k, replace=False) if explore else greedy
             slot, whole = epsilon_propensities(slate[None, :], greedy[None, :], s.epsilon,
@@ -410,7 +410,7 @@ class ServingPolicy:
         v = self.vectors
         sims = v[shown] @ v[np.maximum(recent, 0)].transpose(0, 2, 1)  # (b, k, h)
         sims[np.broadcast_to((recent < 0)[:, None, :], sims.shape)] = -np.inf
-        order = np.argsort(-sims, axis=2, kind="stable")[:, :, :N_EXPLAIN]
+        order = ranking.top_k(sims.reshape(b * k, h), N_EXPLAIN)[0].reshape(b, k, -1)
         best = np.take_along_axis(sims, order, 2).tolist()
         ids = np.take_along_axis(np.broadcast_to(recent[:, None, :], sims.shape), order, 2).tolist()
         return [[[(i, x) for i, x in zip(ids[n][j], best[n][j], strict=True) if x > 0]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from recloop.data.ranking import top_k
 from recloop.sim.core import Policy, Rollout, SimConfig, UserBatch, rollout, session_lengths
 from recloop.sim.world import World
 
@@ -158,5 +159,5 @@ def fidelity(world: World, config: SimConfig | None = None, sessions: int = 1000
 
 def _top_share(counts: np.ndarray, real_counts: np.ndarray) -> float:
     """Share of ``counts`` on the 10% of items most popular in the real logs."""
-    top = np.argsort(-real_counts, kind="stable")[: max(1, len(real_counts) // 10)]
+    top = top_k(real_counts[None, :], max(1, len(real_counts) // 10))[0][0]
     return float(counts[top].sum() / max(counts.sum(), 1e-12))
