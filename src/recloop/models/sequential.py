@@ -231,7 +231,7 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
     uses_history: ClassVar[bool] = True
 
     def item_vectors(self) -> np.ndarray:
-        """(I, d) the encoder's item table (with an RL head, the learner's encoder's): the
+        """(I, d) the item table of the encoder that ranks (:meth:`_encoder`): the
         vectors whose dot product with a state scores the item."""
         self._check_fitted()
         if self.module_.training:  # id+text tables drop ID vectors in training mode
@@ -243,20 +243,18 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         self, users: np.ndarray, history: History | None = None
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """``(states, table)``: (B, d) each user's state and the (I, d) item table whose dot
-        product is :meth:`score` (what a server can compute once per user and keep), or
-        ``None`` when an RL head ranks and the score is not that dot product."""
+        product is :meth:`score` (what a server can compute once per user and keep). A
+        subclass whose score is not that dot product returns ``None``."""
         u, h = self._resolve(users, history)
-        if self.module_ is not self._encoder():
-            return None
-        module = self.module_
-        if module.training:
-            module.eval()
+        if self.module_.training:
+            self.module_.eval()
+        enc = self._encoder()
         states = []
         with torch.inference_mode():
             for s in range(0, len(u), 512):
                 seq = left_padded(h.indptr, h.items, u[s : s + 512], self.config.max_len)
-                states.append(module.encode(seq).float().numpy())
-            table = module.item_weights().float().numpy()
+                states.append(enc.encode(seq).float().numpy())
+            table = enc.item_weights().float().numpy()
         return np.concatenate(states) if states else np.zeros((0, table.shape[1])), table
 
     def token_scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -28,11 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+import numpy as np
 import torch
 from torch import nn
 
 from recloop.config import option
 from recloop.data.dataset import Dataset
+from recloop.data.history import History
 from recloop.data.reward import Reward
 from recloop.models.encoders import SequenceEncoder
 from recloop.models.sequential import (
@@ -144,6 +146,14 @@ class OfflineRL(SequentialRecommender):
     def token_scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
         self._check_fitted()
         return self._learner().scores  # network 0, by rank_by
+
+    def user_states(
+        self, users: np.ndarray, history: History | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``None``: the head's ranking (``rank_by``) may add Q-values to the state's dot
+        product with the item table, so a server scores these users through :meth:`score`."""
+        self._resolve(users, history)  # the same checks as every model's
+        return None
 
 
 @dataclass(frozen=True)
