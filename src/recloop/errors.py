@@ -5,6 +5,11 @@ Every error a user can cause (a bad file, an unknown id, a wrong option) is rais
 these messages on one line instead of a traceback.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 
 class RecloopError(Exception):
     """Base class of every error recloop raises on purpose."""
@@ -35,3 +40,18 @@ class CheckpointError(RecloopError, RuntimeError):
 
 class NotFittedError(RecloopError, RuntimeError):
     """A model was used before ``fit`` was called."""
+
+
+def moved(module: str, homes: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for names that moved: importing one from its old home raises
+    an ``ImportError`` that names the new one (``homes``: name → new module)."""
+
+    def __getattr__(name: str) -> Any:
+        if name in homes:
+            raise ImportError(
+                f"{module}.{name} has moved: import it from {homes[name]} "
+                "(see the README's 'The house: layers' section)"
+            )
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

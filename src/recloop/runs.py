@@ -30,7 +30,7 @@ import numpy as np
 
 from recloop import __version__
 from recloop.config import config_hash
-from recloop.errors import CheckpointError
+from recloop.errors import CheckpointError, moved
 
 #: What counts as code for ``+dirty``: results, reports and prose written into the checkout
 #: (a bench folder kept in git, say) do not change what a run computes.
@@ -176,3 +176,17 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise CheckpointError(f"a JSON file in {f} is damaged ({e})") from e
     return out
+
+
+#: Names that lived here before the house was reshaped (issue 30), and where they live now.
+__getattr__ = moved(
+    __name__,
+    {
+        "RunSpec": "recloop.bench",
+        "train_run": "recloop.bench",
+        "prepare_data": "recloop.bench",
+        "spec_of": "recloop.bench",
+        "build_model": "recloop.models.registry",
+        "resolved_config": "recloop.bench.experiments.offline",
+    },
+)

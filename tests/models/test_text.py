@@ -22,7 +22,7 @@ from recloop.models.text import (
     item_text_embeddings,
     item_texts,
     minilm_path,
-    resolve_model,
+    resolve_text_model,
 )
 
 
@@ -68,7 +68,7 @@ def test_tampered_weights_are_rejected(tmp_path: Path, monkeypatch: pytest.Monke
         f.write(bytes([byte[0] ^ 0xFF]))
     monkeypatch.setattr(text_mod, "minilm_path", lambda: folder)
     with pytest.raises(TextModelError, match=r"sha256 .* not the pinned"):
-        resolve_model("minilm")
+        resolve_text_model("minilm")
 
 
 def test_folders_that_would_run_code_or_unpickle_are_refused(tmp_path: Path) -> None:

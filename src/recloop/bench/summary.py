@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from recloop.bench.results import BenchData, arena_tests_of, datasets_of, offline_summary
+from recloop.errors import moved
 
 __all__ = ["FIXED_AGENTS", "summary_lines", "verdict_lines"]
 
@@ -151,3 +152,12 @@ def _simulator_lines(data: BenchData, dataset: str) -> list[str]:
         out.append(f"{dataset} (simulator): {method}'s return per session is {verdict} the "
                    f"greedy large model's (Δ {t.mean_diff:+.3f}, Holm-corrected p = {p:.2g}).")  # fmt: skip
     return out
+
+
+#: Names that lived here before the house was reshaped (issue 30), and where they live now.
+__getattr__ = moved(
+    __name__,
+    {
+        "RL_HEADS": "nowhere: a head class declares uses_reward and has_q_head (recloop.rl.heads.is_rl_head)"
+    },
+)

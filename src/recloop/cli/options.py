@@ -121,7 +121,7 @@ class Prep:
     """How a command filters and splits its dataset: the flags ``train`` and ``compare`` share.
 
     Each field is one flag (``--split``, ``--cold-frac``, ``--min-user``, ``--min-item``,
-    ``--columns``) and a field of :class:`recloop.runs.RunSpec` of the same name.
+    ``--columns``) and a field of :class:`recloop.bench.RunSpec` of the same name.
     """
 
     split: Split = "loo"
@@ -136,7 +136,7 @@ class Prep:
     """For CSV/Parquet data: ``user=COL,item=COL,...`` as typed (parsed by spec_fields)."""
 
     def spec_fields(self) -> dict[str, Any]:
-        """These options as keyword arguments of :class:`recloop.runs.RunSpec`."""
+        """These options as keyword arguments of :class:`recloop.bench.RunSpec`."""
         return {"split": self.split, "cold_frac": self.cold_frac, "min_user": self.min_user,
                 "min_item": self.min_item, "columns": parse_columns(self.columns)}  # fmt: skip
 

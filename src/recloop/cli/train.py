@@ -25,11 +25,13 @@ def models(
     """List the registered models and their options (each is a `recloop train` flag)."""
     from recloop.config import describe
     from recloop.models import available_models, get_model
+    from recloop.models.registry import model_options
 
     for shown in [get_model(name).name] if name else available_models():
         cls = get_model(shown)
         typer.echo(f"{shown}: {(cls.__doc__ or '').strip().splitlines()[0]}")
-        for field, default, help_ in describe(cls.Config):
+        # every flag `recloop train` takes for the name (sasrec: with --head and the RL options)
+        for field, default, help_ in describe(model_options(shown)):
             flag = "--" + field.replace("_", "-")
             typer.echo(f"    {flag} {default}    {help_}")
 

@@ -3,7 +3,7 @@
 Every layer that ranks items by score (models' ``recommend``, the evaluation protocol, the
 simulator, the agents, the server, the logging policies) ranks through this module, so there
 is one tie rule. Samplers that order random keys (Gumbel-top-k, Thompson draws) are the
-exception: exact ties have probability zero (tests/test_one_ranking.py lists them).
+exception: exact ties have probability zero (tests/test_house.py lists them).
 
 * **Top-k lists** (:func:`top_k`) order items by score descending, ties to the lower item
   index, exactly as a full stable sort would.

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from torch import nn
 from recloop.config import option
 from recloop.data.dataset import Dataset
 from recloop.data.history import History
+from recloop.errors import ConfigError
 from recloop.models.contrastive import Augmenter, info_nce
 from recloop.models.encoders import (  # noqa: F401 - re-exported: tests use them here
     Dropout,
@@ -109,6 +110,19 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
 
     config: SequentialConfig
     module_: nn.Module  # the encoder (a subclass may hold it inside a larger network)
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        try:
+            super().__init__(config, **overrides)
+        except ConfigError as e:
+            if "'head'" not in str(e):
+                raise
+            # The offline RL heads moved off the plain models (they know nothing of RL).
+            raise ConfigError(
+                f"{e}; an offline RL head is the recommender {self.name}+rl: "
+                f"get_model('{self.name}+rl')(head=...), or build_model('{self.name}', "
+                "{'head': ...}) (recloop.models.registry)"
+            ) from None
 
     @property
     def encoder(self) -> SequenceEncoder:

@@ -106,7 +106,7 @@ def _check_folder(folder: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_model(model: str) -> tuple[str, str]:
+def resolve_text_model(model: str) -> tuple[str, str]:
     """A model name or path → (what to load, a hash identifying its weights).
 
     ``"minilm"`` is the packaged all-MiniLM-L6-v2 and must match its pinned sha256. A local
@@ -168,7 +168,7 @@ class TextEncoder:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
         self.model, self.batch_size = model, batch_size
-        self.source, self.weights_hash = resolve_model(model)
+        self.source, self.weights_hash = resolve_text_model(model)
         self._st: Any = None
 
     def _load(self) -> Any:

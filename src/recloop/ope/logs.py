@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recloop.errors import DataError
+from recloop.errors import DataError, moved
 from recloop.ope.estimators import Estimate, one_item_estimates
 from recloop.ope.policies import Exploration, action_distribution
 from recloop.ope.regression import cross_fitted_rates
@@ -124,3 +124,7 @@ def estimate_logs(
                                n_folds=N_FOLDS, seed=seed)  # fmt: skip
     return one_item_estimates(items, rewards, pscore, dist, q_hat, clip=clip, tau=tau,
                               confidence=confidence)  # fmt: skip
+
+
+#: Names that lived here before the house was reshaped (issue 30), and where they live now.
+__getattr__ = moved(__name__, {"estimate_run": "recloop.bench"})

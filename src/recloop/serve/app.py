@@ -28,7 +28,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recloop.errors import CheckpointError, ConfigError, DataError, RecloopError, UnknownIdError
+from recloop.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    RecloopError,
+    UnknownIdError,
+    moved,
+)
 from recloop.serve.batching import Overloaded
 from recloop.serve.schemas import FeedbackIn, FeedbackOut, RecommendIn, RecommendOut, ReloadIn
 from recloop.serve.service import HttpError, Service
@@ -269,3 +276,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(kind, _known)
 
     return app
+
+
+#: Names that lived here before the house was reshaped (issue 30), and where they live now.
+__getattr__ = moved(
+    __name__,
+    {
+        "Service": "recloop.serve.service",
+        "new_request_id": "recloop.serve.service",
+        "HttpError": "recloop.serve.service",
+    },
+)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from recloop.data import ranking
-from recloop.errors import ConfigError, DataError
+from recloop.errors import ConfigError, DataError, moved
 from recloop.ope.policies import Exploration, epsilon_propensities, sample_slates
 from recloop.rl.bandits import LinearBandit
 
@@ -415,3 +415,15 @@ class ServingPolicy:
         ids = np.take_along_axis(np.broadcast_to(recent[:, None, :], sims.shape), order, 2).tolist()
         return [[[(i, x) for i, x in zip(ids[n][j], best[n][j], strict=True) if x > 0]
                  for j in range(len(sl))] for n, sl in enumerate(slates)]  # fmt: skip
+
+
+#: Names that lived here before the house was reshaped (issue 30), and where they live now.
+__getattr__ = moved(
+    __name__,
+    {
+        "OnlineLearner": "recloop.serve.learner",
+        "reward_of": "recloop.serve.learner",
+        "top_k": "recloop.data.ranking (one row with a mask: recloop.serve.policy.top_allowed)",
+        "HISTORY_MODELS": "nowhere: a model class declares uses_history",
+    },
+)

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from recloop.errors import ConfigError, DataError, RecloopError
+from recloop.errors import ConfigError, DataError, RecloopError, moved
 
 __all__ = ["EVENT_TYPES", "Conflict", "EventStore", "Feedback", "NotShown", "Served"]
 
@@ -396,3 +396,7 @@ class EventStore:
         cols = ["request_id", "user_key", "created_at", "model_version", "exploration",
                 "position", "item_id", "score", "propensity"]  # fmt: skip
         return pd.DataFrame([tuple(r) for r in rows], columns=cols)
+
+
+#: Names that lived here before the house was reshaped (issue 30), and where they live now.
+__getattr__ = moved(__name__, {"open_store": "recloop.serve.backends"})

@@ -17,6 +17,10 @@ An experiment module defines:
 Adding a mode is its module and one line in :data:`EXPERIMENTS`; the grid parser and the
 executors (:mod:`recloop.bench.grid`, :mod:`recloop.bench.runner`) know no mode by name.
 Modules load when first asked for: a worker imports only its cell's experiment.
+
+One module here is not a mode: :mod:`~recloop.bench.experiments.ope_logs` estimates a trained
+run's value on logged events (``recloop ope``), an experiment that loads a run and its model
+and so lives in this wing, beside the modes, rather than in the pure ``ope/`` estimators.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Everything that ranks items by score goes through recloop.data.ranking (one tie rule).
+"""The house rules that no import contract can check.
+
+Everything that ranks items by score goes through recloop.data.ranking (one tie rule), and
+names that moved say where they live now.
 
 A sort or partition outside that module must be one of the exceptions below, each with its
 reason. A new ``argsort``/``argpartition``/``.topk(`` elsewhere fails here: rank through
@@ -47,3 +50,22 @@ def test_nothing_ranks_outside_the_ranking_module() -> None:
     )
     grown = {f: n for f, n in found.items() if f in EXCEPTIONS and n > EXCEPTIONS[f][0]}
     assert not grown, f"{grown}: more sorts than the exceptions allow; rank through top_k"
+
+
+def test_names_that_moved_say_where_they_live_now() -> None:
+    """Code written against the old layout gets an error naming the new home."""
+    import pytest
+
+    from recloop.errors import ConfigError
+    from recloop.models.sequential import SASRec
+
+    with pytest.raises(ImportError, match=r"recloop\.runs\.RunSpec has moved.*recloop\.bench"):
+        from recloop.runs import RunSpec  # noqa: F401
+    with pytest.raises(ImportError, match=r"OnlineLearner has moved.*recloop\.serve\.learner"):
+        from recloop.serve.policy import OnlineLearner  # noqa: F401
+    with pytest.raises(AttributeError):
+        from recloop import runs
+
+        runs.no_such_name  # noqa: B018
+    with pytest.raises(ConfigError, match=r"sasrec\+rl"):
+        SASRec(head="sqn")
