@@ -157,3 +157,20 @@ def test_a_model_that_does_not_declare_uses_history_is_not_served() -> None:
     with pytest.raises(ConfigError, match="uses_history"):
         declared_history(Undeclared())
     assert declared_history(get_model("sasrec")()) is True
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_history_item_rows_are_what_an_item_adds_to_the_scores(name: str) -> None:
+    """Where a model offers ``history_item_rows``, adding item ``i`` to a user's history
+    adds exactly row ``i`` to the scores (the simulator grows histories by it)."""
+    model, ds = _fitted(name)
+    own = History.from_dataset(ds)
+    seen = set(own.items[own.indptr[0] : own.indptr[1]].tolist())
+    new = next(i for i in range(ds.n_items) if i not in seen)
+    rows = model.history_item_rows(np.array([new]))
+    if rows is None:
+        return
+    grown = {0: np.append(own.items[own.indptr[0] : own.indptr[1]], new)}
+    before = model.score([0], history=_with_rows(ds.n_users, ds.n_items, {0: grown[0][:-1]}))
+    after = model.score([0], history=_with_rows(ds.n_users, ds.n_items, grown))
+    np.testing.assert_allclose(after - before, rows, rtol=1e-5, atol=1e-6)

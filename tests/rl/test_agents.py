@@ -389,3 +389,22 @@ def test_replay_arena_trains_on_the_past_and_replays_the_later_sessions() -> Non
     ds = Dataset.from_frame(pd.DataFrame(lone, columns=["user", "item", "timestamp", "rating"]))
     with pytest.raises(DataError, match="no user has ratings both before and after the time cut"):
         run_replay(ds, cfg, cut_frac=0.1)
+
+
+def test_every_agent_class_says_whether_it_learns_and_the_verdict_reads_it() -> None:
+    """Capabilities are declared by the classes: each agent says whether it learns from
+    feedback (the verdict compares only learners with greedy) and whether it can be served."""
+    from recloop.bench.summary import _learns
+    from recloop.rl.agents import AGENTS, OTHER_AGENTS, Agent, agent_class
+
+    for name in [*AGENTS, *OTHER_AGENTS]:
+        cls = agent_class(name)
+        declared = getattr(cls, "learns_from_feedback", None)  # Agent only annotates it
+        assert isinstance(declared, bool), f"{cls.__name__} must declare learns_from_feedback"
+        if name in AGENTS:  # the agents that learn online do so in learn()
+            assert cls.learns_from_feedback == (cls.learn is not Agent.learn), name
+        assert _learns(name) == cls.learns_from_feedback
+    assert [n for n in AGENTS if not agent_class(n).learns_from_feedback] == [
+        "random", "popularity", "greedy",
+    ]  # fmt: skip
+    assert _learns("an_agent_nobody_registered")  # never silently out of the verdict

@@ -14,10 +14,19 @@ import pandas as pd
 from recloop.bench.results import BenchData, arena_tests_of, datasets_of, offline_summary
 from recloop.errors import moved
 
-__all__ = ["FIXED_AGENTS", "summary_lines", "verdict_lines"]
+__all__ = ["summary_lines", "verdict_lines"]
 
-#: simulator agents that do not learn from the simulated users' feedback
-FIXED_AGENTS = ("random", "popularity", "greedy")
+
+def _learns(agent: str) -> bool:
+    """Whether the agent's class says it learns from feedback (unknown names count as
+    learners, so a new agent is never silently left out of the verdict)."""
+    from recloop.errors import ConfigError
+    from recloop.rl.agents import agent_class
+
+    try:
+        return agent_class(agent).learns_from_feedback
+    except ConfigError:
+        return True
 
 
 def _rl_labels(data: BenchData) -> set[str]:
@@ -81,7 +90,7 @@ def verdict_lines(data: BenchData) -> list[str]:
                                  & (data.sessions["variant"] == "plain")]  # fmt: skip
             level = sess.groupby(["method", "user"])["return"].mean().groupby("method").mean()
             tests = arena_tests_of(data, dataset)
-            learners = level[[m not in FIXED_AGENTS for m in level.index]]
+            learners = level[[_learns(m) for m in level.index]]
             if "greedy" in level and len(learners):
                 best_agent = str(learners.idxmax())
                 fid = data.rows[(data.rows["dataset"] == dataset)
@@ -101,7 +110,7 @@ def verdict_lines(data: BenchData) -> list[str]:
                     f"{best_agent}, returns {b:.2f} a session against the greedy large "
                     f"model's {g:.2f} ({', '.join(found)})."
                 )
-                fixed = level[[m in FIXED_AGENTS and m != "greedy" for m in level.index]]
+                fixed = level[[not _learns(m) and m != "greedy" for m in level.index]]
                 beat = fixed[fixed > learners.max()]
                 if len(beat):
                     parts.append(
@@ -158,6 +167,7 @@ def _simulator_lines(data: BenchData, dataset: str) -> list[str]:
 __getattr__ = moved(
     __name__,
     {
-        "RL_HEADS": "nowhere: a head class declares uses_reward and has_q_head (recloop.rl.heads.is_rl_head)"
+        "RL_HEADS": "nowhere: a head class declares uses_reward and has_q_head (recloop.rl.heads.is_rl_head)",
+        "FIXED_AGENTS": "nowhere: an agent class declares learns_from_feedback (recloop.rl.agents)",
     },
 )

@@ -229,6 +229,13 @@ class Recommender(ABC):
         product, as here (a server then calls :meth:`score`)."""
         return None
 
+    def history_item_rows(self, items: np.ndarray) -> np.ndarray | None:
+        """(n, I) what each of ``items`` adds to every item's score when it joins a history,
+        for a model that scores a history linearly (``x_u @ W``: the rows of ``W``); ``None``
+        when the score is not linear in the history, as here. The simulator's worlds use it
+        to score a user whose history grows during a session."""
+        return None
+
     # ----------------------------------------------------------------- persistence
     def _state(self) -> dict[str, np.ndarray]:
         """Learned arrays to save (override in subclasses with learned state)."""

@@ -233,6 +233,10 @@ class ItemKNN(Recommender):
     def _score(self, users: np.ndarray, history: History) -> np.ndarray:
         return np.asarray((history.rows(users) @ self.similarity_).toarray(), np.float32)
 
+    def history_item_rows(self, items: np.ndarray) -> np.ndarray:
+        """(n, I) rows of the item-item similarity: the score is ``x_u @ S``."""
+        return np.asarray(self.similarity_[items].toarray())
+
     def _state(self) -> dict[str, np.ndarray]:
         return _csr_state("similarity", self.similarity_)
 
@@ -290,6 +294,10 @@ class EASE(Recommender):
 
     def _score(self, users: np.ndarray, history: History) -> np.ndarray:
         return np.asarray(history.rows(users) @ self.weights_, dtype=np.float32)  # (B, I)
+
+    def history_item_rows(self, items: np.ndarray) -> np.ndarray:
+        """(n, I) rows of EASE's item-item weights: the score is ``x_u @ B``."""
+        return np.asarray(self.weights_[items])
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights_}

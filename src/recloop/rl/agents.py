@@ -36,7 +36,7 @@ networks fine-tuned online.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -130,6 +130,12 @@ class Agent:
     """Base of the online agents (see the module docstring)."""
 
     name: ClassVar[str] = "agent"
+    #: Whether the agent's policy is learnt from (simulated) users' feedback; a fixed policy
+    #: (random, popularity, the greedy large model) is not. Every agent class says which: the
+    #: bench's verdict compares only the learners with the greedy large model.
+    learns_from_feedback: ClassVar[bool]
+    #: Whether a trained agent can be saved as a run directory and served (``recloop serve``).
+    servable: ClassVar[bool] = False
 
     def __init__(self, slate_size: int, genres: np.ndarray | None = None,
                  guardrail: Guardrail | None = None) -> None:  # fmt: skip
@@ -168,6 +174,7 @@ class RandomAgent(Agent):
     """``K`` distinct unseen items uniformly at random (with ``explore`` on or off)."""
 
     name = "random"
+    learns_from_feedback = False
 
     def act(self, users: Users, rng: np.random.Generator, explore: bool = False) -> np.ndarray:
         return self.slate(rng.random(users.seen.shape), users)
@@ -177,6 +184,7 @@ class PopularityAgent(Agent):
     """The most-interacted unseen items of the training split."""
 
     name = "popularity"
+    learns_from_feedback = False
 
     def __init__(self, counts: np.ndarray, slate_size: int, **kw: Any) -> None:
         super().__init__(slate_size, **kw)
@@ -194,6 +202,7 @@ class GreedyAgent(Agent):
     """A fitted sequential model ranking each user's history window: the large model alone."""
 
     name = "greedy"
+    learns_from_feedback = False
 
     def __init__(self, model: SequentialRecommender, slate_size: int, **kw: Any) -> None:
         super().__init__(slate_size, **kw)
@@ -213,6 +222,8 @@ class BanditAgent(Agent):
     Learns from every shown item (semi-bandit feedback: the clicked item with its reward,
     the others with 0). Exploiting (``explore=False``) ranks by the posterior mean.
     """
+
+    learns_from_feedback = True
 
     def __init__(self, bandit: Any, slate_size: int, **kw: Any) -> None:
         super().__init__(slate_size, **kw)
@@ -238,5 +249,28 @@ class BanditAgent(Agent):
         return self.bandit.learn_batch(BanditBatch(feedback.history[rows], slates, rewards))
 
 
-AGENTS = ("random", "popularity", "greedy", "epsilon_greedy", "linucb", "thompson", "dqn",
-          "reinforce_topk")  # fmt: skip
+#: The online agents: name → ``"module:Class"`` (imported when asked for), in the order the
+#: bench reports them. ``ppo_sb3`` is trained by stable-baselines3 in the arena, not made by
+#: :func:`~recloop.rl.online.make_agent`, so it is listed apart.
+AGENTS: dict[str, str] = {
+    "random": "recloop.rl.agents:RandomAgent",
+    "popularity": "recloop.rl.agents:PopularityAgent",
+    "greedy": "recloop.rl.agents:GreedyAgent",
+    "epsilon_greedy": "recloop.rl.agents:BanditAgent",
+    "linucb": "recloop.rl.agents:BanditAgent",
+    "thompson": "recloop.rl.agents:BanditAgent",
+    "dqn": "recloop.rl.deep:DQNAgent",
+    "reinforce_topk": "recloop.rl.deep:ReinforceTopK",
+}
+OTHER_AGENTS: dict[str, str] = {"ppo_sb3": "recloop.rl.sb3:SB3Agent"}
+
+
+def agent_class(name: str) -> type[Agent]:
+    """The class of the agent called ``name`` (of :data:`AGENTS` or :data:`OTHER_AGENTS`)."""
+    import importlib
+
+    target = AGENTS.get(name) or OTHER_AGENTS.get(name)
+    if target is None:
+        raise ConfigError(f"unknown agent {name!r}; choose from {[*AGENTS, *OTHER_AGENTS]}")
+    module, cls = target.split(":")
+    return cast("type[Agent]", getattr(importlib.import_module(module), cls))

@@ -176,6 +176,7 @@ class DQNAgent(Agent):
     """
 
     name = "dqn"
+    learns_from_feedback = True
 
     def __init__(self, n_items: int, slate_size: int, config: DeepConfig | None = None,
                  model: SequentialRecommender | None = None, make_encoder: Any = None,
@@ -309,6 +310,8 @@ class ReinforceTopK(Agent):
     """
 
     name = "reinforce_topk"
+    learns_from_feedback = True
+    servable = True  # its policy network is a sequence encoder: saved as a run
 
     def __init__(self, n_items: int, slate_size: int, config: DeepConfig | None = None,
                  model: SequentialRecommender | None = None, make_encoder: Any = None,

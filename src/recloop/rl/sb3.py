@@ -37,6 +37,7 @@ class SB3Agent(Agent):
     """A trained SB3 policy acting on the simulator's observations (simulator only)."""
 
     name = "ppo_sb3"
+    learns_from_feedback = True  # by PPO, in the arena
 
     def __init__(self, model: Any, slate_size: int) -> None:
         super().__init__(slate_size)

@@ -267,7 +267,9 @@ class World:
         EASE and ItemKNN score a history linearly (``x_u @ W``), so a new item adds its row of
         ``W``; BPR scores by the user's fixed factors and does not change.
         """
-        rows = [(c, _item_rows(m, items)) for c, m in zip(self.coef, self.models, strict=True)]
+        rows = [
+            (c, m.history_item_rows(items)) for c, m in zip(self.coef, self.models, strict=True)
+        ]
         linear = [c * r for c, r in rows if r is not None]
         return np.asarray(sum(linear), dtype=np.float32) if linear else None
 
@@ -279,17 +281,6 @@ class World:
         names = " + ".join(self.config.models)
         return (f"clicks: {names}, Platt-calibrated on held-out last interactions; ratings: "
                 f"biased MF with {self.config.rating_factors} factors")  # fmt: skip
-
-
-#: Models that score a history linearly, ``x_u @ W``, and the attribute holding ``W``.
-_LINEAR = {"ease": "weights_", "itemknn": "similarity_"}
-
-
-def _item_rows(model: Recommender, items: np.ndarray) -> np.ndarray | None:
-    if model.name not in _LINEAR:
-        return None
-    w = getattr(model, _LINEAR[model.name])
-    return np.asarray(w[items].toarray() if hasattr(w, "toarray") else w[items])
 
 
 def _platt(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:

@@ -32,7 +32,7 @@ from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
 from recloop.data.split import Split, leave_one_out
 from recloop.errors import ConfigError, DataError
-from recloop.rl.agents import AGENTS, Guardrail
+from recloop.rl.agents import AGENTS, Guardrail, agent_class
 from recloop.rl.deep import DeepConfig
 from recloop.rl.online import build_agent, evaluate_agent, offline_ndcg, train_agent
 from recloop.sim.core import SimConfig, UserBatch, Users
@@ -40,9 +40,13 @@ from recloop.sim.world import World, WorldConfig
 
 #: Every agent and baseline, in table order (``ppo_sb3`` needs the ``rl`` extra).
 METHODS = (*AGENTS, "ppo_sb3")
-#: Agents whose trained policy is a sequence model's ranking (π's logits are the encoder's
-#: state against its item table), so they can be saved as a run and served.
-SERVABLE = ("reinforce_topk",)
+
+
+def _servable(name: str) -> bool:
+    """Whether the agent's class says a trained one can be saved as a run and served."""
+    return name in AGENTS and agent_class(name).servable
+
+
 METRICS = ("return", "ctr", "session_length", "coverage", "diversity", "train_s",
            "env_steps_per_s", "offline_ndcg@10")  # fmt: skip
 
@@ -95,7 +99,7 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     fitted through :func:`~recloop.bench.cache.fit_cached` in ``cache`` (default
     ``work/models``): a rerun, or another arena or diagnostic run on the same data with the
     same cache, loads them instead of refitting, and a fit killed part-way continues.
-    With ``runs``, each trained agent of :data:`SERVABLE` (without the guardrail) is also
+    With ``runs``, each trained agent whose class is ``servable`` (without the guardrail) is also
     saved as a run directory ``runs/DATA-AGENT-sSEED`` (see :func:`save_policy_run`);
     ``source``, ``(path or name, column mapping)``, is how those runs reload the data when
     ``data`` is a ``Dataset`` (default: its name).
@@ -208,7 +212,7 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
                 variant = "guardrail" if guard else "plain"
                 path = work / f"{stage.prefix}-{name}-{variant}-s{seed}.json" if work else None
                 save = (runs / f"{stage.prefix}-{name}-s{seed}"
-                        if runs is not None and name in SERVABLE and not guard else None)  # fmt: skip
+                        if runs is not None and _servable(name) and not guard else None)  # fmt: skip
                 if (
                     path is not None
                     and path.exists()
@@ -274,7 +278,7 @@ def _cell(stage: _Stage, name: str, guard: bool, seed: int, dataset: Dataset, mo
 
 def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, seed: int,
                     config: ArenaConfig, folder: Path, summary: dict[str, Any]) -> None:  # fmt: skip
-    """Save a trained :data:`SERVABLE` agent as a run directory: the greedy SASRec with the
+    """Save a trained ``servable`` agent as a run directory: the greedy SASRec with the
     policy's encoder and item table, so ``recloop serve``, ``recommend`` and ``evaluate``
     rank by the learned policy (its greedy slate: the top of π over unseen items). The
     metrics are the protocol's on the stage's split, plus the agent's arena summary; the
@@ -285,9 +289,10 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
     from recloop.eval.protocol import evaluate
     from recloop.runs import run_metrics, save_run
 
-    if agent.name not in SERVABLE:
+    if not agent.servable:
+        servable = [n for n in AGENTS if _servable(n)]
         raise ConfigError(f"{agent.name} cannot be saved as a run; servable agents: "
-                          f"{list(SERVABLE)}")  # fmt: skip
+                          f"{servable}")  # fmt: skip
     policy = copy.deepcopy(model)
     policy.module_ = copy.deepcopy(agent.net.encoder).eval()
     spec = RunSpec(model="sasrec", data=stage.source or dataset.name, seed=seed,
