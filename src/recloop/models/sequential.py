@@ -130,6 +130,16 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         self._check_fitted()
         return self._encoder()
 
+    def with_encoder(self, encoder: SequenceEncoder) -> SequentialRecommender:
+        """A copy of this fitted model that ranks with ``encoder`` (a copy of it, in eval
+        mode): for example an online agent's policy network, saved and served as a model."""
+        import copy
+
+        self._check_fitted()
+        out = copy.deepcopy(self)
+        out.module_ = copy.deepcopy(encoder).eval()
+        return out
+
     def _encoder(self) -> SequenceEncoder:
         """The encoder that ranks (a subclass holding it elsewhere overrides this)."""
         return cast(SequenceEncoder, self.module_)

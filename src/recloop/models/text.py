@@ -33,7 +33,7 @@ import numpy as np
 
 from recloop.data.dataset import Dataset
 from recloop.data.ranking import top_k
-from recloop.data.sources import cache_dir
+from recloop.data.sources import cache_dir, sha256_of
 from recloop.errors import ConfigError, DataError, RecloopError
 
 #: The default model, and the package that ships it.
@@ -51,14 +51,6 @@ _ALLOWED_MODULE_PREFIX = "sentence_transformers."
 
 class TextModelError(RecloopError, RuntimeError):
     """A text model that is missing, tampered with, or would run untrusted code."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def minilm_path() -> Path:
@@ -102,7 +94,7 @@ def _check_folder(folder: Path) -> str:
             )
     h = hashlib.sha256()
     for w in weights:
-        h.update(_sha256(w).encode())
+        h.update(sha256_of(w).encode())
     return h.hexdigest()
 
 
@@ -123,7 +115,7 @@ def resolve_text_model(model: str) -> tuple[str, str]:
         weights = folder / "model.safetensors"
         if not weights.exists():
             raise TextModelError(f"{weights} is missing; reinstall {MINILM_PIN}")
-        digest = _sha256(weights)
+        digest = sha256_of(weights)
         if digest != MINILM_SHA256:
             raise TextModelError(
                 f"{weights} has sha256 {digest}, not the pinned {MINILM_SHA256}: the file was "

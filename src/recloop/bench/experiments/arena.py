@@ -283,7 +283,6 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
     rank by the learned policy (its greedy slate: the top of π over unseen items). The
     metrics are the protocol's on the stage's split, plus the agent's arena summary; the
     config records the agent, its options and where it trained."""
-    import copy
 
     from recloop.bench.experiments.offline import RunSpec, resolved_config
     from recloop.eval.protocol import evaluate
@@ -293,8 +292,7 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
         servable = [n for n in AGENTS if _servable(n)]
         raise ConfigError(f"{agent.name} cannot be saved as a run; servable agents: "
                           f"{servable}")  # fmt: skip
-    policy = copy.deepcopy(model)
-    policy.module_ = copy.deepcopy(agent.net.encoder).eval()
+    policy = model.with_encoder(agent.net.encoder)
     spec = RunSpec(model="sasrec", data=stage.source or dataset.name, seed=seed,
                    columns=stage.columns, before=stage.cut,
                    short_users="train" if stage.label == "replay" else "error")  # fmt: skip
