@@ -305,7 +305,8 @@ def policy_agreement(
     adjusted = holm_bonferroni(raw_p)
     separated = (adjusted <= alpha) & (diffs != 0)
     inversions = []
-    for k in np.flatnonzero(separated):
+    for s in np.flatnonzero(separated):
+        k = int(s)
         better, worse = (i[k], j[k]) if diffs[k] > 0 else (j[k], i[k])
         if w[better] < w[worse]:
             inversions.append((names[better], names[worse], float(adjusted[k])))
