@@ -24,6 +24,7 @@ EXCEPTIONS = {
     "serve/policy.py": (2, "Thompson sampling: each draw's top-k, for its propensities"),
     "bench/experiments/diagnose.py": (1, "look-ahead candidates: Gumbel-top-k draws"),
     "bench/experiments/ope_sim.py": (1, "uniform logged slates: orders of random keys"),
+    "eval/agreement.py": (1, "random half-splits of the units: permutations of random keys"),
     # Not items by score.
     "sim/world.py": (1, "groups rows by a key (a counting sort), ranks nothing"),
     "models/sequential.py": (1, "batches users of similar sequence length together"),
