@@ -23,6 +23,9 @@ service acknowledges an event only after this call.
 
 Open a store with :func:`recloop.serve.backends.open_store` (the backends subclass
 :class:`EventStore`; this module never imports them).
+
+One concept at about 400 lines: the event log's schema, its writes and its reads, which every
+backend shares (the backends hold only their connection and dialect).
 """
 
 from __future__ import annotations
