@@ -156,6 +156,19 @@ def offline_ndcg(agent: Agent, split: Any, history_len: int, k: int = 10,
     ranked by :func:`~recloop.data.ranking.rank_targets`, the evaluation protocol's own rule:
     ties go against the target, so an agent is on the same footing as the models it is
     compared with. This puts every agent, learned online or not, on the offline accuracy axis.
+    NaN for an agent without scores (``random``).
+    """
+    gains = offline_ndcg_per_user(agent, split, history_len, k, batch)[1]
+    return float(gains.mean()) if len(gains) else float("nan")
+
+
+def offline_ndcg_per_user(agent: Agent, split: Any, history_len: int, k: int = 10,
+                          batch: int = 256, rng: np.random.Generator | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(users, gains)``: each test user's NDCG@``k`` under :func:`offline_ndcg`'s rules.
+
+    An agent without scores (``random``) ranks by uniform random scores from ``rng``; without
+    ``rng`` its gains are NaN.
     """
     from types import SimpleNamespace
 
@@ -180,12 +193,14 @@ def offline_ndcg(agent: Agent, split: Any, history_len: int, k: int = 10,
         try:
             scores = np.asarray(agent.scores(state), dtype=np.float64)
         except NotImplementedError:
-            return float("nan")
+            if rng is None:
+                return users, np.full(len(users), np.nan)
+            scores = rng.random(seen.shape)
         rows = np.arange(len(u))
         seen[rows, t] = False  # the target itself stays rankable, as in the protocol
         rank = rank_targets(scores, np.arange(len(u) + 1), t, sp.csr_matrix(seen))
         gains[lo : lo + batch] = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
-    return float(gains.mean()) if len(gains) else float("nan")
+    return users, gains
 
 
 def item_features(dataset: Dataset, model: SequentialRecommender | None, kind: str = "auto",

@@ -138,13 +138,23 @@ class UserBatch:
         self.active = np.zeros(size, dtype=bool)
 
     # ------------------------------------------------------------------ sessions
-    def reset(self, slots: np.ndarray, users: np.ndarray) -> None:
-        """Start sessions of ``users`` in ``slots``: their logged history is the starting state."""
+    def reset(self, slots: np.ndarray, users: np.ndarray, history: History | None = None) -> None:
+        """Start sessions of ``users`` in ``slots``: their logged history is the starting state.
+
+        ``history`` (over the world's users and items) replaces the world's logs as that
+        state, e.g. each user's ratings before a later real session that the world is to
+        simulate in its place.
+        """
         slots = np.asarray(slots, dtype=np.int64)
         users = np.asarray(users, dtype=np.int64)
-        h: History = self.world.history
+        h: History = self.world.history if history is None else history
+        if h.n_users != self.world.history.n_users or h.n_items != self.n_items:
+            raise ConfigError(
+                f"the start history has {h.n_users} users × {h.n_items} items but the world "
+                f"knows {self.world.history.n_users} × {self.n_items}"
+            )
         self.users[slots] = users
-        self.logits[slots] = self.world.logits(users)
+        self.logits[slots] = self.world.logits(users, history=history)
         self.seen[slots] = False
         self.history[slots] = 0
         self.taste[slots] = 0.0
@@ -241,10 +251,7 @@ class UserBatch:
         clickable = first & ~self.seen[act[:, None], sl]
         util = np.where(clickable, util, -np.inf)
         # Multinomial logit with a no-click option of utility 0 (stable: shift by max(0, u)).
-        top = np.maximum(util.max(1), 0.0)
-        e = np.exp(util - top[:, None])
-        e0 = np.exp(-top)
-        total = e0 + e.sum(1)
+        e, e0, total = _logit_terms(util)
         out.click_prob[act] = 1.0 - e0 / total
         cum = np.cumsum(e, 1) / total[:, None]  # P(click one of the first j+1 items)
         u_choice = draws[0, act]
@@ -274,16 +281,35 @@ class UserBatch:
     def _click(self, slots: np.ndarray, items: np.ndarray) -> None:
         if not len(slots):
             return
-        delta = self.world.logit_delta(items)
-        if delta is not None:
-            self.logits[slots] += delta
+        if not self.world.sequential:
+            delta = self.world.logit_delta(items)
+            if delta is not None:
+                self.logits[slots] += delta
         self.seen[slots, items] = True
         self.history[slots, :-1] = self.history[slots, 1:]
         self.history[slots, -1] = items + 1
+        if self.world.sequential:  # the next-item model reads the new window
+            self.logits[slots] = self.world.window_logits(self.history[slots])
         if self.genres.shape[1]:
             lam = np.float32(self.config.taste_decay)
             self.taste[slots] = lam * self.taste[slots] + (1 - lam) * self.genres[items]
         self.n_seen[slots] += 1
+
+
+def _logit_terms(util: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``e^{u − m}``, ``e^{−m}`` and their total with ``m = max(0, max u)`` per row."""
+    top = np.maximum(util.max(1), 0.0)
+    e = np.exp(util - top[:, None])
+    e0 = np.exp(-top)
+    return e, e0, e0 + e.sum(1)
+
+
+def choice_probabilities(util: np.ndarray) -> np.ndarray:
+    """(n, K + 1) the users' choice over a slate: ``P(item j)`` for each of the ``K`` slate
+    utilities (``-inf``: not clickable) and, last, ``P(no click)``, a multinomial logit with
+    a no-click option of utility 0, as :meth:`UserBatch.step` draws it. Rows sum to 1."""
+    e, e0, total = _logit_terms(np.asarray(util, dtype=np.float64))
+    return np.c_[e / total[:, None], e0 / total]
 
 
 def top_unseen(scores: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:

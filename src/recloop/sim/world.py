@@ -45,7 +45,16 @@ RESPONSE_MODELS: dict[str, dict[str, Any]] = {
     "ease": {"l2": 500.0},
     "bpr": {"epochs": 20},
     "itemknn": {},
+    "sasrec": {"max_len": 50, "batch_size": 32, "dropout": 0.5, "patience": 10},
+    "gru4rec": {"max_len": 50},
 }
+
+#: Sequential response models: their click feature is the next-item log-probability given the
+#: history window (a log-softmax over all items), recomputed after every click; they are
+#: fitted with early stopping on the world's validation targets and seeded apart from the
+#: agents' models (``seed + SEQUENTIAL_SEED_OFFSET``), so a world is never the model under test.
+SEQUENTIAL = ("sasrec", "gru4rec")
+SEQUENTIAL_SEED_OFFSET = 7919
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,9 @@ class WorldConfig:
     rating_factors: int = option(16, "latent factors of the rating model (0: biases only)")
     like_threshold: float = option(4.0, "a rating at or above this is a like")
     seed: int = option(0, "seed of the response models and of the calibration negatives")
+    epochs: int = option(
+        0, "most training epochs of a sequential response model (0: its own default, 200)"
+    )
 
     names: ClassVar[tuple[str, ...]] = tuple(RESPONSE_MODELS)
 
@@ -73,10 +85,19 @@ class WorldConfig:
             )
         if self.negatives < 1:
             raise ConfigError(f"negatives must be >= 1, not {self.negatives}")
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0, not {self.epochs}")
         if self.rating_factors < 0:
             raise ConfigError(f"rating_factors must be >= 0, not {self.rating_factors}")
         if not (np.isfinite(self.rating_l2) and self.rating_l2 >= 0):
             raise ConfigError(f"rating_l2 must be >= 0, not {self.rating_l2}")
+        seq = [m for m in self.models if m in SEQUENTIAL]
+        if seq and len(seq) != len(self.models):
+            raise ConfigError(
+                f"a world's response models are all sequential ({', '.join(SEQUENTIAL)}) or none "
+                f"are, not {list(self.models)}: a sequential world rescores every click from the "
+                "history window, a history world adds the clicked item's row"
+            )
 
 
 @dataclass
@@ -180,9 +201,13 @@ class World:
                 "needs held-out interactions from at least 20 users to calibrate its clicks"
             )
         models = [
-            build_model(name, RESPONSE_MODELS[name], cfg.seed).fit(fit_data, progress=progress)
+            build_model(name, _options(name, cfg), cfg.seed + SEQUENTIAL_SEED_OFFSET).fit(
+                split.train, valid=split, progress=progress)
+            if name in SEQUENTIAL
+            else build_model(name, RESPONSE_MODELS[name], cfg.seed).fit(fit_data,
+                                                                        progress=progress)
             for name in cfg.models
-        ]
+        ]  # fmt: skip
         rm = RatingModel.fit(
             fit_data.interactions["user"].to_numpy(np.int64),
             fit_data.interactions["item"].to_numpy(np.int64),
@@ -213,7 +238,7 @@ class World:
                 cand = rng.integers(0, self.dataset.n_items, 2 * n_neg)
                 out += [int(c) for c in cand if int(c) not in taken]
             neg[r] = out[:n_neg]
-        feats = np.stack([m.score(users, history=known) for m in self.models], -1)  # (B, I, k)
+        feats = np.stack([_feature(m, users, known) for m in self.models], -1)  # (B, I, k)
         rows = np.arange(len(users))[:, None]
         x = np.concatenate([feats[rows, pos[:, None]], feats[rows, neg]], 1)  # (B, 1+n, k)
         y = np.zeros(x.shape[:2])
@@ -258,8 +283,26 @@ class World:
     def logits(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
         """(B, I) float32 click logits of every item for ``users`` given ``history``."""
         h = history or self.history
-        s = sum(c * m.score(users, history=h) for c, m in zip(self.coef, self.models, strict=True))
+        s = sum(c * _feature(m, users, h) for c, m in zip(self.coef, self.models, strict=True))
         return np.asarray(s + self.intercept, dtype=np.float32)
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the click logits follow the history window (:meth:`window_logits`)."""
+        return self.config.models[0] in SEQUENTIAL
+
+    def window_logits(self, windows: np.ndarray) -> np.ndarray:
+        """(n, I) click logits of a sequential world given (n, L) history windows (item + 1,
+        0 = padding, oldest first), as the simulator holds them."""
+        import torch
+
+        tokens = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64))
+        total = np.zeros((len(windows), self.n_items), dtype=np.float64)
+        with torch.inference_mode():
+            for c, m in zip(self.coef, self.models, strict=True):
+                raw = m.token_scorer()(tokens[:, -m.config.max_len :])  # type: ignore[attr-defined,union-attr]
+                total += c * torch.log_softmax(raw.double(), -1).numpy()
+        return np.asarray(total + self.intercept, dtype=np.float32)
 
     def logit_delta(self, items: np.ndarray) -> np.ndarray | None:
         """(n, I) change of a user's logits when ``items`` join the history (None: no change).
@@ -281,6 +324,22 @@ class World:
         names = " + ".join(self.config.models)
         return (f"clicks: {names}, Platt-calibrated on held-out last interactions; ratings: "
                 f"biased MF with {self.config.rating_factors} factors")  # fmt: skip
+
+
+def _options(name: str, cfg: WorldConfig) -> dict[str, Any]:
+    """A sequential response model's options, with the config's epoch cap."""
+    return {**RESPONSE_MODELS[name], **({"epochs": cfg.epochs} if cfg.epochs else {})}
+
+
+def _feature(model: Recommender, users: np.ndarray, history: History) -> np.ndarray:
+    """(B, I) a response model's click feature: its scores, or for a sequential model the
+    next-item log-probabilities (log-softmax of its scores over all items)."""
+    scores = model.score(users, history=history)
+    if model.name not in SEQUENTIAL:
+        return scores
+    s = scores.astype(np.float64)
+    top = s.max(1, keepdims=True)
+    return np.asarray(s - top - np.log(np.exp(s - top).sum(1, keepdims=True)), np.float32)
 
 
 def _platt(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:

@@ -93,5 +93,6 @@ EXPERIMENTS = Registry(
         "ope": "recloop.bench.experiments.ope_sim",
         "obd": "recloop.bench.experiments.obd",
         "diagnose": "recloop.bench.experiments.diagnose",
+        "fidelity": "recloop.bench.experiments.fidelity",
     }
 )

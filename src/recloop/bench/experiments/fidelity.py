@@ -1,0 +1,524 @@
+"""Does a world order policies the way real data does? The fidelity panel, scored everywhere.
+
+One run is a dataset, a global time cut and the panel (:data:`recloop.rl.panel.PANEL`):
+
+1. **Past and future.** The interactions before the cut (the timestamp quantile leaving
+   ``cut_frac`` after it) are the past. Every panel model is fitted on the past's
+   leave-one-out training part (SASRec and GRU4Rec stopped early on its validation
+   targets); the learned members (REINFORCE top-K, LinUCB) then train on the past's
+   replayed sessions. No panel policy sees anything after the cut.
+2. **Yardsticks** (real data, no world model):
+   - ``replay``: each real session after the cut replayed for every policy from the user's
+     history before it (:class:`~recloop.sim.replay.ReplayBatch`): per-session return;
+   - ``offline_ndcg``: leave-one-out NDCG@10 on the past's test targets, per user.
+3. **Worlds, cross-fitted.** The users are split into ``folds``; the world that scores fold
+   ``k``'s sessions is fitted on every interaction except fold ``k``'s after the cut (it may
+   learn from other users' futures, which no policy sees, but never from the sessions it is
+   judged against). It then simulates, for each of fold ``k``'s real later sessions, ``repeats``
+   sessions of every policy from the same starting history as the replay, with common random
+   numbers across policies. A world's value of a policy is its mean simulated return.
+4. **Agreement** (:func:`recloop.eval.policy_agreement`): each world's values against each
+   yardstick: Kendall τ with its bootstrap interval, the share of pairs in the same order,
+   the pairs the yardstick separates significantly (paired Wilcoxon, Holm) that the world
+   inverts, named, and the yardstick's own noise ceiling (τ between random halves). Also
+   ``inversions_significant_agreed``: those inversions of a yardstick on pairs that the
+   other yardstick orders the same way (the pairs where the two real measures agree).
+5. **The world's own fit**, on the same later sessions: ``heldout_ndcg@10`` (the world's
+   logits ranking each session's first real item among the unseen, given the history before
+   it) against ``best_panel_ndcg@10`` (the best panel policy's scores on the same targets);
+   ``session_len_ks`` (Kolmogorov-Smirnov distance between the lengths of the world's
+   sessions under its own favourite items and the real sessions' lengths, capped at
+   ``session_cap``); ``click_gini_gap`` (Gini of per-item clicks in those simulated sessions
+   minus that of the items consumed in the real ones, one simulated session per real one).
+
+The default world is the one with the fewest significant inversions against replay, then
+the highest τ. Rows: :data:`BENCHMARK` per world × yardstick (``method`` = world, ``variant``
+= yardstick) and a ``default_world`` row; the panel's per-policy values go in the
+``panel`` extra table.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recloop.bench.cache import GREEDY_SASREC, fit_cached, fit_greedy
+from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
+from recloop.config import make_config
+from recloop.data import Dataset, load_dataset
+from recloop.data.history import History
+from recloop.data.ranking import rank_targets
+from recloop.data.split import leave_one_out
+from recloop.errors import ConfigError, DataError
+from recloop.eval.agreement import Agreement, policy_agreement
+from recloop.rl.agents import Agent
+from recloop.rl.deep import DeepConfig
+from recloop.rl.online import offline_ndcg_per_user, train_agent
+from recloop.rl.panel import PANEL, PanelModels, build_panel, models_needed
+from recloop.sim.core import SimConfig, UserBatch, run_sessions
+from recloop.sim.fidelity import gini
+from recloop.sim.replay import ReplayBatch
+from recloop.sim.world import World, WorldConfig
+
+BENCHMARK = "sim_fidelity"
+YARDSTICKS = ("replay", "offline_ndcg")
+
+#: The worlds a panel can rank: name → the :class:`~recloop.sim.world.WorldConfig` options,
+#: and under ``"sim"`` the :class:`~recloop.sim.core.SimConfig` options the world overrides
+#: (a sequential world's next-item model already knows what a user tires of: no boredom).
+WORLDS: dict[str, dict[str, Any]] = {
+    "ease": {"models": ("ease",)},
+    "bpr": {"models": ("bpr",)},
+    "itemknn": {"models": ("itemknn",)},
+    "sasrec": {"models": ("sasrec",), "sim": {"boredom": 0.0}},
+    "gru4rec": {"models": ("gru4rec",), "sim": {"boredom": 0.0}},
+    "sasrec_bored": {"models": ("sasrec",)},
+}
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """What to run: the worlds, the cut, the cross-fit, the simulation and the panel's fits."""
+
+    worlds: tuple[str, ...] = ("ease", "bpr")
+    seed: int = 0
+    cut_frac: float = 0.1  # share of interactions after the time cut
+    folds: int = 2  # user folds of the worlds' cross-fit
+    repeats: int = 4  # simulated sessions per real later session
+    max_sessions: int = 0  # later sessions scored (0: all; else a seeded sample)
+    steps: int = 300  # batch steps of replayed training for each learned member
+    n_envs: int = 64
+    bootstrap: int = 1000
+    members: tuple[str, ...] = PANEL
+    greedy: dict[str, Any] = field(default_factory=lambda: dict(GREEDY_SASREC))
+    gru4rec: dict[str, Any] = field(default_factory=lambda: {"max_len": 50})
+    sim: dict[str, Any] = field(default_factory=dict)
+    deep: dict[str, Any] = field(default_factory=dict)  # DeepConfig of REINFORCE top-K
+    world: dict[str, Any] = field(default_factory=dict)  # WorldConfig options of every world
+
+    def __post_init__(self) -> None:
+        bad = [w for w in self.worlds if w not in WORLDS]
+        if bad or not self.worlds:
+            raise ConfigError(f"unknown world(s) {bad or '(none)'}; choose from {list(WORLDS)}")
+        unknown = [m for m in self.members if m not in PANEL]
+        if unknown:
+            raise ConfigError(f"unknown panel member(s) {unknown}; choose from {list(PANEL)}")
+        if len(self.members) < 3:
+            raise ConfigError("a panel needs at least 3 policies to be ranked")
+        if not 0.0 < self.cut_frac < 1.0:
+            raise ConfigError(f"cut_frac must be in (0, 1), not {self.cut_frac}")
+        for name in ("folds", "repeats", "steps", "n_envs", "bootstrap"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.folds < 2:
+            raise ConfigError("folds must be >= 2: a world never sees the sessions it scores")
+        if self.max_sessions < 0:
+            raise ConfigError(f"max_sessions must be >= 0, not {self.max_sessions}")
+
+
+@dataclass
+class FidelityResult:
+    """A panel run: tidy agreement rows, per-policy values, and the agreements themselves."""
+
+    rows: pd.DataFrame  # benchmark sim_fidelity
+    panel: pd.DataFrame  # per policy × (world or yardstick): value with its interval
+    agreements: dict[tuple[str, str], Agreement]  # (world, yardstick) → agreement
+    default_world: str
+    names: tuple[str, ...]
+    world_figures: dict[str, dict[str, float]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
+                 cache: Path | None = None, progress: bool = False) -> FidelityResult:  # fmt: skip
+    """Score the panel by every world of ``config`` and both yardsticks (module docstring)."""
+    cfg = config or FidelityConfig()
+    sim = make_config(SimConfig, cfg.sim)
+    deep = make_config(DeepConfig, {"explore_updates": max(cfg.steps // 2, 1), **cfg.deep})
+    dataset = load_dataset(data) if isinstance(data, str) else data
+    label = data if isinstance(data, str) else dataset.name
+    clock: dict[str, float] = {}
+
+    # 1. the past, the panel fitted on it
+    t0 = time.perf_counter()
+    ts = dataset.interactions["timestamp"].to_numpy()
+    cut = int(np.quantile(ts, 1.0 - cfg.cut_frac, method="higher"))
+    past = dataset.before(cut)
+    split = leave_one_out(past, short_users="train")
+    models = _fit_panel_models(cfg, split, cache, progress)
+    past_logs = ReplayBatch(past, sim, cfg.n_envs, min_history=0)
+
+    def learn(agent: Agent) -> None:
+        train_agent(agent, past_logs, np.arange(past_logs.n_episodes), cfg.steps, cfg.seed,
+                    progress)  # fmt: skip
+
+    agents = build_panel(models, dataset, split.train, sim.slate_size, sim.history_len,
+                         cfg.seed, deep=deep, learn=learn, members=cfg.members)  # fmt: skip
+    names = tuple(agents)
+    clock["panel_fit_s"] = time.perf_counter() - t0
+
+    # 2. the later sessions, replayed
+    t0 = time.perf_counter()
+    logs = _later_sessions(dataset, sim, cut)
+    ev = np.flatnonzero(dataset.sequences.timestamps[logs.episode_start] >= cut)
+    if cfg.max_sessions and len(ev) > cfg.max_sessions:
+        pick = np.random.default_rng([cfg.seed, 7]).choice(len(ev), cfg.max_sessions, False)
+        ev = ev[np.sort(pick)]
+    if len(ev) < 2:
+        raise DataError(f"{label}: {len(ev)} real session(s) after the time cut; the panel "
+                        "needs at least 2: raise cut_frac")  # fmt: skip
+    replay = np.zeros((len(ev), len(names)))
+    for p, name in enumerate(names):
+        _fresh(agents[name])
+        batch = ReplayBatch(dataset, sim, len(ev), cut=cut)
+        batch.reset(np.arange(len(ev)), ev)
+        replay[:, p] = _returns(agents[name], batch, cfg.seed, progress)
+    offline = _offline(agents, names, split, sim.history_len, cfg.seed)
+    next_ndcg = _policy_next_item_ndcg(agents, names, dataset, sim, cut, ev, cfg.seed)
+    clock["yardsticks_s"] = time.perf_counter() - t0
+
+    # 3. the worlds, cross-fitted by user folds
+    ep_user = logs.episode_user[ev]
+    fold_of = np.random.default_rng([cfg.seed, 11]).permutation(dataset.n_users) % cfg.folds
+    values: dict[str, np.ndarray] = {}
+    figures: dict[str, dict[str, float]] = {}
+    for world_name in cfg.worlds:
+        t0 = time.perf_counter()
+        val = np.zeros((len(ev), len(names)))
+        world_ndcg = np.zeros(len(ev))
+        sim_lengths: list[np.ndarray] = []
+        clicks = np.zeros(dataset.n_items)
+        for fold in range(cfg.folds):
+            in_fold = np.flatnonzero(fold_of[ep_user] == fold)
+            if not len(in_fold):
+                continue
+            world = _fold_world(dataset, world_name, cut, fold_of == fold, cfg, progress)
+            wsim = replace(sim, **WORLDS[world_name].get("sim", {}))
+            for group in _groups(ep_user[in_fold]):
+                r = in_fold[group]
+                hist = _start_history(dataset, ep_user[r], logs.episode_start[ev[r]])
+                u = ep_user[r]
+                world_ndcg[r] = _world_next_item_ndcg(world, u, hist, dataset, logs, ev[r])
+                for p, name in enumerate(names):
+                    _fresh(agents[name])
+                    val[r, p] = _simulate(world, wsim, agents[name], u, hist, cfg.repeats,
+                                          cfg.seed, progress)  # fmt: skip
+                lengths, item_clicks = _world_greedy(world, wsim, u, hist, cfg.seed)
+                sim_lengths.append(lengths)
+                clicks += item_clicks
+        values[world_name] = val
+        real_len = np.minimum(logs.episode_len[ev], sim.session_cap)
+        real_clicks = _consumed(dataset, logs.episode_start[ev], logs.episode_len[ev])
+        figures[world_name] = {
+            "heldout_ndcg@10": float(world_ndcg.mean()),
+            "best_panel_ndcg@10": float(np.nanmax(np.nanmean(next_ndcg, 0))),
+            "session_len_ks": _ks(np.concatenate(sim_lengths), real_len),
+            "click_gini_gap": gini(clicks) - gini(real_clicks),
+        }
+        clock[f"world_{world_name}_s"] = time.perf_counter() - t0
+
+    # 4. agreement
+    yard = {"replay": replay, "offline_ndcg": offline}
+    agreements: dict[tuple[str, str], Agreement] = {}
+    for world_name, val in values.items():
+        for y, matrix in yard.items():
+            agreements[(world_name, y)] = policy_agreement(
+                val.mean(0), matrix, names, n_boot=cfg.bootstrap, seed=cfg.seed
+            )
+    default = min(
+        cfg.worlds,
+        key=lambda w: (
+            len(agreements[(w, "replay")].significant_inversions),
+            -agreements[(w, "replay")].tau,
+        ),
+    )
+    rows = _rows(label, cfg, agreements, yard, figures, default)
+    panel = _panel_rows(label, cfg, names, values, yard, next_ndcg)
+    return FidelityResult(rows, panel, agreements, default, names, figures, clock)
+
+
+# --------------------------------------------------------------------------- the panel
+
+
+def _fit_panel_models(cfg: FidelityConfig, split: Any, cache: Path | None,
+                      progress: bool) -> PanelModels:  # fmt: skip
+    """The models the panel's members act with, fitted on the past's training part."""
+    from recloop.models.registry import build_model
+    from recloop.models.sequential import GRU4Rec
+
+    need = models_needed(cfg.members)
+    out = PanelModels()
+    if "sasrec" in need:
+        out.sasrec = fit_greedy(cfg.greedy, cfg.seed, split, cache=cache, progress=progress)
+    if "gru4rec" in need:
+        out.gru4rec = fit_cached(GRU4Rec(seed=cfg.seed, **cfg.gru4rec), split.train,
+                                 valid=split, cache=cache, progress=progress)  # fmt: skip
+    for name in ("ease", "itemknn", "markov"):
+        if name in need:
+            setattr(out, name, build_model(name, {}, cfg.seed).fit(split.train))
+    return out
+
+
+def _fresh(agent: Agent) -> None:
+    """Forget a guardrail's exposure counts, so each world and yardstick starts it afresh."""
+    if agent.guard is not None:
+        agent.guard.counts[:] = 0.0
+
+
+def _later_sessions(dataset: Dataset, sim: SimConfig, cut: int) -> ReplayBatch:
+    try:
+        return ReplayBatch(dataset, sim, 1, cut=cut)
+    except DataError as err:
+        raise DataError("no user has ratings both before and after the time cut, so there is "
+                        "nothing to replay; change cut_frac") from err  # fmt: skip
+
+
+def _returns(agent: Agent, batch: Any, seed: int, progress: bool) -> np.ndarray:
+    """Per-session returns of ``agent`` exploiting on ``batch`` (every slot freshly reset)."""
+    act_rng = np.random.default_rng([seed, 2])
+    roll = run_sessions(batch, lambda b, _r: agent.act(b, act_rng, explore=False), seed,
+                        progress, f"replaying {agent.name}")  # fmt: skip
+    return roll.returns
+
+
+def _offline(agents: dict[str, Agent], names: tuple[str, ...], split: Any, history_len: int,
+             seed: int) -> np.ndarray:  # fmt: skip
+    """(U, P) each policy's leave-one-out NDCG@10 on each of the past's test users."""
+    rng = np.random.default_rng([seed, 5])
+    return np.stack([offline_ndcg_per_user(agents[n], split, history_len, rng=rng)[1]
+                     for n in names], 1)  # fmt: skip
+
+
+def _ndcg_of_first(scores: np.ndarray, seen: np.ndarray, target: np.ndarray) -> np.ndarray:
+    seen = seen.copy()
+    rows = np.arange(len(target))
+    seen[rows, target] = False
+    rank = rank_targets(scores, np.arange(len(target) + 1), target, sp.csr_matrix(seen))
+    return np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)
+
+
+def _policy_next_item_ndcg(agents: dict[str, Agent], names: tuple[str, ...], dataset: Dataset,
+                           sim: SimConfig, cut: int, ev: np.ndarray,
+                           seed: int) -> np.ndarray:  # fmt: skip
+    """(S, P) each policy's NDCG@10 of each later session's first item, from its start."""
+    out = np.full((len(ev), len(names)), np.nan)
+    for lo in range(0, len(ev), 512):
+        part = ev[lo : lo + 512]
+        batch = ReplayBatch(dataset, sim, len(part), cut=cut)
+        batch.reset(np.arange(len(part)), part)
+        target = dataset.sequences.items[batch.pos]
+        for p, name in enumerate(names):
+            try:
+                scores = np.asarray(agents[name].scores(batch), dtype=np.float64)
+            except NotImplementedError:
+                scores = np.random.default_rng([seed, 6, lo]).random(batch.seen.shape)
+            out[lo : lo + len(part), p] = _ndcg_of_first(scores, batch.seen, target)
+    return out
+
+
+# --------------------------------------------------------------------------- worlds
+
+
+def _fold_world(dataset: Dataset, name: str, cut: int, fold_users: np.ndarray,
+                cfg: FidelityConfig, progress: bool) -> World:  # fmt: skip
+    """The world fitted on everything but ``fold_users``' interactions from ``cut`` on."""
+    inter = dataset.interactions
+    hide = fold_users[inter["user"].to_numpy()] & (inter["timestamp"].to_numpy() >= cut)
+    fit_on = dataset.with_interactions(inter[~hide].reset_index(drop=True))
+    spec = {k: v for k, v in WORLDS[name].items() if k != "sim"}
+    options = {**cfg.world, **spec, "seed": cfg.seed}
+    return World.fit(fit_on, make_config(WorldConfig, options), progress=progress)
+
+
+def _groups(users: np.ndarray) -> list[np.ndarray]:
+    """Indices of ``users`` split into groups in which no user repeats (k-th visits together)."""
+    order = np.argsort(users, kind="stable")
+    sorted_users = users[order]
+    first = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
+    rank = np.arange(len(users)) - np.repeat(first, np.diff(np.r_[first, len(users)]))
+    out = np.empty(len(users), dtype=np.int64)
+    out[order] = rank
+    return [np.flatnonzero(out == k) for k in range(int(out.max()) + 1)] if len(users) else []
+
+
+def _start_history(dataset: Dataset, users: np.ndarray, starts: np.ndarray) -> History:
+    """A history over all users in which each of ``users`` (distinct) holds its ratings before
+    position ``starts`` of the chronological sequences, and every other user none."""
+    seq = dataset.sequences
+    lengths = np.zeros(dataset.n_users, dtype=np.int64)
+    lengths[users] = starts - seq.indptr[users]
+    order = np.argsort(users)
+    items = np.concatenate([seq.items[seq.indptr[u] : s]
+                            for u, s in zip(users[order], starts[order], strict=True)])  # fmt: skip
+    return History(np.r_[0, np.cumsum(lengths)], items.astype(np.int64), dataset.n_items)
+
+
+def _world_next_item_ndcg(world: World, users: np.ndarray, hist: History, dataset: Dataset,
+                          logs: ReplayBatch, episodes: np.ndarray) -> np.ndarray:  # fmt: skip
+    logits = world.logits(users, history=hist).astype(np.float64)
+    seen = hist.rows(users).toarray() > 0
+    target = dataset.sequences.items[logs.episode_start[episodes]]
+    return _ndcg_of_first(logits, seen, target)
+
+
+def _simulate(world: World, sim: SimConfig, agent: Agent, users: np.ndarray, hist: History,
+              repeats: int, seed: int, progress: bool) -> np.ndarray:  # fmt: skip
+    """Mean simulated return of ``agent`` over ``repeats`` sessions from each start."""
+    batch = UserBatch(world, sim, len(users) * repeats)
+    batch.reset(np.arange(batch.size), np.tile(users, repeats), history=hist)
+    return _returns(agent, batch, seed, progress).reshape(repeats, len(users)).mean(0)
+
+
+def _world_greedy(world: World, sim: SimConfig, users: np.ndarray, hist: History,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Session lengths and per-item clicks of one session per start under the world's own
+    favourite unseen items."""
+    batch = UserBatch(world, sim, len(users))
+    batch.reset(np.arange(len(users)), users, history=hist)
+    roll = run_sessions(batch, lambda b, _r: b.top_unseen(b.logits), seed)
+    return roll.lengths, roll.item_clicks
+
+
+def _consumed(dataset: Dataset, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(I,) how often each item is rated in the real sessions at ``starts`` of ``lengths``."""
+    pos = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+    return np.bincount(dataset.sequences.items[pos], minlength=dataset.n_items)
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov distance: the largest gap between the empirical CDFs."""
+    grid = np.union1d(a, b)
+    fa = np.searchsorted(np.sort(a), grid, side="right") / len(a)
+    fb = np.searchsorted(np.sort(b), grid, side="right") / len(b)
+    return float(np.max(np.abs(fa - fb)))
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _agreed_inversions(agreement: Agreement, other: np.ndarray, names: tuple[str, ...]) -> int:
+    """Significant inversions on pairs that the other yardstick orders the same way."""
+    means = np.nanmean(other, 0)
+    at = {n: k for k, n in enumerate(names)}
+    return sum(1 for better, worse, _ in agreement.significant_inversions
+               if means[at[better]] > means[at[worse]])  # fmt: skip
+
+
+def _rows(label: str, cfg: FidelityConfig, agreements: dict[tuple[str, str], Agreement],
+          yard: dict[str, np.ndarray], figures: dict[str, dict[str, float]],
+          default: str) -> pd.DataFrame:  # fmt: skip
+    base = {"benchmark": BENCHMARK, "dataset": label, "seed": cfg.seed, "split": "later"}
+    nan = float("nan")
+    out: list[dict[str, Any]] = []
+    for (world, y), agr in agreements.items():
+        out += agr.rows(**base, method=world, variant=y)
+        other = yard["offline_ndcg" if y == "replay" else "replay"]
+        out.append({**base, "method": world, "variant": y,
+                    "metric": "inversions_significant_agreed",
+                    "value": float(_agreed_inversions(agr, other, agr.names)),
+                    "ci_low": nan, "ci_high": nan, "n": agr.n_units})  # fmt: skip
+        inv = "; ".join(f"{a} > {b} (p={p:.1e})" for a, b, p in agr.significant_inversions)
+        out[-1]["note"] = inv
+    for world, figs in figures.items():
+        n = yard["replay"].shape[0]
+        out += [{**base, "method": world, "variant": "replay", "metric": m, "value": v,
+                 "ci_low": nan, "ci_high": nan, "n": n} for m, v in figs.items()]  # fmt: skip
+    out.append({**base, "method": default, "variant": "", "metric": "default_world",
+                "value": 1.0, "ci_low": nan, "ci_high": nan, "n": nan})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def _panel_rows(label: str, cfg: FidelityConfig, names: tuple[str, ...],
+                values: dict[str, np.ndarray], yard: dict[str, np.ndarray],
+                next_ndcg: np.ndarray) -> pd.DataFrame:  # fmt: skip
+    from recloop.eval.stats import mean_ci
+
+    base = {"benchmark": f"{BENCHMARK}_panel", "dataset": label, "seed": cfg.seed}
+    tables = {**{f"world:{w}": (v, "return") for w, v in values.items()},
+              "replay": (yard["replay"], "return"),
+              "offline_ndcg": (yard["offline_ndcg"], "ndcg@10"),
+              "next_item": (next_ndcg, "ndcg@10")}  # fmt: skip
+    out = []
+    for variant, (matrix, metric) in tables.items():
+        for p, name in enumerate(names):
+            col = matrix[:, p]
+            col = col[np.isfinite(col)]
+            ci = mean_ci(col)
+            out.append(
+                {
+                    **base,
+                    "method": name,
+                    "variant": variant,
+                    "metric": metric,
+                    "value": ci.mean,
+                    "ci_low": ci.low,
+                    "ci_high": ci.high,
+                    "n": len(col),
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def panel_text(result: FidelityResult) -> str:
+    """The panel and each world's agreement, as plain-text tables."""
+    p = result.panel
+    wide = p.pivot_table(index="method", columns="variant", values="value", sort=False)
+    wide = wide.reindex(list(result.names))
+    lines = ["Policy values (world columns: simulated return; replay: real later sessions' "
+             "return; offline_ndcg / next_item: NDCG@10)", wide.round(4).to_string(), "",
+             "Agreement of each world with each real yardstick"]  # fmt: skip
+    for (world, y), a in result.agreements.items():
+        inv = ", ".join(f"{b} > {w}" for b, w, _ in a.significant_inversions) or "none"
+        lines.append(
+            f"  {world:8s} vs {y:12s} τ = {a.tau:+.3f} [{a.tau_low:+.3f}, {a.tau_high:+.3f}]  "
+            f"same order {a.pairs_same_order:.0%}  significant pairs {a.n_significant_pairs}, "
+            f"inverted {len(a.significant_inversions)} ({inv})  noise ceiling "
+            f"{a.noise_ceiling:.3f}"
+        )
+    lines += ["", "World fit on the later sessions"]
+    for world, figs in result.world_figures.items():
+        lines.append("  " + world + ": " + ", ".join(f"{k} {v:.3f}" for k, v in figs.items()))
+    lines.append(f"\ndefault world (fewest significant inversions against replay, then τ): "
+                 f"{result.default_world}")  # fmt: skip
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- bench mode
+
+SECTION = "fidelity"
+KEYS = config_keys(FidelityConfig)
+
+
+def cells(table: dict[str, Any], datasets: list[str], seeds: list[int],
+          source: str) -> list[Cell]:  # fmt: skip
+    """One cell per dataset × seed of the grid's ``[fidelity]`` table (a
+    :class:`FidelityConfig`, its ``seed`` the grid's)."""
+    where = f"{source} [fidelity]"
+    opts = options(table, FidelityConfig, where)
+    for key in ("worlds", "members"):
+        if key in opts:
+            value = opts[key]
+            opts[key] = tuple(value) if isinstance(value, list) else (value,)
+    check_nested(opts, where)
+    return [Cell("fidelity", data, "panel", "", seed,
+                 json_ready(asdict(build(FidelityConfig, {**opts, "seed": seed}, where))),
+                 cpus_of(table, where))
+            for data in datasets for seed in seeds]  # fmt: skip
+
+
+def compute(cell: Cell, folder: Path,
+            cache: Path | None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:  # fmt: skip
+    """The panel on the cell's dataset: the agreement rows (with the cell's labels' seed) and
+    the per-policy values."""
+    cfg: dict[str, Any] = {k: tuple(v) if k in ("worlds", "members") else v
+                           for k, v in cell.config.items()}  # fmt: skip
+    result = run_fidelity(cell.dataset, FidelityConfig(**cfg), cache=cache)
+    rows = pd.concat([result.rows, result.panel], ignore_index=True)
+    rows["dataset"], rows["seed"] = cell.dataset, cell.seed
+    return rows, {}

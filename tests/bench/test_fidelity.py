@@ -1,0 +1,199 @@
+"""The fidelity panel: its parts on hand-made cases, and a world that must recover a known
+choice rule's policy order on synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recloop.bench.experiments import EXPERIMENTS
+from recloop.bench.experiments.fidelity import (
+    WORLDS,
+    FidelityConfig,
+    _agreed_inversions,
+    _consumed,
+    _groups,
+    _ks,
+    _start_history,
+    panel_text,
+    run_fidelity,
+)
+from recloop.data import Dataset
+from recloop.errors import ConfigError
+from recloop.eval.agreement import policy_agreement
+from recloop.models.registry import build_model
+from recloop.rl.panel import PANEL, ModelAgent, models_needed
+from recloop.sim.core import SimConfig, UserBatch
+from recloop.testing import toy_dataset
+
+
+def chain_dataset(n_users: int = 200, n_items: int = 120, length: int = 24,
+                  seed: int = 0) -> Dataset:  # fmt: skip
+    """Users who mostly rate the item after their last one (``i → i + 1``), sometimes skip
+    ahead 2-4 items; every user's events are a minute apart over the same time span, so a
+    global time cut leaves each user's last few events as one later session."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        pos = int(rng.integers(0, n_items))
+        for j in range(length):
+            rows.append((f"u{u}", f"i{pos % n_items}", 1_000_000 + 60 * j + u,
+                         float(rng.integers(3, 6))))  # fmt: skip
+            pos += 1 if rng.random() < 0.8 else int(rng.integers(2, 5))
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
+    return Dataset.from_frame(frame, name="chain")
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def test_groups_put_each_users_kth_session_together() -> None:
+    users = np.array([5, 3, 5, 7, 3, 5])
+    groups = _groups(users)
+    assert [g.tolist() for g in groups] == [[0, 1, 3], [2, 4], [5]]
+    assert _groups(np.zeros(0, np.int64)) == []
+
+
+def test_start_history_holds_each_users_items_before_the_start() -> None:
+    ds = toy_dataset()
+    seq = ds.sequences
+    users = np.array([4, 1])
+    starts = seq.indptr[users] + np.array([2, 3])
+    h = _start_history(ds, users, starts)
+    assert h.n_users == ds.n_users and h.n_items == ds.n_items
+    for u, s in zip(users, starts, strict=True):
+        assert (
+            h.items[h.indptr[u] : h.indptr[u + 1]].tolist() == seq.items[seq.indptr[u] : s].tolist()
+        )
+    others = np.setdiff1d(np.arange(ds.n_users), users)
+    assert (np.diff(h.indptr)[others] == 0).all()
+
+
+def test_consumed_counts_the_items_of_the_sessions() -> None:
+    ds = toy_dataset()
+    seq = ds.sequences
+    starts, lengths = np.array([0, 7]), np.array([2, 3])
+    want = np.bincount(np.r_[seq.items[0:2], seq.items[7:10]], minlength=ds.n_items)
+    assert np.array_equal(_consumed(ds, starts, lengths), want)
+
+
+def test_ks_distance_by_hand() -> None:
+    # CDFs on {1, 2, 3, 4}: a = (1/4, 2/4, 3/4, 1), b = (0, 0, 1/2, 1): largest gap 2/4 at 2
+    assert _ks(np.array([1, 2, 3, 4]), np.array([3, 4])) == pytest.approx(0.5)
+    assert _ks(np.array([2, 2]), np.array([2, 2, 2])) == 0.0
+
+
+def test_agreed_inversions_count_only_pairs_the_other_yardstick_orders_alike() -> None:
+    names = ("a", "b", "c")
+    rng = np.random.default_rng(0)
+    # the yardstick: a > b > c by a wide, consistent margin over 40 units
+    yard = np.c_[3 + rng.normal(0, 0.1, 40), 2 + rng.normal(0, 0.1, 40), 1 + rng.normal(0, 0.1, 40)]
+    agr = policy_agreement(np.array([1.0, 2.0, 3.0]), yard, names, n_boot=50)  # all inverted
+    assert len(agr.significant_inversions) == 3
+    other = np.array([[3.0, 2.0, 2.5]])  # agrees on a > b and a > c, not on b > c
+    assert _agreed_inversions(agr, other, names) == 2
+
+
+def test_model_agent_scores_a_user_as_the_model_does_from_their_items() -> None:
+    ds = toy_dataset()
+    for name in ("ease", "markov", "itemknn"):
+        model = build_model(name, {}, 0).fit(ds)
+        agent = ModelAgent(model, 3)
+        seq = ds.sequences
+        users = np.array([0, 2, 5])
+        seen = np.zeros((3, ds.n_items), bool)
+        window = np.zeros((3, 4), np.int64)
+        for r, u in enumerate(users):
+            items = seq.items[seq.indptr[u] : seq.indptr[u + 1]]
+            seen[r, items] = True
+            window[r, -min(4, len(items)) :] = items[-4:] + 1
+        state = type("S", (), {"seen": seen, "history": window, "users": users})()
+        np.testing.assert_allclose(agent.scores(state), model.score(users), rtol=1e-5, atol=1e-6)
+
+
+def test_model_agent_refuses_a_model_without_history() -> None:
+    model = build_model("bpr", {"epochs": 1}, 0).fit(toy_dataset())
+    with pytest.raises(ConfigError, match="history"):
+        ModelAgent(model, 3)
+
+
+def test_panel_and_config_checks() -> None:
+    assert len(PANEL) >= 10
+    assert models_needed(("random", "reinforce_topk")) == {"sasrec"}
+    assert models_needed(("ease", "gru4rec")) == {"ease", "gru4rec"}
+    with pytest.raises(ConfigError, match="world"):
+        FidelityConfig(worlds=("nope",))
+    with pytest.raises(ConfigError, match="member"):
+        FidelityConfig(members=("random", "nope", "ease"))
+    with pytest.raises(ConfigError, match="folds"):
+        FidelityConfig(folds=1)
+    assert EXPERIMENTS.module("fidelity") == "recloop.bench.experiments.fidelity"
+    assert {"ease", "bpr", "sasrec", "gru4rec"} <= set(WORLDS)
+
+
+def test_reset_from_a_given_history_starts_there() -> None:
+    from recloop.sim.world import World
+
+    ds = toy_dataset(n_users=40)
+    world = World.fit(ds, progress=False)
+    seq = ds.sequences
+    users = np.array([1, 3])
+    starts = seq.indptr[users] + 2
+    h = _start_history(ds, users, starts)
+    batch = UserBatch(world, SimConfig(slate_size=3, history_len=5, leave_bias=0.0), 2)
+    batch.reset(np.arange(2), users, history=h)
+    for r, (u, s) in enumerate(zip(users, starts, strict=True)):
+        items = seq.items[seq.indptr[u] : s]
+        assert set(np.flatnonzero(batch.seen[r])) == set(items.tolist())
+        assert (batch.history[r, -2:] - 1).tolist() == items.tolist()
+    np.testing.assert_allclose(batch.logits, world.logits(users, history=h))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def chain_result():  # type: ignore[no-untyped-def]
+    cfg = FidelityConfig(
+        worlds=("sasrec",), members=("random", "popularity", "markov", "sasrec"),
+        folds=2, repeats=2, steps=1, bootstrap=200, cut_frac=0.15,
+        greedy={"max_len": 20, "batch_size": 32, "epochs": 30, "patience": 3},
+        world={"epochs": 30}, sim={"session_cap": 10, "history_len": 20},
+    )  # fmt: skip
+    return run_fidelity(chain_dataset(), cfg)
+
+
+def test_a_world_fitted_on_a_known_choice_rule_recovers_its_policy_order(chain_result) -> None:  # type: ignore[no-untyped-def]
+    r = chain_result
+    panel = r.panel.set_index(["variant", "method"])["value"]
+    # the rule's own policies (the next item, learned) beat popularity and random on replay
+    for good in ("markov", "sasrec"):
+        for bad in ("random", "popularity"):
+            assert panel[("replay", good)] > panel[("replay", bad)] + 0.5
+            assert panel[("world:sasrec", good)] > panel[("world:sasrec", bad)]
+    agr = r.agreements[("sasrec", "replay")]
+    assert agr.significant_inversions == ()
+    assert agr.n_significant_pairs >= 4
+    assert r.default_world == "sasrec"
+    # the world knows the rule: its next-item ranking is near the best policy's
+    figs = r.world_figures["sasrec"]
+    assert figs["heldout_ndcg@10"] > 0.5
+    assert set(r.rows["metric"]) >= {"kendall_tau", "pairs_same_order", "inversions_significant",
+                                     "heldout_ndcg@10", "best_panel_ndcg@10", "session_len_ks",
+                                     "click_gini_gap", "n_policies", "noise_ceiling_tau",
+                                     "default_world"}  # fmt: skip
+    text = panel_text(r)
+    assert "default world" in text and "sasrec" in text
+
+
+def test_same_seed_same_numbers(chain_result) -> None:  # type: ignore[no-untyped-def]
+    cfg = FidelityConfig(
+        worlds=("sasrec",), members=("random", "popularity", "markov", "sasrec"),
+        folds=2, repeats=2, steps=1, bootstrap=200, cut_frac=0.15,
+        greedy={"max_len": 20, "batch_size": 32, "epochs": 30, "patience": 3},
+        world={"epochs": 30}, sim={"session_cap": 10, "history_len": 20},
+    )  # fmt: skip
+    again = run_fidelity(chain_dataset(), cfg)
+    pd.testing.assert_frame_equal(again.rows, chain_result.rows)
+    pd.testing.assert_frame_equal(again.panel, chain_result.panel)

@@ -1,0 +1,74 @@
+"""The users' choice over a slate, and the sequential world whose clicks follow the history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recloop.errors import ConfigError
+from recloop.sim.core import SimConfig, UserBatch, choice_probabilities
+from recloop.sim.world import SEQUENTIAL_SEED_OFFSET, World, WorldConfig
+from recloop.testing import toy_dataset
+
+
+def test_choice_probabilities_by_hand_and_with_no_click() -> None:
+    util = np.array([[0.0, np.log(2.0), -np.inf], [50.0, 50.0, 50.0]])
+    p = choice_probabilities(util)
+    # e^u = (1, 2, 0) and no click e^0 = 1: total 4
+    np.testing.assert_allclose(p[0], [0.25, 0.5, 0.0, 0.25])
+    np.testing.assert_allclose(p[1, :3], [1 / 3] * 3, rtol=1e-12)
+    assert p[1, 3] < 1e-20
+    rng = np.random.default_rng(0)
+    many = choice_probabilities(rng.normal(0, 3, (100, 10)))
+    np.testing.assert_allclose(many.sum(1), 1.0, rtol=1e-12)
+
+
+def test_the_step_draws_clicks_with_those_probabilities() -> None:
+    world = World.fit(toy_dataset(n_users=40), progress=False)
+    cfg = SimConfig(slate_size=3, history_len=5, leave_bias=0.0, boredom=0.0)
+    n = 20_000
+    batch = UserBatch(world, cfg, n)
+    batch.reset(np.arange(n), np.zeros(n, np.int64))
+    unseen = np.flatnonzero(~batch.seen[0])[:3]
+    util = batch.logits[0, unseen][None, :].astype(np.float64)
+    want = choice_probabilities(util)[0]
+    res = batch.step(np.tile(unseen, (n, 1)), np.random.default_rng(1))
+    got = [(res.clicked == i).mean() for i in unseen] + [(res.clicked < 0).mean()]
+    np.testing.assert_allclose(got, want, atol=4 * np.sqrt(0.25 / n))
+
+
+@pytest.fixture(scope="module")
+def seq_world() -> World:
+    return World.fit(toy_dataset(n_users=40), WorldConfig(models=("sasrec",)), progress=False)
+
+
+def test_a_sequential_world_follows_the_window_after_each_click(seq_world: World) -> None:
+    world = seq_world
+    assert world.sequential
+    assert world.models[0].config.seed == SEQUENTIAL_SEED_OFFSET  # never the agents' seed
+    cfg = SimConfig(slate_size=4, history_len=50, leave_bias=-20.0, boredom=0.0)
+    batch = UserBatch(world, cfg, 3)
+    users = np.array([0, 1, 2])
+    batch.reset(np.arange(3), users)
+    # at the start, the window path and the history path give the same logits
+    np.testing.assert_allclose(world.window_logits(batch.history), batch.logits, atol=1e-4)
+    # the logits are log-probabilities up to the calibration: a softmax of (logits - b) / a
+    a, b = float(world.coef[0]), world.intercept
+    p = np.exp((batch.logits.astype(np.float64) - b) / a)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-3)
+    rng = np.random.default_rng(0)
+    before = batch.logits.copy()
+    for _ in range(5):
+        res = batch.step(batch.top_unseen(batch.logits), rng)
+        if (res.clicked >= 0).any():
+            break
+    clicked = np.flatnonzero(res.clicked >= 0)
+    assert len(clicked), "no click in five steps of the world's own favourites"
+    np.testing.assert_allclose(batch.logits[clicked],
+                               world.window_logits(batch.history[clicked]), atol=1e-5)  # fmt: skip
+    assert not np.allclose(batch.logits[clicked], before[clicked])
+
+
+def test_a_world_mixes_no_sequential_and_history_models() -> None:
+    with pytest.raises(ConfigError, match="sequential"):
+        WorldConfig(models=("ease", "sasrec"))
