@@ -190,8 +190,9 @@ def test_train_with_an_rl_head_reports_likes(tiny_csv, tmp_path) -> None:
 
 def test_sim_fidelity_writes_its_report(tiny_csv, tmp_path) -> None:
     out = tmp_path / "fid"
-    proc = run("sim", "fidelity", "--data", str(tiny_csv), "--columns", COLS, "--sessions", "50",
-               "--param", "slate_size=3", "--out", str(out), "--quiet")  # fmt: skip
+    proc = run("sim", "fidelity", "--fit-only", "--data", str(tiny_csv), "--columns", COLS,
+               "--sessions", "50", "--param", "slate_size=3", "--out", str(out),
+               "--quiet")  # fmt: skip
     assert "world_auc" in proc.stdout and "world_ctr" in proc.stdout
     payload = json.loads((out / "fidelity.json").read_text())
     assert payload["sim"]["slate_size"] == 3
@@ -199,10 +200,39 @@ def test_sim_fidelity_writes_its_report(tiny_csv, tmp_path) -> None:
     assert 0.0 <= figures["world_auc"] <= 1.0 and figures["real_sessions"] >= 40
     assert figures["world_ctr"] > figures["random_ctr"]
     assert (out / "fidelity.png").stat().st_size > 10_000
-    bad = run("sim", "fidelity", "--data", str(tiny_csv), "--columns", COLS, "--param",
-              "slate=3", ok=False)  # fmt: skip
+    bad = run("sim", "fidelity", "--fit-only", "--data", str(tiny_csv), "--columns", COLS,
+              "--param", "slate=3", ok=False)  # fmt: skip
     assert bad.returncode == 2 and "unknown option(s) ['slate']" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_sim_fidelity_prints_the_panel(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(60):  # users rate the film after their last one, over one shared span
+        pos = int(rng.integers(0, 80))
+        for j in range(12):
+            rows.append((f"user{u}", pos % 80, 10_000 + 60 * j + u, int(rng.integers(3, 6))))
+            pos += 1 if rng.random() < 0.8 else 3
+    path = tmp_path / "chain.csv"
+    pd.DataFrame(rows, columns=["uid", "movie", "ts", "stars"]).to_csv(path, index=False)
+    out = tmp_path / "panel"
+    proc = run("sim", "fidelity", "--data", str(path), "--columns", COLS, "--members",
+               "random,popularity,markov,ease", "--worlds", "ease,bpr", "--repeats", "1",
+               "--cut-frac", "0.2", "--param", "session_cap=5", "--out", str(out),
+               "--quiet")  # fmt: skip
+    assert "vs replay" in proc.stdout and "default world" in proc.stdout
+    rows_out = pd.read_csv(out / "sim_fidelity.csv")
+    assert set(rows_out["method"]) == {"ease", "bpr"}
+    tau = rows_out.query("metric == 'kendall_tau' and variant == 'replay'")["value"]
+    assert len(tau) == 2 and tau.between(-1, 1).all()
+    assert (rows_out["metric"] == "default_world").sum() == 1
+    panel = pd.read_csv(out / "sim_fidelity_panel.csv")
+    replay = panel.query("variant == 'replay'").set_index("method")["value"]
+    assert replay["markov"] > replay["random"]  # the rule's policy wins on the real logs
+    bad = run("sim", "fidelity", "--data", str(path), "--columns", COLS, "--worlds", "nope",
+              ok=False)  # fmt: skip
+    assert bad.returncode == 2 and "unknown world" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_sim_agents_compares_with_the_greedy_model(tiny_csv, tmp_path) -> None:

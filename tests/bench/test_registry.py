@@ -75,7 +75,7 @@ def test_an_unregistered_mode_is_an_unknown_table() -> None:
 
 
 def test_the_modes_run_in_registry_order_and_each_module_has_the_protocol() -> None:
-    assert list(EXPERIMENTS) == ["offline", "simulator", "ope", "obd", "diagnose"]
+    assert list(EXPERIMENTS) == ["offline", "simulator", "ope", "obd", "diagnose", "fidelity"]
     for mode in EXPERIMENTS:
         module = EXPERIMENTS[mode]
         assert callable(module.cells) and callable(module.compute)

@@ -125,7 +125,7 @@ def test_world_fit_learns_the_toy_tastes(world: World) -> None:
 
 def test_world_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="unknown response model"):
-        WorldConfig(models=("sasrec",))
+        WorldConfig(models=("mlp",))
     with pytest.raises(ConfigError, match="negatives"):
         WorldConfig(negatives=0)
     small = _toy().interactions.iloc[:30]

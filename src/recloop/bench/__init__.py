@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         with_agents,
     )
     from recloop.bench.experiments.diagnose import DiagnoseConfig, diagnose
+    from recloop.bench.experiments.fidelity import FidelityConfig, panel_text, run_fidelity
     from recloop.bench.experiments.obd import bts_from_random, obd_rows
     from recloop.bench.experiments.offline import (
         RunSpec,
@@ -59,6 +60,9 @@ _LAZY = {
     "with_agents": "recloop.bench.experiments.arena",
     "DiagnoseConfig": "recloop.bench.experiments.diagnose",
     "diagnose": "recloop.bench.experiments.diagnose",
+    "FidelityConfig": "recloop.bench.experiments.fidelity",
+    "panel_text": "recloop.bench.experiments.fidelity",
+    "run_fidelity": "recloop.bench.experiments.fidelity",
     "bts_from_random": "recloop.bench.experiments.obd",
     "obd_rows": "recloop.bench.experiments.obd",
     "RunSpec": "recloop.bench.experiments.offline",
@@ -90,6 +94,7 @@ __all__ = [
     "BenchResult",
     "Cell",
     "DiagnoseConfig",
+    "FidelityConfig",
     "Grid",
     "RunSpec",
     "SimCheckConfig",
@@ -104,10 +109,12 @@ __all__ = [
     "load_grid",
     "markdown",
     "obd_rows",
+    "panel_text",
     "parse_grid",
     "prepare_data",
     "regather",
     "run_arena",
+    "run_fidelity",
     "run_grid",
     "run_replay",
     "run_rows",
