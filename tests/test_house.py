@@ -25,7 +25,10 @@ EXCEPTIONS = {
     "bench/experiments/diagnose.py": (1, "look-ahead candidates: Gumbel-top-k draws"),
     "bench/experiments/ope_sim.py": (1, "uniform logged slates: orders of random keys"),
     "eval/agreement.py": (1, "random half-splits of the units: permutations of random keys"),
-    "bench/experiments/fidelity.py": (2, "sessions grouped by user, and the KS distance's sorted samples"),
+    "bench/experiments/fidelity.py": (
+        2,
+        "sessions grouped by user, and the KS distance's sorted samples",
+    ),
     # Not items by score.
     "sim/world.py": (1, "groups rows by a key (a counting sort), ranks nothing"),
     "models/sequential.py": (1, "batches users of similar sequence length together"),

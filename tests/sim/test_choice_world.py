@@ -72,3 +72,24 @@ def test_a_sequential_world_follows_the_window_after_each_click(seq_world: World
 def test_a_world_mixes_no_sequential_and_history_models() -> None:
     with pytest.raises(ConfigError, match="sequential"):
         WorldConfig(models=("ease", "sasrec"))
+
+
+def test_real_hazard_logit_by_hand() -> None:
+    import pandas as pd
+
+    from recloop.data import Dataset
+    from recloop.sim.core import real_hazard_logit
+
+    # sessions (gap > 1800 s splits): lengths 1, 1, 2, 3 (capped at 3)
+    rows = [("a", "i0", 0), ("a", "i1", 10_000), ("a", "i2", 10_060),
+            ("b", "i3", 0), ("b", "i4", 60), ("b", "i5", 120), ("b", "i6", 180),
+            ("c", "i7", 0)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).assign(rating=5.0)
+    ds = Dataset.from_frame(frame)
+    world = type("W", (), {"dataset": ds})()
+    h = real_hazard_logit(world, SimConfig(session_cap=3))  # type: ignore[arg-type]
+    # at risk 4, 2, 1; ended 2, 1, 1: hazard (2.5/5, 1.5/3, 1.5/2)
+    want = np.log(np.array([0.5, 0.5, 0.75]) / (1 - np.array([0.5, 0.5, 0.75])))
+    np.testing.assert_allclose(h[1:], want)
+    with pytest.raises(ConfigError, match="leave_shape"):
+        SimConfig(leave_shape="curvy")

@@ -21,7 +21,10 @@ A step, for every active slot, given a slate of ``K`` item indices:
    taste ``g ← λ g + (1 − λ) genres(i)``, and resets the streak of unsatisfying steps on a
    like; a step without a like lengthens that streak.
 5. **Leaving.** The user leaves (``terminated``) with probability
-   ``σ(leave_bias + leave_per_bad · streak + leave_per_repeat · rep_slate)``, where
+   ``σ(leave_bias + h_t + leave_per_bad · streak + leave_per_repeat · rep_slate)``, where
+   ``h_t`` is 0 (``leave_shape = "flat"``) or the logit of the real sessions' leave hazard at
+   step ``t`` (``"real"``: :func:`real_hazard_logit`, so that simulated lengths follow the
+   real distribution's shape, many one-step sessions and many long ones, not just its mean), and
    ``rep_slate`` is the mean ``rep`` of the slate's distinct items: unsatisfying steps and
    slates of the same genres again and again drive users away. ``truncated`` at
    ``session_cap`` steps. By default ``leave_bias`` is fitted (:func:`fit_leave_bias`) so
@@ -69,6 +72,10 @@ class SimConfig:
         None, "leave logit of a satisfied user shown new genres (None: fitted to real sessions)"
     )
     session_gap_s: int = option(1800, "real sessions split at rating gaps longer than this")
+    leave_shape: str = option(
+        "flat", "flat: the same leave logit at every step; real: plus the logit of the real "
+        "sessions' leave hazard at that step, so lengths follow their distribution's shape"
+    )  # fmt: skip
     leave_per_bad: float = option(0.5, "leave logit added per consecutive step without a like")
     leave_per_repeat: float = option(2.0, "leave logit added by a slate of fully repeated genres")
     like: float = option(1.0, "reward of a liked click")
@@ -87,6 +94,8 @@ class SimConfig:
             value = getattr(self, name)
             if value is not None and not np.isfinite(value):
                 raise ConfigError(f"{name} must be finite, not {value}")
+        if self.leave_shape not in ("flat", "real"):
+            raise ConfigError(f"leave_shape must be flat or real, not {self.leave_shape!r}")
         if self.session_gap_s < 1:
             raise ConfigError(f"session_gap_s must be >= 1, not {self.session_gap_s}")
 
@@ -118,6 +127,11 @@ class UserBatch:
             fit_leave_bias(world, config) if config.leave_bias is None else config.leave_bias
         )
         self.n_items = n_items = world.n_items
+        self.hazard_logit = (
+            real_hazard_logit(world, config)
+            if config.leave_shape == "real"
+            else np.zeros(config.session_cap + 1)
+        )
         if config.slate_size > n_items:
             raise ConfigError(
                 f"slate_size {config.slate_size} exceeds the catalogue of {n_items} items"
@@ -269,7 +283,8 @@ class UserBatch:
         bad = np.ones(len(act), dtype=bool)
         bad[rows[liked]] = False
         streak = np.where(bad, self.streak[act] + 1, 0)
-        z = self.leave_bias + cfg.leave_per_bad * streak + cfg.leave_per_repeat * rep_slate
+        z = (self.leave_bias + self.hazard_logit[np.minimum(self.steps[act] + 1, cfg.session_cap)]
+             + cfg.leave_per_bad * streak + cfg.leave_per_repeat * rep_slate)  # fmt: skip
         out.terminated[act] = draws[2, act] < 1.0 / (1.0 + np.exp(-z))
         self.streak[act] = streak
         self._click(slots, items)
@@ -423,6 +438,21 @@ def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int,
         starts[1:] |= (timestamps[1:] >= cut) & (timestamps[:-1] < cut)
     idx = np.flatnonzero(starts)
     return np.diff(np.r_[idx, len(timestamps)])
+
+
+def real_hazard_logit(world: World, config: SimConfig) -> np.ndarray:
+    """(session_cap + 1,) logit of the real sessions' leave hazard ``P(L = t | L ≥ t)`` at step
+    ``t`` (index 0 unused), from the world's logs split into sessions, lengths capped at
+    ``session_cap``; half a session is added to each count so no step is certain."""
+    seq = world.dataset.sequences
+    cap = config.session_cap
+    lengths = np.minimum(session_lengths(seq.timestamps, seq.indptr, config.session_gap_s), cap)
+    ended = np.bincount(lengths, minlength=cap + 1)[: cap + 1].astype(np.float64)
+    at_risk = ended[::-1].cumsum()[::-1]  # sessions of length >= t
+    hazard = (ended + 0.5) / (at_risk + 1.0)
+    out = np.log(hazard) - np.log1p(-np.minimum(hazard, 1 - 1e-6))
+    out[0] = 0.0
+    return out
 
 
 def fit_leave_bias(world: World, config: SimConfig, users: int = 500, seed: int = 0) -> float:
