@@ -197,3 +197,23 @@ def test_same_seed_same_numbers(chain_result) -> None:  # type: ignore[no-untype
     again = run_fidelity(chain_dataset(), cfg)
     pd.testing.assert_frame_equal(again.rows, chain_result.rows)
     pd.testing.assert_frame_equal(again.panel, chain_result.panel)
+
+
+def test_the_report_states_each_worlds_ranking_beside_simulated_results() -> None:
+    from recloop.bench.summary import ranking_fidelity
+
+    base = {"benchmark": "sim_fidelity", "dataset": "d", "variant": "replay", "seed": 0}
+    rows = pd.DataFrame([
+        {**base, "method": "ease", "metric": "kendall_tau", "value": 0.25, "note": np.nan},
+        {**base, "method": "ease", "metric": "inversions_significant", "value": 2.0,
+         "note": "sasrec > popularity (p=1.0e-05); markov > popularity (p=2.0e-03)"},
+        {**base, "method": "sasrec", "metric": "kendall_tau", "value": 0.9, "note": np.nan},
+        {**base, "method": "sasrec", "metric": "inversions_significant", "value": 0.0, "note": ""},
+        {**base, "method": "sasrec", "variant": "", "metric": "default_world", "value": 1.0},
+        {**base, "dataset": "other", "method": "bpr", "metric": "kendall_tau", "value": 0.1},
+    ])  # fmt: skip
+    text = ranking_fidelity(rows, "d")
+    assert "ease τ +0.25, 2 significant inversions: sasrec > popularity" in text
+    assert "sasrec τ +0.90, 0 significant inversions" in text
+    assert "best-ranking world: sasrec" in text and "bpr" not in text
+    assert ranking_fidelity(rows, "nowhere") == ""

@@ -36,7 +36,7 @@ from recloop.bench.results import (
     markdown,
     offline_summary,
 )
-from recloop.bench.summary import summary_lines, verdict_lines
+from recloop.bench.summary import ranking_fidelity, summary_lines, verdict_lines
 
 __all__ = ["diagnose_markdown", "ope_markdown", "provenance", "render", "write_report"]
 
@@ -261,6 +261,10 @@ def render(data: BenchData) -> tuple[str, str]:
             world = fidelity.groupby("metric")["value"].mean()
             md += ["Simulator fidelity (held-out last interactions the simulator never saw): "
                    + ", ".join(f"{str(k)[6:]} {v:.3f}" for k, v in world.items()), ""]  # fmt: skip
+        ranking = ranking_fidelity(data.rows, dataset)
+        md += [f"Simulator fidelity, {ranking}." if ranking else "Simulator fidelity against "
+               "real data (policy ranking) not measured in this bench: add a [fidelity] table.",
+               ""]  # fmt: skip
     ope = ope_markdown(data.rows)
     if ope:
         md += ["## Off-policy estimates", "", ope, ""]

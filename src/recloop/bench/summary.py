@@ -58,6 +58,34 @@ def _significance(d: float, p: float) -> str:
     return f"significantly {'above' if d > 0 else 'below'}, Holm p = {p:.2g}"
 
 
+def ranking_fidelity(rows: pd.DataFrame, dataset: str) -> str:
+    """How each world measured on ``dataset`` orders the fidelity panel against the real later
+    sessions (the ``fidelity`` mode's rows): τ, significant inversions named, the default
+    world. Empty when the bench did not measure it."""
+    if "benchmark" not in rows:
+        return ""
+    f = rows[(rows["benchmark"] == "sim_fidelity") & (rows["dataset"] == dataset)]
+    if not len(f):
+        return ""
+    parts = []
+    replay = f[f["variant"] == "replay"]
+    for world in dict.fromkeys(replay["method"]):
+        w = replay[replay["method"] == world].groupby("metric")["value"].mean()
+        if not {"kendall_tau", "inversions_significant"} <= set(w.index):
+            continue
+        named = replay[(replay["method"] == world) & (replay["metric"] == "inversions_significant")]
+        note = ""
+        if "note" in named and named["note"].notna().any() and str(named["note"].iloc[0]):
+            note = f": {named['note'].iloc[0]}"
+        parts.append(f"{world} τ {w['kendall_tau']:+.2f}, "
+                     f"{int(w['inversions_significant'])} significant inversions{note}")  # fmt: skip
+    default = f.loc[f["metric"] == "default_world", "method"]
+    text = "policy ranking against the real later sessions: " + "; ".join(parts)
+    if len(default):
+        text += f" (the best-ranking world: {default.iloc[0]})"
+    return text
+
+
 def verdict_lines(data: BenchData) -> list[str]:
     """Per dataset, the answer to "large model or RL?", computed from the rows.
 
@@ -98,6 +126,11 @@ def verdict_lines(data: BenchData) -> list[str]:
                 fid_m = fid.groupby("metric")["value"].mean()
                 fidelity = (f" (fidelity: AUC {fid_m['world_auc']:.3f}, ECE {fid_m['world_ece']:.3f})"
                             if {"world_auc", "world_ece"} <= set(fid_m.index) else "")  # fmt: skip
+                ranking = ranking_fidelity(data.rows, dataset)
+                fidelity = (f"{fidelity[:-1]}; {ranking})" if fidelity and ranking
+                            else fidelity or (f" ({ranking})" if ranking else
+                                              " (its policy ranking against real data not "
+                                              "measured: add a [fidelity] table)"))  # fmt: skip
                 g, b = float(level["greedy"]), float(learners[best_agent])
                 found = [f"×{b / g:.2f}"] if g > 0 else []
                 if (best_agent, "plain") in tests:  # at least two users in common
