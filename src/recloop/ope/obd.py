@@ -79,6 +79,11 @@ class ObdLog:
     user_features: pd.DataFrame
     n_actions: int
     len_list: int
+    #: (n_rounds, d) float context of each round: the user features one-hot and the shipped
+    #: user-item affinities (as the Open Bandit Pipeline builds it); None if not loaded
+    context: NDArray[np.float64] | None = None
+    #: (n_actions, d_a) item features: item_feature_0 standardised, the others one-hot
+    action_context: NDArray[np.float64] | None = None
 
     @property
     def n_rounds(self) -> int:
@@ -97,6 +102,8 @@ class ObdLog:
             self.user_features.iloc[index].reset_index(drop=True),
             self.n_actions,
             self.len_list,
+            None if self.context is None else self.context[index],
+            self.action_context,
         )
 
 
@@ -124,6 +131,14 @@ def load_obd(behavior: str, campaign: str) -> ObdLog:
     slots = np.unique(rows["position"].to_numpy())
     positions = np.searchsorted(slots, rows["position"].to_numpy()).astype(np.int64)
     user_cols = [c for c in rows.columns if c.startswith("user_feature")]
+    affinity = [c for c in rows.columns if c.startswith("user-item_affinity")]
+    context = np.c_[pd.get_dummies(rows[user_cols].astype(str)).to_numpy(np.float64),
+                    rows[affinity].to_numpy(np.float64)]  # fmt: skip
+    items = items.sort_values("item_id")
+    f0 = items["item_feature_0"].to_numpy(np.float64)
+    others = [c for c in items.columns if c.startswith("item_feature") and c != "item_feature_0"]
+    action_context = np.c_[(f0 - f0.mean()) / (f0.std() + 1e-12),
+                           pd.get_dummies(items[others].astype(str)).to_numpy(np.float64)]  # fmt: skip
     return ObdLog(
         behavior=behavior,
         campaign=campaign,
@@ -135,6 +150,8 @@ def load_obd(behavior: str, campaign: str) -> ObdLog:
         user_features=rows[user_cols].astype("category").reset_index(drop=True),
         n_actions=n_actions,
         len_list=int(slots.size),
+        context=context,
+        action_context=action_context,
     )
 
 

@@ -4,6 +4,11 @@ A reward model used by DR must not be fitted on the very rounds it corrects: the
 ``w (r − q̂)`` is then shrunk towards 0 on exactly the rounds the model memorised, and DR
 inherits the model's optimism. :func:`cross_fitted_rates` therefore predicts each round with a
 model fitted on the other folds (cross-fitting, as in Chernozhukov et al. 2018).
+
+Two reward models: :func:`smoothed_rates`, a shrunk mean per (slot, item), which ignores the
+user; and :class:`ContextClickModel`, one logistic regression per slot over the round's
+context and the item's features (the Open Bandit Pipeline's ``RegressionModel`` with its
+logistic base model), which uses the user features the logs ship.
 """
 
 from __future__ import annotations
@@ -13,7 +18,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from recloop.errors import ConfigError, DataError
 
-__all__ = ["cross_fitted_rates", "smoothed_rates"]
+__all__ = [
+    "ContextClickModel",
+    "cross_fitted_context_rates",
+    "cross_fitted_rates",
+    "smoothed_rates",
+]
 
 
 def smoothed_rates(
@@ -87,3 +97,121 @@ def cross_fitted_rates(
         table = smoothed_rates(g[train], a[train], r[train], n_groups, n_actions, strength)
         q_hat[~train] = table[g[~train]]
     return q_hat
+
+
+class ContextClickModel:
+    """Click probability per slot: ``σ(w_k · [x, e_a] + b_k)`` for context ``x`` and item
+    features ``e_a``, one L2-regularised logistic regression per slot ``k`` (scikit-learn's
+    ``LogisticRegression``, ``C`` its inverse penalty).
+
+    A slot whose training rounds hold one class only (no click at all) predicts its observed
+    rate (shrunk to the rounds' overall rate by half a round), since a logistic fit needs both.
+    """
+
+    def __init__(self, len_list: int, action_context: ArrayLike, *, c: float = 100.0,
+                 max_iter: int = 10_000, seed: int = 12345) -> None:  # fmt: skip
+        if c <= 0:
+            raise ConfigError(f"the logistic regression's C must be positive, got {c}")
+        self.len_list = len_list
+        self.items = np.asarray(action_context, dtype=np.float64)
+        self.c, self.max_iter, self.seed = c, max_iter, seed
+        self.weights: list[tuple[NDArray[np.float64], NDArray[np.float64], float] | float] = []
+
+    def fit(self, context: ArrayLike, positions: ArrayLike, actions: ArrayLike,
+            rewards: ArrayLike) -> ContextClickModel:  # fmt: skip
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.asarray(context, dtype=np.float64)
+        k, a = np.asarray(positions, np.int64), np.asarray(actions, np.int64)
+        r = np.asarray(rewards, dtype=np.float64)
+        overall = float(r.mean()) if r.size else 0.0
+        self.weights = []
+        d = x.shape[1]
+        for slot in range(self.len_list):
+            rows = k == slot
+            y = r[rows]
+            if y.size == 0 or y.min() == y.max():
+                self.weights.append((float(y.sum()) + 0.5 * overall) / (y.size + 0.5))
+                continue
+            model = LogisticRegression(C=self.c, max_iter=self.max_iter,
+                                       random_state=self.seed)  # fmt: skip
+            model.fit(np.c_[x[rows], self.items[a[rows]]], y)
+            w = model.coef_[0]
+            self.weights.append((w[:d], w[d:], float(model.intercept_[0])))
+        return self
+
+    def predict(self, context: ArrayLike, positions: ArrayLike) -> NDArray[np.float64]:
+        """(n, n_actions) click probability of every item at each round's slot."""
+        from scipy.special import expit
+
+        x = np.asarray(context, dtype=np.float64)
+        k = np.asarray(positions, np.int64)
+        out = np.empty((x.shape[0], self.items.shape[0]))
+        for slot, w in enumerate(self.weights):
+            rows = k == slot
+            if isinstance(w, float):
+                out[rows] = w
+            else:
+                wc, wa, b = w
+                out[rows] = expit((x[rows] @ wc)[:, None] + (self.items @ wa)[None, :] + b)
+        return out
+
+
+def cross_fitted_context_rates(
+    context: ArrayLike,
+    action_context: ArrayLike,
+    positions: ArrayLike,
+    actions: ArrayLike,
+    rewards: ArrayLike,
+    len_list: int,
+    *,
+    n_folds: int = 3,
+    c: float = 100.0,
+    seed: int = 0,
+    origin: ArrayLike | None = None,
+) -> NDArray[np.float64]:
+    """:func:`cross_fitted_rates` with :class:`ContextClickModel`: each round's
+    ``(n_rounds, n_actions)`` click probabilities at its slot from a model fitted on the other
+    folds (``origin`` keeps a bootstrap's copies of a round in one fold)."""
+    x = np.asarray(context, dtype=np.float64)
+    k = np.asarray(positions, dtype=np.int64)
+    a = np.asarray(actions, dtype=np.int64)
+    r = np.asarray(rewards, dtype=np.float64)
+    n = k.size
+    if x.ndim != 2 or x.shape[0] != n or a.shape != k.shape or r.shape != k.shape or n == 0:
+        raise DataError("context (n, d), positions, actions and rewards must describe the same "
+                        "non-empty rounds")  # fmt: skip
+    if n_folds < 2 or n_folds > n:
+        raise ConfigError(f"n_folds must be between 2 and the number of rounds, got {n_folds}")
+    o = np.arange(n) if origin is None else np.asarray(origin, dtype=np.int64)
+    fold = np.random.default_rng(seed).permutation(int(o.max()) + 1)[o] % n_folds
+    q_hat = np.empty((n, np.asarray(action_context).shape[0]))
+    for f in range(n_folds):
+        train = fold != f
+        model = ContextClickModel(len_list, action_context, c=c).fit(
+            x[train], k[train], a[train], r[train]
+        )
+        q_hat[~train] = model.predict(x[~train], k[~train])
+    return q_hat
+
+
+#: The inverse penalties :func:`select_c` chooses from.
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def select_c(context: ArrayLike, action_context: ArrayLike, positions: ArrayLike,
+             actions: ArrayLike, rewards: ArrayLike, len_list: int, *, n_folds: int = 3,
+             grid: tuple[float, ...] = C_GRID, seed: int = 0) -> float:  # fmt: skip
+    """The ``C`` of :class:`ContextClickModel` with the best cross-validated log-loss of the
+    logged clicks (the logs alone: no ground truth is used), the strongest penalty on ties."""
+    a = np.asarray(actions, dtype=np.int64)
+    r = np.asarray(rewards, dtype=np.float64)
+    best, best_loss = grid[0], np.inf
+    for c in sorted(grid):
+        q = cross_fitted_context_rates(context, action_context, positions, a, r, len_list,
+                                       n_folds=n_folds, c=c, seed=seed)  # fmt: skip
+        p = np.clip(q[np.arange(a.size), a], 1e-9, 1 - 1e-9)
+        loss = float(-np.mean(r * np.log(p) + (1 - r) * np.log1p(-p)))
+        if loss < best_loss - 1e-12:
+            best, best_loss = c, loss
+    return best

@@ -9,6 +9,7 @@ The experiment of the ``obd`` list in a grid's ``[ope]`` table: one cell per cam
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,14 @@ from recloop.ope.obd import (
     bts_slot_distribution,
     load_obd,
 )
-from recloop.ope.regression import cross_fitted_rates
+from recloop.ope.regression import (
+    ContextClickModel,
+    cross_fitted_context_rates,
+    cross_fitted_rates,
+    select_c,
+)
 
-__all__ = ["bts_from_random", "cells", "compute", "obd_rows"]
+__all__ = ["bts_from_random", "cells", "compute", "obd_rows", "world_estimate"]
 
 SECTION = "ope"
 KEYS = frozenset({"obd", "obd_runs", "cpus"})
@@ -51,7 +57,11 @@ def bts_from_random(
     The ground truth is BTS's on-policy click rate in its own logs of the same campaign and
     week. The target distribution is BTS with the production prior (:func:`bts_prior`),
     computed by :func:`bts_slot_distribution`; DM, DR and Switch-DR use a per-(slot, item) click
-    rate, shrunk towards the slot's rate and cross-fitted (:mod:`recloop.ope.regression`).
+    rate, shrunk towards the slot's rate and cross-fitted (:mod:`recloop.ope.regression`), and
+    again (``dm_lr``, ``dr_lr``, ``switch_dr_lr``) a cross-fitted logistic regression per slot
+    over the user features, the user-item affinities and the item features (the Open Bandit
+    Pipeline's reward model), its penalty chosen once by cross-validated log-loss on the random
+    log. ``world`` is the simulator as an estimator (:func:`world_estimate`).
 
     Rows (one per estimator and variant): ``variant="full"`` is the estimate on the whole
     random log, with its interval; ``variant="bootstrap"`` averages ``n_runs`` bootstrap
@@ -72,15 +82,29 @@ def bts_from_random(
             f"the BTS prior has {alpha.size} items but the {campaign!r} logs have {logs.n_actions}"
         )
     slot_dist = bts_slot_distribution(alpha, beta, logs.len_list, n_sim=n_sim, seed=seed)
+    assert logs.context is not None and logs.action_context is not None
+    c = select_c(logs.context, logs.action_context, logs.positions, logs.actions, logs.rewards,
+                 logs.len_list, n_folds=n_folds, seed=seed)  # fmt: skip
 
     def estimates(log: ObdLog, run_seed: int, origin: np.ndarray | None = None) -> list[Estimate]:
+        assert log.context is not None and log.action_context is not None
         dist = slot_dist[:, log.positions].T
         q_hat = cross_fitted_rates(
             log.positions, log.actions, log.rewards, log.len_list, log.n_actions,
             n_folds=n_folds, strength=strength, seed=run_seed, origin=origin,
         )  # fmt: skip
-        return one_item_estimates(log.actions, log.rewards, log.pscore, dist, q_hat, clip=clip,
-                                  tau=tau, confidence=confidence)  # fmt: skip
+        found = one_item_estimates(log.actions, log.rewards, log.pscore, dist, q_hat, clip=clip,
+                                   tau=tau, confidence=confidence)  # fmt: skip
+        # the same model-based estimators with the logistic context model (OBP's reward model)
+        q_ctx = cross_fitted_context_rates(
+            log.context, log.action_context, log.positions, log.actions, log.rewards,
+            log.len_list, n_folds=n_folds, c=c, seed=run_seed, origin=origin,
+        )  # fmt: skip
+        with_ctx = one_item_estimates(log.actions, log.rewards, log.pscore, dist, q_ctx,
+                                      clip=clip, tau=tau, confidence=confidence)[3:]  # fmt: skip
+        found += [replace(e, method=f"{e.method}_lr") for e in with_ctx]
+        found.append(world_estimate(log, slot_dist, c, run_seed, confidence))
+        return found
 
     def row(variant: str, es: list[Estimate], low: float, high: float) -> dict[str, object]:
         """One row over one or more estimates of the same estimator (bootstrap runs)."""
@@ -114,6 +138,36 @@ def bts_from_random(
         low, high = (float(np.quantile([e.value for e in es], q)) for q in quantiles)
         rows.append(row("bootstrap", es, low, high))
     return pd.DataFrame(rows)
+
+
+def world_estimate(log: ObdLog, target: np.ndarray, c: float, seed: int,
+                   confidence: float = 0.95, n_sim: int = 100_000) -> Estimate:  # fmt: skip
+    """The simulator as an estimator: a world fitted on ``log`` alone, the target policy run in it.
+
+    The world's users are the log's contexts (each simulated impression draws a logged round's
+    context and slot); its clicks are a :class:`~recloop.ope.regression.ContextClickModel`
+    (penalty ``c``) fitted on every logged round; the target policy puts item ``a`` in slot
+    ``k`` with probability ``target[a, k]``. ``n_sim`` simulated impressions, each a Bernoulli
+    click; the value is their click rate, the interval the normal one over the impressions
+    (it covers the simulation's noise, not the world's bias). No propensity is used: this is
+    what a simulator-based evaluation of a policy amounts to, on real ground truth.
+    """
+    assert log.context is not None and log.action_context is not None
+    from recloop.eval.stats import mean_ci
+
+    world = ContextClickModel(log.len_list, log.action_context, c=c).fit(
+        log.context, log.positions, log.actions, log.rewards
+    )
+    rng = np.random.default_rng([seed, 31])
+    rows = rng.integers(0, log.n_rounds, n_sim)
+    slots = log.positions[rows]
+    cum = np.cumsum(target[:, slots].T, axis=1)  # (n_sim, n_actions)
+    items = np.minimum((rng.random(n_sim)[:, None] >= cum / cum[:, -1:]).sum(1), log.n_actions - 1)
+    p = world.predict(log.context[rows], slots)[np.arange(n_sim), items]
+    clicks = (rng.random(n_sim) < p).astype(np.float64)
+    ci = mean_ci(clicks, confidence)
+    return Estimate("world", ci.mean, ci.low, ci.high, log.n_rounds, float(log.n_rounds), 0.0,
+                    "analytic")  # fmt: skip
 
 
 OBD_METRICS = ("rel_error", "ci_coverage", "ess", "max_weight", "value", "truth")
