@@ -10,6 +10,12 @@ simulator's own cost. Each figure is the best of ``--repeats`` timed runs; the w
 fitted once per dataset (its fit time is reported too).
 
     python benchmarks/sim_speed.py --datasets ml-100k,ml-1m
+    python benchmarks/sim_speed.py --datasets ml-100k --worlds ease,sasrec,gru4rec
+
+``--worlds`` names fidelity-panel worlds (:data:`recloop.bench.experiments.fidelity.WORLDS`,
+their simulator options included): a sequential world rescores each clicking user's history
+window with its next-item model after every click, which costs more per step the more users
+click (random slates are clicked least: the sequential worlds' figures are upper bounds).
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ import time
 
 import numpy as np
 
+from recloop.bench.experiments.fidelity import WORLDS
+from recloop.config import make_config
 from recloop.data import load_dataset
-from recloop.sim import BatchRecEnv, RecEnv, World
+from recloop.sim import BatchRecEnv, RecEnv, SimConfig, World, WorldConfig
 
 
-def single_env(world: World, steps: int, seed: int) -> float:
-    env = RecEnv(world)
+def single_env(world: World, steps: int, seed: int, sim: SimConfig) -> float:
+    env = RecEnv(world, sim)
     slates = np.random.default_rng(seed).integers(0, world.n_items, (steps, env.config.slate_size))
     env.reset(seed=seed)
     t0 = time.perf_counter()
@@ -35,8 +43,8 @@ def single_env(world: World, steps: int, seed: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def batched(world: World, n: int, steps: int, seed: int) -> float:
-    env = BatchRecEnv(world, n)
+def batched(world: World, n: int, steps: int, seed: int, sim: SimConfig) -> float:
+    env = BatchRecEnv(world, n, sim)
     rng = np.random.default_rng(seed)
     slates = [rng.integers(0, world.n_items, (n, env.config.slate_size)) for _ in range(steps)]
     env.reset(seed=seed)
@@ -54,20 +62,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--single-steps", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worlds", default="ease", help="fidelity-panel worlds, comma-separated")
     args = ap.parse_args(argv)
-    print("| dataset | simulator | users per call | user-steps/s | × single env |")
-    print("|---|---|---|---|---|")
+    print("| dataset | world | simulator | users per call | user-steps/s | × single env |")
+    print("|---|---|---|---|---|---|")
     for name in args.datasets.split(","):
-        t0 = time.perf_counter()
-        world = World.fit(load_dataset(name), progress=False, seed=args.seed)
-        fit_s = time.perf_counter() - t0
-        RecEnv(world)  # fits the leave bias once (cached on the world), outside the timings
-        base = max(single_env(world, args.single_steps, args.seed) for _ in range(args.repeats))
-        print(f"| {name} | RecEnv (Gymnasium, one user) | 1 | {base:,.0f} | 1.0 |")
-        for n in (int(x) for x in args.batch.split(",")):
-            rate = max(batched(world, n, args.steps, args.seed) for _ in range(args.repeats))
-            print(f"| {name} | BatchRecEnv | {n} | {rate:,.0f} | {rate / base:.1f} |")
-        print(f"\n{name}: world fit (EASE, calibration, rating model) {fit_s:.1f} s\n")
+        for world_name in args.worlds.split(","):
+            spec = WORLDS[world_name]
+            options = {k: v for k, v in spec.items() if k != "sim"} | {"seed": args.seed}
+            sim = make_config(SimConfig, spec.get("sim", {}))
+            t0 = time.perf_counter()
+            world = World.fit(load_dataset(name), make_config(WorldConfig, options), progress=False)
+            fit_s = time.perf_counter() - t0
+            RecEnv(world, sim)  # fits the leave bias once (cached on the world), untimed
+            base = max(single_env(world, args.single_steps, args.seed, sim)
+                       for _ in range(args.repeats))  # fmt: skip
+            print(
+                f"| {name} | {world_name} | RecEnv (Gymnasium, one user) | 1 | {base:,.0f} | 1.0 |"
+            )
+            for n in (int(x) for x in args.batch.split(",")):
+                rate = max(batched(world, n, args.steps, args.seed, sim)
+                           for _ in range(args.repeats))  # fmt: skip
+                print(f"| {name} | {world_name} | BatchRecEnv | {n} | {rate:,.0f} | "
+                      f"{rate / base:.1f} |")  # fmt: skip
+            print(f"\n{name}: world {world_name} fit {fit_s:.1f} s\n")
     return 0
 
 
