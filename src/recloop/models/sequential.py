@@ -281,6 +281,16 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             table = enc.item_weights().float().numpy()
         return np.concatenate(states) if states else np.zeros((0, table.shape[1])), table
 
+    def window_states(self, windows: np.ndarray) -> np.ndarray:
+        """(B, d) the states of ``(B, L)`` left-padded token windows (item + 1, 0 = padding):
+        what :meth:`token_scorer` multiplies with the item table (:meth:`item_vectors`)."""
+        self._check_fitted()
+        if self.module_.training:
+            self.module_.eval()
+        tokens = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64))
+        with torch.inference_mode():
+            return self._encoder().encode(tokens[:, -self.config.max_len :]).float().numpy()
+
     def token_scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """``(B, L)`` left-padded token windows → ``(B, I)`` scores: what :meth:`score`
         computes per batch, for callers that hold windows (the simulator's agents). It puts

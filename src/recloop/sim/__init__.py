@@ -3,23 +3,30 @@
 * :class:`World`: the response model (calibrated clicks, expected ratings), fitted on a dataset;
 * :class:`UserBatch` / :class:`SimConfig`: the users' dynamics, batched;
 * :class:`RecEnv`: a ``gymnasium.Env``; :class:`BatchRecEnv`: many users at once;
+* :class:`QueryRecEnv`: the same users, observed through a large model's state and acted on
+  with a continuous query vector (what a generic continuous-control agent can learn in);
 * :class:`ReplayBatch`: the real sessions replayed behind the same interface (logged-data
   mode), so an agent trains and is evaluated on logs with the simulator's code.
 
-Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0``;
+Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0``,
+and their query variants ``recloop/MovieLens100K-Query-v0`` and ``recloop/MovieLens1M-Query-v0``;
 ``gymnasium.make("recloop.sim:recloop/MovieLens100K-v0")`` imports it for you.
 """
 
 from recloop.sim.core import SimConfig, StepResult, UserBatch
 from recloop.sim.env import ENV_IDS, BatchRecEnv, RecEnv, make_env, register_envs
+from recloop.sim.query_env import QUERY_ENV_IDS, QueryRecEnv, register_query_envs
 from recloop.sim.replay import ReplayBatch
 from recloop.sim.world import RatingModel, World, WorldConfig, expected_calibration_error
 
 register_envs()
+register_query_envs()
 
 __all__ = [
     "ENV_IDS",
+    "QUERY_ENV_IDS",
     "BatchRecEnv",
+    "QueryRecEnv",
     "RatingModel",
     "RecEnv",
     "ReplayBatch",
@@ -31,4 +38,5 @@ __all__ = [
     "expected_calibration_error",
     "make_env",
     "register_envs",
+    "register_query_envs",
 ]
