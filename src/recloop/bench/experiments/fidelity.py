@@ -29,7 +29,10 @@ One run is a dataset, a global time cut and the panel (:data:`recloop.rl.panel.P
    ``session_len_ks`` (Kolmogorov-Smirnov distance between the lengths of the world's
    sessions under its own favourite items and the real sessions' lengths, capped at
    ``session_cap``); ``click_gini_gap`` (Gini of per-item clicks in those simulated sessions
-   minus that of the items consumed in the real ones, one simulated session per real one).
+   minus that of the items consumed in the real ones, one simulated session per real one);
+   ``click_gini_gap_sampled``, the same with slates drawn from the world's own choice
+   distribution (Gumbel top-K of its logits) instead of its top items: what its users would
+   consume choosing from the whole catalogue, the like-for-like analogue of the real logs.
 
 The default world is the one with the fewest significant inversions against replay, then
 the highest τ. Rows: :data:`BENCHMARK` per world × yardstick (``method`` = world, ``variant``
@@ -200,6 +203,7 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
         world_ndcg = np.zeros(len(ev))
         sim_lengths: list[np.ndarray] = []
         clicks = np.zeros(dataset.n_items)
+        clicks_sampled = np.zeros(dataset.n_items)
         for fold in range(cfg.folds):
             in_fold = np.flatnonzero(fold_of[ep_user] == fold)
             if not len(in_fold):
@@ -218,6 +222,7 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
                 lengths, item_clicks = _world_greedy(world, wsim, u, hist, cfg.seed)
                 sim_lengths.append(lengths)
                 clicks += item_clicks
+                clicks_sampled += _world_greedy(world, wsim, u, hist, cfg.seed, sample=True)[1]
         values[world_name] = val
         real_len = np.minimum(logs.episode_len[ev], sim.session_cap)
         real_clicks = _consumed(dataset, logs.episode_start[ev], logs.episode_len[ev])
@@ -226,6 +231,7 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
             "best_panel_ndcg@10": float(np.nanmax(np.nanmean(next_ndcg, 0))),
             "session_len_ks": _ks(np.concatenate(sim_lengths), real_len),
             "click_gini_gap": gini(clicks) - gini(real_clicks),
+            "click_gini_gap_sampled": gini(clicks_sampled) - gini(real_clicks),
         }
         clock[f"world_{world_name}_s"] = time.perf_counter() - t0
 
@@ -381,13 +387,22 @@ def _simulate(world: World, sim: SimConfig, agent: Agent, users: np.ndarray, his
     return _returns(agent, batch, seed, progress).reshape(repeats, len(users)).mean(0)
 
 
-def _world_greedy(world: World, sim: SimConfig, users: np.ndarray, hist: History,
-                  seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _world_greedy(world: World, sim: SimConfig, users: np.ndarray, hist: History, seed: int,
+                  sample: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Session lengths and per-item clicks of one session per start under the world's own
-    favourite unseen items."""
+    favourite unseen items, or with ``sample`` its own choice distribution: slates drawn
+    without replacement in proportion to ``e^logit`` (Gumbel top-K), what its users would
+    pick from the whole catalogue."""
     batch = UserBatch(world, sim, len(users))
     batch.reset(np.arange(len(users)), users, history=hist)
-    roll = run_sessions(batch, lambda b, _r: b.top_unseen(b.logits), seed)
+    rng = np.random.default_rng([seed, 13])
+
+    def policy(b: UserBatch, _r: np.random.Generator) -> np.ndarray:
+        if not sample:
+            return b.top_unseen(b.logits)
+        return b.top_unseen(b.logits - np.log(-np.log(rng.random(b.logits.shape))))
+
+    roll = run_sessions(batch, policy, seed)
     return roll.lengths, roll.item_clicks
 
 
