@@ -13,14 +13,14 @@ from recloop.bench.experiments import EXPERIMENTS
 from recloop.bench.experiments.fidelity import (
     WORLDS,
     FidelityConfig,
-    _agreed_inversions,
     _consumed,
     _groups,
     _ks,
     _start_history,
-    panel_text,
     run_fidelity,
 )
+from recloop.bench.experiments.fidelity_report import agreed_inversions as _agreed_inversions
+from recloop.bench.experiments.fidelity_report import panel_text
 from recloop.data import Dataset
 from recloop.errors import ConfigError
 from recloop.eval.agreement import policy_agreement

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
         with_agents,
     )
     from recloop.bench.experiments.diagnose import DiagnoseConfig, diagnose
-    from recloop.bench.experiments.fidelity import FidelityConfig, panel_text, run_fidelity
+    from recloop.bench.experiments.fidelity import FidelityConfig, run_fidelity
+    from recloop.bench.experiments.fidelity_report import panel_text
     from recloop.bench.experiments.obd import bts_from_random, obd_rows
     from recloop.bench.experiments.offline import (
         RunSpec,
@@ -61,7 +62,7 @@ _LAZY = {
     "DiagnoseConfig": "recloop.bench.experiments.diagnose",
     "diagnose": "recloop.bench.experiments.diagnose",
     "FidelityConfig": "recloop.bench.experiments.fidelity",
-    "panel_text": "recloop.bench.experiments.fidelity",
+    "panel_text": "recloop.bench.experiments.fidelity_report",
     "run_fidelity": "recloop.bench.experiments.fidelity",
     "bts_from_random": "recloop.bench.experiments.obd",
     "obd_rows": "recloop.bench.experiments.obd",

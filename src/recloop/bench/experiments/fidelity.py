@@ -37,7 +37,7 @@ One run is a dataset, a global time cut and the panel (:data:`recloop.rl.panel.P
 The default world is the one with the fewest significant inversions against replay, then
 the highest τ. Rows: :data:`BENCHMARK` per world × yardstick (``method`` = world, ``variant``
 = yardstick) and a ``default_world`` row; the panel's per-policy values go in the
-``panel`` extra table.
+``panel`` extra table (:mod:`.fidelity_report` writes both, and the text).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ import scipy.sparse as sp
 
 from recloop.bench.cache import GREEDY_SASREC, fit_cached, fit_greedy
 from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
+from recloop.bench.experiments.fidelity_report import panel_rows, result_rows
 from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
 from recloop.data.history import History
@@ -69,7 +70,6 @@ from recloop.sim.fidelity import gini
 from recloop.sim.replay import ReplayBatch
 from recloop.sim.world import World, WorldConfig
 
-BENCHMARK = "sim_fidelity"
 YARDSTICKS = ("replay", "offline_ndcg")
 
 #: The sequential worlds' users: no genre boredom, the real sessions' leave hazard, and a
@@ -250,8 +250,8 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
             -agreements[(w, "replay")].tau,
         ),
     )
-    rows = _rows(label, cfg, agreements, yard, figures, default)
-    panel = _panel_rows(label, cfg, names, values, yard, next_ndcg)
+    rows = result_rows(label, cfg.seed, agreements, yard, figures, default)
+    panel = panel_rows(label, cfg.seed, names, values, yard, next_ndcg)
     return FidelityResult(rows, panel, agreements, default, names, figures, clock)
 
 
@@ -418,96 +418,6 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
     fa = np.searchsorted(np.sort(a), grid, side="right") / len(a)
     fb = np.searchsorted(np.sort(b), grid, side="right") / len(b)
     return float(np.max(np.abs(fa - fb)))
-
-
-# --------------------------------------------------------------------------- rows
-
-
-def _agreed_inversions(agreement: Agreement, other: np.ndarray, names: tuple[str, ...]) -> int:
-    """Significant inversions on pairs that the other yardstick orders the same way."""
-    means = np.nanmean(other, 0)
-    at = {n: k for k, n in enumerate(names)}
-    return sum(1 for better, worse, _ in agreement.significant_inversions
-               if means[at[better]] > means[at[worse]])  # fmt: skip
-
-
-def _rows(label: str, cfg: FidelityConfig, agreements: dict[tuple[str, str], Agreement],
-          yard: dict[str, np.ndarray], figures: dict[str, dict[str, float]],
-          default: str) -> pd.DataFrame:  # fmt: skip
-    base = {"benchmark": BENCHMARK, "dataset": label, "seed": cfg.seed, "split": "later"}
-    nan = float("nan")
-    out: list[dict[str, Any]] = []
-    for (world, y), agr in agreements.items():
-        out += agr.rows(**base, method=world, variant=y)
-        other = yard["offline_ndcg" if y == "replay" else "replay"]
-        out.append({**base, "method": world, "variant": y,
-                    "metric": "inversions_significant_agreed",
-                    "value": float(_agreed_inversions(agr, other, agr.names)),
-                    "ci_low": nan, "ci_high": nan, "n": agr.n_units})  # fmt: skip
-        inv = "; ".join(f"{a} > {b} (p={p:.1e})" for a, b, p in agr.significant_inversions)
-        out[-1]["note"] = inv
-    for world, figs in figures.items():
-        n = yard["replay"].shape[0]
-        out += [{**base, "method": world, "variant": "replay", "metric": m, "value": v,
-                 "ci_low": nan, "ci_high": nan, "n": n} for m, v in figs.items()]  # fmt: skip
-    out.append({**base, "method": default, "variant": "", "metric": "default_world",
-                "value": 1.0, "ci_low": nan, "ci_high": nan, "n": nan})  # fmt: skip
-    return pd.DataFrame(out)
-
-
-def _panel_rows(label: str, cfg: FidelityConfig, names: tuple[str, ...],
-                values: dict[str, np.ndarray], yard: dict[str, np.ndarray],
-                next_ndcg: np.ndarray) -> pd.DataFrame:  # fmt: skip
-    from recloop.eval.stats import mean_ci
-
-    base = {"benchmark": f"{BENCHMARK}_panel", "dataset": label, "seed": cfg.seed}
-    tables = {**{f"world:{w}": (v, "return") for w, v in values.items()},
-              "replay": (yard["replay"], "return"),
-              "offline_ndcg": (yard["offline_ndcg"], "ndcg@10"),
-              "next_item": (next_ndcg, "ndcg@10")}  # fmt: skip
-    out = []
-    for variant, (matrix, metric) in tables.items():
-        for p, name in enumerate(names):
-            col = matrix[:, p]
-            col = col[np.isfinite(col)]
-            ci = mean_ci(col)
-            out.append(
-                {
-                    **base,
-                    "method": name,
-                    "variant": variant,
-                    "metric": metric,
-                    "value": ci.mean,
-                    "ci_low": ci.low,
-                    "ci_high": ci.high,
-                    "n": len(col),
-                }
-            )
-    return pd.DataFrame(out)
-
-
-def panel_text(result: FidelityResult) -> str:
-    """The panel and each world's agreement, as plain-text tables."""
-    p = result.panel
-    wide = p.pivot_table(index="method", columns="variant", values="value", sort=False)
-    wide = wide.reindex(list(result.names))
-    lines = ["Policy values (world columns: simulated return; replay: real later sessions' "
-             "return; offline_ndcg / next_item: NDCG@10)", wide.round(4).to_string(), "",
-             "Agreement of each world with each real yardstick"]  # fmt: skip
-    for (world, y), a in result.agreements.items():
-        inv = ", ".join(f"{b} > {w}" for b, w, _ in a.significant_inversions) or "none"
-        lines.append(
-            f"  {world:8s} vs {y:12s} τ = {a.tau:+.3f} [{a.tau_low:+.3f}, {a.tau_high:+.3f}]  "
-            f"same order {a.pairs_same_order:.0%}  significant pairs {a.n_significant_pairs}, "
-            f"inverted {len(a.significant_inversions)} ({inv})  noise ceiling "
-            f"{a.noise_ceiling:.3f}"
-        )
-    lines += ["", "World fit on the later sessions"]
-    for world, figs in result.world_figures.items():
-        lines.append("  " + world + ": " + ", ".join(f"{k} {v:.3f}" for k, v in figs.items()))
-    lines.append(f"\ndefault world (fewest significant inversions against replay, then τ): "
-                 f"{result.default_world}")  # fmt: skip
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- bench mode
