@@ -16,6 +16,7 @@ from recloop.bench.experiments.fidelity import (
     _consumed,
     _groups,
     _ks,
+    _session_ndcg,
     _start_history,
     run_fidelity,
 )
@@ -78,6 +79,29 @@ def test_consumed_counts_the_items_of_the_sessions() -> None:
     starts, lengths = np.array([0, 7]), np.array([2, 3])
     want = np.bincount(np.r_[seq.items[0:2], seq.items[7:10]], minlength=ds.n_items)
     assert np.array_equal(_consumed(ds, starts, lengths), want)
+
+
+def test_session_ndcg_scores_every_step_of_a_later_session_by_hand() -> None:
+    # one user: i5 i6 i7 before the cut, then the later session i0 i3 i2; another rated i1 i4
+    rows = [("u", f"i{i}", t, 4.0) for i, t in ((5, 0), (6, 60), (7, 120))]
+    rows += [("u", f"i{i}", t, 4.0) for i, t in ((0, 10**6), (3, 10**6 + 60), (2, 10**6 + 120))]
+    rows += [("v", "i1", 0, 4.0), ("v", "i4", 60, 4.0)]
+    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"]))
+    assert ds.items.ids(np.arange(8)).tolist() == [f"i{i}" for i in range(8)]
+
+    def ascending(batch, act):  # type: ignore[no-untyped-def]
+        return np.tile(-np.arange(8.0), (len(act), 1))  # i0 first, then i1, …
+
+    def descending(batch, act):  # type: ignore[no-untyped-def]
+        return np.tile(np.arange(8.0), (len(act), 1))  # i7 first, then i6, …
+
+    got = _session_ndcg(ds, SimConfig(), 10**6, np.array([0]), [ascending, descending])
+    # ascending: i0 at rank 0 (1); i3 behind unseen i1 i2 (1/log2 4); i2 behind i1 (1/log2 3)
+    # descending (i5-i7 seen): i0 behind i4 i3 i2 i1 (1/log2 6); i3 behind i4 (1/log2 3);
+    # i2 behind i4 (i3 now seen: 1/log2 3)
+    want_up = (1.0 + 1.0 / np.log2(4) + 1.0 / np.log2(3)) / 3
+    want_down = (1.0 / np.log2(6) + 1.0 / np.log2(3) + 1.0 / np.log2(3)) / 3
+    np.testing.assert_allclose(got, [[want_up, want_down]])
 
 
 def test_ks_distance_by_hand() -> None:
@@ -189,13 +213,20 @@ def test_a_world_fitted_on_a_known_choice_rule_recovers_its_policy_order(chain_r
     assert "default world" in text and "sasrec" in text
 
 
-def test_same_seed_same_numbers() -> None:
+def test_same_seed_same_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = FidelityConfig(worlds=("ease",), members=("random", "popularity", "markov", "ease"),
                          folds=2, repeats=2, steps=1, bootstrap=100, cut_frac=0.15,
                          sim={"session_cap": 8, "history_len": 20})  # fmt: skip
     one, two = run_fidelity(chain_dataset(), cfg), run_fidelity(chain_dataset(), cfg)
     pd.testing.assert_frame_equal(one.rows, two.rows)
     pd.testing.assert_frame_equal(one.panel, two.panel)
+    # the worlds' response models go through the fit cache: fitted once, then loaded alike
+    cached = run_fidelity(chain_dataset(), cfg, cache=tmp_path)
+    entries = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
+    assert entries == ["ease"] * cfg.folds  # one world EASE per fold (not the panel's own)
+    pd.testing.assert_frame_equal(one.panel, cached.panel)
+    again = run_fidelity(chain_dataset(), cfg, cache=tmp_path)
+    pd.testing.assert_frame_equal(one.panel, again.panel)
     other = run_fidelity(chain_dataset(), replace(cfg, seed=1))
     assert not one.panel["value"].equals(other.panel["value"])  # the seed is used
 

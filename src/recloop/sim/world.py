@@ -24,6 +24,7 @@ rate) and is a modelling choice, reported with the fidelity figures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,7 +36,7 @@ from scipy.special import expit, log_expit, ndtr
 from recloop.config import option
 from recloop.data.dataset import Dataset
 from recloop.data.history import History
-from recloop.data.split import leave_one_out
+from recloop.data.split import Split, leave_one_out
 from recloop.errors import ConfigError, DataError
 from recloop.models.base import Recommender
 from recloop.models.registry import build_model
@@ -64,6 +65,9 @@ RESPONSE_MODELS: dict[str, dict[str, Any]] = {
 #: fitted with early stopping on the world's validation targets and seeded apart from the
 #: agents' models (``seed + SEQUENTIAL_SEED_OFFSET``), so a world is never the model under test.
 SEQUENTIAL = ("sasrec", "gru4rec")
+
+#: Fits one response model: ``(model, data, valid split or None) → the fitted model``.
+Fitter = Callable[[Recommender, Dataset, "Split | None"], Recommender]
 SEQUENTIAL_SEED_OFFSET = 7919
 
 
@@ -194,8 +198,11 @@ class World:
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, dataset: Dataset, config: WorldConfig | None = None, progress: bool = True,
-            **overrides: Any) -> World:  # fmt: skip
-        """Fit the response models, their calibration and the rating model on ``dataset``."""
+            fitter: Fitter | None = None, **overrides: Any) -> World:  # fmt: skip
+        """Fit the response models, their calibration and the rating model on ``dataset``.
+
+        ``fitter(model, data, valid)`` fits one response model (default ``model.fit(data,
+        valid=valid)``): a caller passes one that caches fits (``recloop.bench.cache``)."""
         from recloop.config import make_config
 
         cfg = make_config(WorldConfig, {**(vars(config) if config else {}), **overrides})
@@ -210,12 +217,16 @@ class World:
                 f"{dataset.name}: only {len(held)} users have 3+ interactions; the simulator "
                 "needs held-out interactions from at least 20 users to calibrate its clicks"
             )
+
+        def plain(model: Recommender, data: Dataset, valid: Split | None) -> Recommender:
+            return model.fit(data, valid=valid, progress=progress)
+
+        fit = fitter or plain
         models = [
-            build_model(name, _options(name, cfg), cfg.seed + SEQUENTIAL_SEED_OFFSET).fit(
-                split.train, valid=split, progress=progress)
+            fit(build_model(name, _options(name, cfg), cfg.seed + SEQUENTIAL_SEED_OFFSET),
+                split.train, split)
             if name in SEQUENTIAL
-            else build_model(name, RESPONSE_MODELS[name], cfg.seed).fit(fit_data,
-                                                                        progress=progress)
+            else fit(build_model(name, RESPONSE_MODELS[name], cfg.seed), fit_data, None)
             for name in cfg.models
         ]  # fmt: skip
         rm = RatingModel.fit(

@@ -43,6 +43,7 @@ the highest τ. Rows: :data:`BENCHMARK` per world × yardstick (``method`` = wor
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -208,13 +209,13 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
             in_fold = np.flatnonzero(fold_of[ep_user] == fold)
             if not len(in_fold):
                 continue
-            world = _fold_world(dataset, world_name, cut, fold_of == fold, cfg, progress)
+            world = _fold_world(dataset, world_name, cut, fold_of == fold, cfg, cache, progress)
             wsim = replace(sim, **WORLDS[world_name].get("sim", {}))
             for group in _groups(ep_user[in_fold]):
                 r = in_fold[group]
                 hist = _start_history(dataset, ep_user[r], logs.episode_start[ev[r]])
                 u = ep_user[r]
-                world_ndcg[r] = _world_next_item_ndcg(world, u, hist, dataset, logs, ev[r])
+                world_ndcg[r] = _world_next_item_ndcg(world, dataset, sim, cut, ev[r])
                 for p, name in enumerate(names):
                     _fresh(agents[name])
                     val[r, p] = _simulate(world, wsim, agents[name], u, hist, cfg.repeats,
@@ -307,7 +308,8 @@ def _offline(agents: dict[str, Agent], names: tuple[str, ...], split: Any, histo
                      for n in names], 1)  # fmt: skip
 
 
-def _ndcg_of_first(scores: np.ndarray, seen: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _ndcg_at(scores: np.ndarray, seen: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(n,) NDCG@10 of each row's ``target`` in ``scores``, the items in ``seen`` excluded."""
     seen = seen.copy()
     rows = np.arange(len(target))
     seen[rows, target] = False
@@ -315,37 +317,71 @@ def _ndcg_of_first(scores: np.ndarray, seen: np.ndarray, target: np.ndarray) -> 
     return np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)
 
 
+Scorer = Callable[[ReplayBatch, np.ndarray], np.ndarray]
+
+
+def _session_ndcg(dataset: Dataset, sim: SimConfig, cut: int, episodes: np.ndarray,
+                  scorers: list[Scorer]) -> np.ndarray:  # fmt: skip
+    """(S, F) each scorer's mean next-item NDCG@10 over every step of each later session.
+
+    The real sessions ``episodes`` are walked step by step (up to ``session_cap``, as the
+    replay scores them); at each step a scorer ranks the catalogue for the active slots
+    (``scorer(batch, active) → (n, I)``) from the real history so far, and the next real item
+    is the target."""
+    sums = np.zeros((len(episodes), len(scorers)))
+    counts = np.zeros(len(episodes))
+    for lo in range(0, len(episodes), 512):
+        part = episodes[lo : lo + 512]
+        batch = ReplayBatch(dataset, sim, len(part), cut=cut)
+        batch.reset(np.arange(len(part)), part)
+        idle = np.zeros((len(part), sim.slate_size), dtype=np.int64)
+        while batch.active.any():
+            act = np.flatnonzero(batch.active)
+            target = dataset.sequences.items[batch.pos[act]]
+            for f, scorer in enumerate(scorers):
+                scores = np.asarray(scorer(batch, act), dtype=np.float64)
+                sums[lo + act, f] += _ndcg_at(scores, batch.seen[act], target)
+            counts[lo + act] += 1
+            batch.step(idle)
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+def _policy_scorer(agent: Agent, seed: int) -> Scorer:
+    def score(batch: ReplayBatch, act: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(agent.scores(batch))[act]
+        except NotImplementedError:  # a policy without scores ranks at random
+            return np.random.default_rng([seed, 6, *batch.pos[act][:1]]).random(
+                (len(act), batch.n_items)
+            )
+
+    return score
+
+
 def _policy_next_item_ndcg(agents: dict[str, Agent], names: tuple[str, ...], dataset: Dataset,
                            sim: SimConfig, cut: int, ev: np.ndarray,
                            seed: int) -> np.ndarray:  # fmt: skip
-    """(S, P) each policy's NDCG@10 of each later session's first item, from its start."""
-    out = np.full((len(ev), len(names)), np.nan)
-    for lo in range(0, len(ev), 512):
-        part = ev[lo : lo + 512]
-        batch = ReplayBatch(dataset, sim, len(part), cut=cut)
-        batch.reset(np.arange(len(part)), part)
-        target = dataset.sequences.items[batch.pos]
-        for p, name in enumerate(names):
-            try:
-                scores = np.asarray(agents[name].scores(batch), dtype=np.float64)
-            except NotImplementedError:
-                scores = np.random.default_rng([seed, 6, lo]).random(batch.seen.shape)
-            out[lo : lo + len(part), p] = _ndcg_of_first(scores, batch.seen, target)
-    return out
+    """(S, P) each policy's mean next-item NDCG@10 over the steps of each later session."""
+    return _session_ndcg(dataset, sim, cut, ev, [_policy_scorer(agents[n], seed) for n in names])
 
 
 # --------------------------------------------------------------------------- worlds
 
 
 def _fold_world(dataset: Dataset, name: str, cut: int, fold_users: np.ndarray,
-                cfg: FidelityConfig, progress: bool) -> World:  # fmt: skip
-    """The world fitted on everything but ``fold_users``' interactions from ``cut`` on."""
+                cfg: FidelityConfig, cache: Path | None, progress: bool) -> World:  # fmt: skip
+    """The world fitted on everything but ``fold_users``' interactions from ``cut`` on (its
+    response models through :func:`fit_cached` in ``cache``)."""
     inter = dataset.interactions
     hide = fold_users[inter["user"].to_numpy()] & (inter["timestamp"].to_numpy() >= cut)
     fit_on = dataset.with_interactions(inter[~hide].reset_index(drop=True))
     spec = {k: v for k, v in WORLDS[name].items() if k != "sim"}
     options = {**cfg.world, **spec, "seed": cfg.seed}
-    return World.fit(fit_on, make_config(WorldConfig, options), progress=progress)
+
+    def fit(model: Any, data: Dataset, valid: Any) -> Any:
+        return fit_cached(model, data, valid=valid, cache=cache, progress=progress)
+
+    return World.fit(fit_on, make_config(WorldConfig, options), progress=progress, fitter=fit)
 
 
 def _groups(users: np.ndarray) -> list[np.ndarray]:
@@ -371,12 +407,16 @@ def _start_history(dataset: Dataset, users: np.ndarray, starts: np.ndarray) -> H
     return History(np.r_[0, np.cumsum(lengths)], items.astype(np.int64), dataset.n_items)
 
 
-def _world_next_item_ndcg(world: World, users: np.ndarray, hist: History, dataset: Dataset,
-                          logs: ReplayBatch, episodes: np.ndarray) -> np.ndarray:  # fmt: skip
-    logits = world.logits(users, history=hist).astype(np.float64)
-    seen = hist.rows(users).toarray() > 0
-    target = dataset.sequences.items[logs.episode_start[episodes]]
-    return _ndcg_of_first(logits, seen, target)
+def _world_next_item_ndcg(world: World, dataset: Dataset, sim: SimConfig, cut: int,
+                          episodes: np.ndarray) -> np.ndarray:  # fmt: skip
+    """(S,) the world's own mean next-item NDCG@10 over the steps of each later session
+    (``episodes`` of distinct users), ranking by its click logits from the real history."""
+
+    def score(batch: ReplayBatch, act: np.ndarray) -> np.ndarray:
+        users = batch.users[act]
+        return world.logits(users, history=_start_history(dataset, users, batch.pos[act]))
+
+    return _session_ndcg(dataset, sim, cut, episodes, [score])[:, 0]
 
 
 def _simulate(world: World, sim: SimConfig, agent: Agent, users: np.ndarray, hist: History,
