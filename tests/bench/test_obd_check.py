@@ -38,6 +38,19 @@ def test_bts_from_random_matches_its_parts() -> None:
     assert rows.equals(bts_from_random("men", n_runs=3, n_sim=20_000, seed=0))  # seeded
 
 
+def test_bootstrap_runs_are_the_open_bandit_pipelines_resamples() -> None:
+    from recloop.bench.experiments.obd import obp_resample
+
+    # OBP's sample_bootstrap_bandit_feedback(random_state=b) draws
+    # RandomState(b).choice(arange(n), n, replace=True): pinned rows of its runs 0 and 29 on
+    # the 10,000-round sample, so a change of generator (which would unpair the comparison
+    # with OBP's published errors) fails here
+    assert obp_resample(10_000, 0)[:4].tolist() == [2732, 9845, 3264, 4859]
+    assert obp_resample(10_000, 29)[:3].tolist() == [8149, 6380, 808]
+    rows = obp_resample(10_000, 3)
+    assert rows.shape == (10_000,) and rows.min() >= 0 and rows.max() < 10_000
+
+
 def test_the_context_click_model_learns_a_known_logistic_rule() -> None:
     from recloop.ope.regression import ContextClickModel, select_c
 

@@ -93,3 +93,22 @@ def test_real_hazard_logit_by_hand() -> None:
     np.testing.assert_allclose(h[1:], want)
     with pytest.raises(ConfigError, match="leave_shape"):
         SimConfig(leave_shape="curvy")
+
+
+def test_the_choice_set_calibration_expects_one_pick_per_held_out_step() -> None:
+    """Calibrated against every unrated item (``negatives = 0``), the click probabilities of
+    a held-out user's whole choice set add up to about one pick, as in the logs (the logistic
+    fit is calibrated in the large on the calibration half; the report half is checked); with
+    100 sampled negatives a single item's rate is set for a choice among 101, far too high."""
+    ds = toy_dataset(n_users=200, n_items=600)
+    picks = {}
+    for n_neg in (0, 100):
+        world = World.fit(ds, WorldConfig(negatives=n_neg), progress=False)
+        rate, n_report = world.report["click_rate_random_item"], world.report["report_users"]
+        assert n_report > 50
+        unrated = ds.n_items - ds.interactions.groupby("user").size().mean()
+        picks[n_neg] = rate * unrated  # expected clicks over the whole choice set
+    assert 0.75 < picks[0] < 1.33
+    assert picks[100] > 3 * picks[0]  # ~5 clicks where the logs hold one
+    with pytest.raises(ConfigError, match="negatives must be >= 0"):
+        WorldConfig(negatives=-1)

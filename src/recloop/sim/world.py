@@ -78,7 +78,11 @@ class WorldConfig:
     models: tuple[str, ...] = option(
         ("ease",), "recloop models whose calibrated scores give the click logit (ensemble)"
     )
-    negatives: int = option(100, "unrated items per held-out positive in the calibration fit")
+    negatives: int = option(
+        100,
+        "unrated items per held-out positive in the calibration fit (0: every unrated item, "
+        "the user's whole choice set)",
+    )
     rating_l2: float = option(10.0, "L2 penalty of the rating model's factors and biases")
     rating_factors: int = option(16, "latent factors of the rating model (0: biases only)")
     like_threshold: float = option(4.0, "a rating at or above this is a like")
@@ -97,8 +101,9 @@ class WorldConfig:
             raise ConfigError(
                 f"unknown response model {unknown}; choose from {sorted(RESPONSE_MODELS)}"
             )
-        if self.negatives < 1:
-            raise ConfigError(f"negatives must be >= 1, not {self.negatives}")
+        if self.negatives < 0:
+            raise ConfigError(f"negatives must be >= 0 (0: every unrated item), "
+                              f"not {self.negatives}")  # fmt: skip
         if self.epochs < 0:
             raise ConfigError(f"epochs must be >= 0, not {self.epochs}")
         if self.rating_factors < 0:
@@ -248,7 +253,8 @@ class World:
         rng = np.random.default_rng(self.config.seed)
         users = held["user"].to_numpy(np.int64)
         pos = held["item"].to_numpy(np.int64)
-        n_neg = self.config.negatives
+        full = self.config.negatives == 0  # the positive against every unrated item
+        n_neg = self.config.negatives or 100  # the report's AUC sample
         known = History.from_dataset(fit_data)
         seen = known.rows(users).tolil()
         neg = np.empty((len(users), n_neg), dtype=np.int64)
@@ -265,12 +271,26 @@ class World:
         y = np.zeros(x.shape[:2])
         y[:, 0] = 1.0
         calib = rng.permutation(len(users)) < (len(users) + 1) // 2
-        self.coef, self.intercept = _platt(x[calib].reshape(-1, x.shape[-1]), y[calib].ravel())
+        choice = known.rows(users).toarray() == 0  # (B, I) unrated: the user's choice set
+        choice[np.arange(len(users)), pos] = True
+        onehot = np.zeros(choice.shape)
+        onehot[np.arange(len(users)), pos] = 1.0
+        if full:
+            self.coef, self.intercept = _platt(feats[calib][choice[calib]],
+                                               onehot[calib][choice[calib]])  # fmt: skip
+        else:
+            self.coef, self.intercept = _platt(x[calib].reshape(-1, x.shape[-1]),
+                                               y[calib].ravel())  # fmt: skip
         # Fidelity figures on the other half of the held-out users.
         rep = ~calib
         logit_all = feats[rep] @ self.coef + self.intercept  # (R, I)
-        logit_all[known.rows(users[rep]).toarray() > 0] = -np.inf
+        logit_all[~choice[rep]] = -np.inf
         p = expit(x[rep] @ self.coef + self.intercept)  # (R, 1+n)
+        if full:  # calibration over the same kind of set as the fit: the whole choice set
+            ece_p = expit(logit_all[choice[rep]])
+            ece_y = onehot[rep][choice[rep]]
+        else:
+            ece_p, ece_y = p.ravel(), y[rep].ravel()
         rank = (logit_all > logit_all[np.arange(rep.sum()), pos[rep]][:, None]).sum(1)
         ndcg = np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)
         ratings = held["rating"].to_numpy(np.float64)
@@ -281,7 +301,7 @@ class World:
             "auc": _auc(p[:, 0], p[:, 1:]),
             "ndcg@10": float(ndcg.mean()),
             "hr@10": float((rank < 10).mean()),
-            "ece": expected_calibration_error(p.ravel(), y[rep].ravel()),
+            "ece": expected_calibration_error(ece_p, ece_y),
             "click_rate_random_item": float(expit(logit_all[np.isfinite(logit_all)]).mean()),
             "rating_rmse": float(np.sqrt(np.mean((ratings - r_hat) ** 2))),
             "rating_rmse_global_mean": float(np.sqrt(np.mean((ratings - self.rating.mean) ** 2))),

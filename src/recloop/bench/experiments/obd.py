@@ -33,7 +33,7 @@ from recloop.ope.regression import (
     select_c,
 )
 
-__all__ = ["bts_from_random", "cells", "compute", "obd_rows", "world_estimate"]
+__all__ = ["bts_from_random", "cells", "compute", "obd_rows", "obp_resample", "world_estimate"]
 
 SECTION = "ope"
 KEYS = frozenset({"obd", "obd_runs", "cpus"})
@@ -65,7 +65,8 @@ def bts_from_random(
 
     Rows (one per estimator and variant): ``variant="full"`` is the estimate on the whole
     random log, with its interval; ``variant="bootstrap"`` averages ``n_runs`` bootstrap
-    resamples of that log, as the Open Bandit Pipeline paper reports its relative errors.
+    resamples of that log, as the Open Bandit Pipeline paper reports its relative errors, and
+    on the same resamples (:func:`obp_resample`: run ``b`` is OBP's ``random_state=seed + b``).
     Columns: ``method, variant, value, ci_low, ci_high, truth, truth_low, truth_high,
     rel_error, ci_coverage, ess, max_weight, n``.
     """
@@ -125,10 +126,9 @@ def bts_from_random(
         }
 
     rows = [row("full", [e], e.low, e.high) for e in estimates(logs, seed)]
-    rng = np.random.default_rng(seed)
     runs: list[list[Estimate]] = []
     for b in range(n_runs):
-        idx = rng.integers(0, logs.n_rounds, size=logs.n_rounds)
+        idx = obp_resample(logs.n_rounds, seed + b)
         runs.append(estimates(logs.subset(idx), seed + 1 + b, origin=idx))
         if progress is not None:
             progress(1)
@@ -138,6 +138,14 @@ def bts_from_random(
         low, high = (float(np.quantile([e.value for e in es], q)) for q in quantiles)
         rows.append(row("bootstrap", es, low, high))
     return pd.DataFrame(rows)
+
+
+def obp_resample(n_rounds: int, random_state: int) -> np.ndarray:
+    """The rows of the Open Bandit Pipeline's bootstrap resample ``random_state``
+    (``OpenBanditDataset.sample_bootstrap_bandit_feedback``: ``n_rounds`` rows drawn with
+    replacement by ``RandomState(random_state)``), so that seed 0's runs 0..29 are the very
+    resamples behind OBP's published relative errors and the comparison is paired."""
+    return np.random.RandomState(random_state).choice(n_rounds, size=n_rounds, replace=True)
 
 
 def world_estimate(log: ObdLog, target: np.ndarray, c: float, seed: int,
