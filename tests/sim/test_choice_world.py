@@ -69,6 +69,24 @@ def test_a_sequential_world_follows_the_window_after_each_click(seq_world: World
     assert not np.allclose(batch.logits[clicked], before[clicked])
 
 
+def test_an_ensemble_of_sequential_models_adds_their_calibrated_log_probabilities() -> None:
+    import torch
+
+    cfg = WorldConfig(models=("sasrec", "gru4rec"), negatives=0, epochs=2)
+    world = World.fit(toy_dataset(n_users=40), cfg, progress=False)
+    assert world.sequential and world.coef.shape == (2,)
+    batch = UserBatch(world, SimConfig(slate_size=4, history_len=50, boredom=0.0), 3)
+    batch.reset(np.arange(3), np.array([0, 1, 2]))
+    want = np.full(batch.logits.shape, world.intercept)
+    tokens = torch.from_numpy(batch.history.astype(np.int64))
+    with torch.inference_mode():
+        for c, m in zip(world.coef, world.models, strict=True):
+            raw = m.token_scorer()(tokens[:, -m.config.max_len :]).double()
+            want += c * torch.log_softmax(raw, -1).numpy()
+    np.testing.assert_allclose(world.window_logits(batch.history), want, atol=1e-4)
+    np.testing.assert_allclose(batch.logits, want, atol=1e-4)  # the history path agrees
+
+
 def test_a_world_mixes_no_sequential_and_history_models() -> None:
     with pytest.raises(ConfigError, match="sequential"):
         WorldConfig(models=("ease", "sasrec"))
