@@ -127,7 +127,7 @@ def test_world_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="unknown response model"):
         WorldConfig(models=("mlp",))
     with pytest.raises(ConfigError, match="negatives"):
-        WorldConfig(negatives=0)
+        WorldConfig(negatives=-1)
     small = _toy().interactions.iloc[:30]
     with pytest.raises(DataError, match="at least 20 users"):
         World.fit(_toy().with_interactions(small), progress=False)
