@@ -43,22 +43,24 @@ the highest τ. Rows: :data:`BENCHMARK` per world × yardstick (``method`` = wor
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from recloop.bench.cache import GREEDY_SASREC, fit_cached, fit_greedy
 from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
+from recloop.bench.experiments.fidelity_next_item import (
+    _policy_next_item_ndcg,
+    _start_history,
+    _world_next_item_ndcg,
+)
 from recloop.bench.experiments.fidelity_report import panel_rows, result_rows
 from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
 from recloop.data.history import History
-from recloop.data.ranking import rank_targets
 from recloop.data.split import leave_one_out
 from recloop.errors import ConfigError, DataError
 from recloop.eval.agreement import Agreement, policy_agreement
@@ -318,63 +320,6 @@ def _offline(agents: dict[str, Agent], names: tuple[str, ...], split: Any, histo
                      for n in names], 1)  # fmt: skip
 
 
-def _ndcg_at(scores: np.ndarray, seen: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(n,) NDCG@10 of each row's ``target`` in ``scores``, the items in ``seen`` excluded."""
-    seen = seen.copy()
-    rows = np.arange(len(target))
-    seen[rows, target] = False
-    rank = rank_targets(scores, np.arange(len(target) + 1), target, sp.csr_matrix(seen))
-    return np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)
-
-
-Scorer = Callable[[ReplayBatch, np.ndarray], np.ndarray]
-
-
-def _session_ndcg(dataset: Dataset, sim: SimConfig, cut: int, episodes: np.ndarray,
-                  scorers: list[Scorer]) -> np.ndarray:  # fmt: skip
-    """(S, F) each scorer's mean next-item NDCG@10 over every step of each later session.
-
-    The real sessions ``episodes`` are walked step by step (up to ``session_cap``, as the
-    replay scores them); at each step a scorer ranks the catalogue for the active slots
-    (``scorer(batch, active) → (n, I)``) from the real history so far, and the next real item
-    is the target."""
-    sums = np.zeros((len(episodes), len(scorers)))
-    counts = np.zeros(len(episodes))
-    for lo in range(0, len(episodes), 512):
-        part = episodes[lo : lo + 512]
-        batch = ReplayBatch(dataset, sim, len(part), cut=cut)
-        batch.reset(np.arange(len(part)), part)
-        idle = np.zeros((len(part), sim.slate_size), dtype=np.int64)
-        while batch.active.any():
-            act = np.flatnonzero(batch.active)
-            target = dataset.sequences.items[batch.pos[act]]
-            for f, scorer in enumerate(scorers):
-                scores = np.asarray(scorer(batch, act), dtype=np.float64)
-                sums[lo + act, f] += _ndcg_at(scores, batch.seen[act], target)
-            counts[lo + act] += 1
-            batch.step(idle)
-    return sums / np.maximum(counts, 1)[:, None]
-
-
-def _policy_scorer(agent: Agent, seed: int) -> Scorer:
-    def score(batch: ReplayBatch, act: np.ndarray) -> np.ndarray:
-        try:
-            return np.asarray(agent.scores(batch))[act]
-        except NotImplementedError:  # a policy without scores ranks at random
-            return np.random.default_rng([seed, 6, *batch.pos[act][:1]]).random(
-                (len(act), batch.n_items)
-            )
-
-    return score
-
-
-def _policy_next_item_ndcg(agents: dict[str, Agent], names: tuple[str, ...], dataset: Dataset,
-                           sim: SimConfig, cut: int, ev: np.ndarray,
-                           seed: int) -> np.ndarray:  # fmt: skip
-    """(S, P) each policy's mean next-item NDCG@10 over the steps of each later session."""
-    return _session_ndcg(dataset, sim, cut, ev, [_policy_scorer(agents[n], seed) for n in names])
-
-
 # --------------------------------------------------------------------------- worlds
 
 
@@ -403,30 +348,6 @@ def _groups(users: np.ndarray) -> list[np.ndarray]:
     out = np.empty(len(users), dtype=np.int64)
     out[order] = rank
     return [np.flatnonzero(out == k) for k in range(int(out.max()) + 1)] if len(users) else []
-
-
-def _start_history(dataset: Dataset, users: np.ndarray, starts: np.ndarray) -> History:
-    """A history over all users in which each of ``users`` (distinct) holds its ratings before
-    position ``starts`` of the chronological sequences, and every other user none."""
-    seq = dataset.sequences
-    lengths = np.zeros(dataset.n_users, dtype=np.int64)
-    lengths[users] = starts - seq.indptr[users]
-    order = np.argsort(users)
-    items = np.concatenate([seq.items[seq.indptr[u] : s]
-                            for u, s in zip(users[order], starts[order], strict=True)])  # fmt: skip
-    return History(np.r_[0, np.cumsum(lengths)], items.astype(np.int64), dataset.n_items)
-
-
-def _world_next_item_ndcg(world: World, dataset: Dataset, sim: SimConfig, cut: int,
-                          episodes: np.ndarray) -> np.ndarray:  # fmt: skip
-    """(S,) the world's own mean next-item NDCG@10 over the steps of each later session
-    (``episodes`` of distinct users), ranking by its click logits from the real history."""
-
-    def score(batch: ReplayBatch, act: np.ndarray) -> np.ndarray:
-        users = batch.users[act]
-        return world.logits(users, history=_start_history(dataset, users, batch.pos[act]))
-
-    return _session_ndcg(dataset, sim, cut, episodes, [score])[:, 0]
 
 
 def _simulate(world: World, sim: SimConfig, agent: Agent, users: np.ndarray, hist: History,
