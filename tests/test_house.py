@@ -29,6 +29,7 @@ EXCEPTIONS = {
         2,
         "sessions grouped by user, and the KS distance's sorted samples",
     ),
+    "bench/experiments/fidelity_next_item.py": (1, "start histories gathered in user order"),
     # Not items by score.
     "sim/world.py": (1, "groups rows by a key (a counting sort), ranks nothing"),
     "models/sequential.py": (1, "batches users of similar sequence length together"),

@@ -16,10 +16,10 @@ from recloop.bench.experiments.fidelity import (
     _consumed,
     _groups,
     _ks,
-    _session_ndcg,
     _start_history,
     run_fidelity,
 )
+from recloop.bench.experiments.fidelity_next_item import _session_ndcg
 from recloop.bench.experiments.fidelity_report import agreed_inversions as _agreed_inversions
 from recloop.bench.experiments.fidelity_report import panel_text
 from recloop.data import Dataset
