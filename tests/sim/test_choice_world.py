@@ -87,6 +87,26 @@ def test_an_ensemble_of_sequential_models_adds_their_calibrated_log_probabilitie
     np.testing.assert_allclose(batch.logits, want, atol=1e-4)  # the history path agrees
 
 
+def test_a_model_named_twice_is_a_seed_ensemble() -> None:
+    """Repeated members get seeds of their own (the first keeps the single model's), so they
+    are different fits whose calibrated log-probabilities add up."""
+    from recloop.sim.world import MEMBER_SEED_STRIDE
+
+    cfg = WorldConfig(models=("gru4rec", "gru4rec"), negatives=0, epochs=2)
+    world = World.fit(toy_dataset(n_users=40), cfg, progress=False)
+    seeds = [m.config.seed for m in world.models]
+    assert seeds == [SEQUENTIAL_SEED_OFFSET, SEQUENTIAL_SEED_OFFSET + MEMBER_SEED_STRIDE]
+    windows = UserBatch(world, SimConfig(history_len=50), 4)
+    windows.reset(np.arange(4), np.arange(4))
+    a, b = (m.token_scorer() for m in world.models)
+    import torch
+
+    tokens = torch.from_numpy(windows.history.astype(np.int64))
+    with torch.inference_mode():
+        assert not torch.allclose(a(tokens), b(tokens))  # two fits, not one counted twice
+    assert world.coef.shape == (2,) and np.all(np.isfinite(world.coef))
+
+
 def test_a_world_mixes_no_sequential_and_history_models() -> None:
     with pytest.raises(ConfigError, match="sequential"):
         WorldConfig(models=("ease", "sasrec"))

@@ -62,7 +62,7 @@ def sim_fidelity(
         typer.Option(
             "--worlds",
             help="Panel: worlds to rank, comma-separated "
-            "(ease, bpr, itemknn, sasrec, gru4rec, sasrec_gru4rec, sasrec_bored).",
+            "(ease, bpr, itemknn, sasrec, gru4rec, sasrec_gru4rec, gru4rec_x2, sasrec_bored).",
         ),
     ] = "ease,bpr,sasrec,gru4rec,sasrec_gru4rec",
     members: Annotated[

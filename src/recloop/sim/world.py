@@ -69,6 +69,8 @@ SEQUENTIAL = ("sasrec", "gru4rec")
 #: Fits one response model: ``(model, data, valid split or None) → the fitted model``.
 Fitter = Callable[[Recommender, Dataset, "Split | None"], Recommender]
 SEQUENTIAL_SEED_OFFSET = 7919
+#: seed distance between repeated members of one model (a seed ensemble)
+MEMBER_SEED_STRIDE = 1000
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,9 @@ class WorldConfig:
     """Options of the response model."""
 
     models: tuple[str, ...] = option(
-        ("ease",), "recloop models whose calibrated scores give the click logit (ensemble)"
+        ("ease",),
+        "recloop models whose calibrated scores give the click logit (ensemble; a sequential "
+        "model named twice is a seed ensemble)",
     )
     negatives: int = option(
         100,
@@ -228,12 +232,11 @@ class World:
 
         fit = fitter or plain
         models = [
-            fit(build_model(name, _options(name, cfg), cfg.seed + SEQUENTIAL_SEED_OFFSET),
-                split.train, split)
+            fit(build_model(name, _options(name, cfg), _member_seed(cfg, k)), split.train, split)
             if name in SEQUENTIAL
             else fit(build_model(name, RESPONSE_MODELS[name], cfg.seed), fit_data, None)
-            for name in cfg.models
-        ]  # fmt: skip
+            for k, name in enumerate(cfg.models)
+        ]
         rm = RatingModel.fit(
             fit_data.interactions["user"].to_numpy(np.int64),
             fit_data.interactions["item"].to_numpy(np.int64),
@@ -365,6 +368,13 @@ class World:
         names = " + ".join(self.config.models)
         return (f"clicks: {names}, Platt-calibrated on held-out last interactions; ratings: "
                 f"biased MF with {self.config.rating_factors} factors")  # fmt: skip
+
+
+def _member_seed(cfg: WorldConfig, k: int) -> int:
+    """The seed of sequential member ``k``: apart from the agents' models, and apart from
+    earlier members of the same model (``models=("gru4rec", "gru4rec")`` is a seed ensemble)."""
+    name = cfg.models[k]
+    return cfg.seed + SEQUENTIAL_SEED_OFFSET + MEMBER_SEED_STRIDE * cfg.models[:k].count(name)
 
 
 def _options(name: str, cfg: WorldConfig) -> dict[str, Any]:

@@ -100,6 +100,7 @@ WORLDS: dict[str, dict[str, Any]] = {
     "sasrec": {"models": ("sasrec",), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
     "gru4rec": {"models": ("gru4rec",), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
     "sasrec_gru4rec": {"models": ("sasrec", "gru4rec"), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
+    "gru4rec_x2": {"models": ("gru4rec", "gru4rec"), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
     "sasrec_bored": {"models": ("sasrec",), **CHOICE_SET},
 }
 
