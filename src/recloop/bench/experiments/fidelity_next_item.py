@@ -94,9 +94,19 @@ def _start_history(dataset: Dataset, users: np.ndarray, starts: np.ndarray) -> H
 def _world_next_item_ndcg(world: World, dataset: Dataset, sim: SimConfig, cut: int,
                           episodes: np.ndarray) -> np.ndarray:  # fmt: skip
     """(S,) the world's own mean next-item NDCG@10 over the steps of each later session
-    (``episodes`` of distinct users), ranking by its click logits from the real history."""
+    (``episodes`` of distinct users), ranking by its click logits from the real history.
+
+    A sequential world whose members look back no further than the replay's window scores
+    that window directly (:meth:`World.window_logits`, the simulator's own path); any other
+    rebuilds the users' histories at each step."""
+    windowed = world.sequential and all(
+        m.config.max_len <= sim.history_len  # type: ignore[attr-defined]
+        for m in world.models
+    )
 
     def score(batch: ReplayBatch, act: np.ndarray) -> np.ndarray:
+        if windowed:
+            return world.window_logits(batch.history[act])
         users = batch.users[act]
         return world.logits(users, history=_start_history(dataset, users, batch.pos[act]))
 
