@@ -100,8 +100,7 @@ def _world_next_item_ndcg(world: World, dataset: Dataset, sim: SimConfig, cut: i
     that window directly (:meth:`World.window_logits`, the simulator's own path); any other
     rebuilds the users' histories at each step."""
     windowed = world.sequential and all(
-        m.config.max_len <= sim.history_len  # type: ignore[attr-defined]
-        for m in world.models
+        getattr(m.config, "max_len", sim.history_len + 1) <= sim.history_len for m in world.models
     )
 
     def score(batch: ReplayBatch, act: np.ndarray) -> np.ndarray:
