@@ -234,6 +234,11 @@ def test_a_world_fitted_on_a_known_choice_rule_recovers_its_policy_order(chain_r
                                      "heldout_ndcg@10", "best_panel_ndcg@10", "session_len_ks",
                                      "click_gini_gap", "n_policies", "noise_ceiling_tau",
                                      "default_world"}  # fmt: skip
+    gap = r.rows[(r.rows["metric"] == "heldout_ndcg_gap@10") & (r.rows["method"] == "sasrec")]
+    assert len(gap) == 1
+    g = gap.iloc[0]
+    assert g["value"] == pytest.approx(figs["heldout_ndcg@10"] - figs["best_panel_ndcg@10"])
+    assert g["ci_low"] < g["value"] < g["ci_high"]
     text = panel_text(r)
     assert "default world" in text and "sasrec" in text
 

@@ -24,8 +24,10 @@ One run is a dataset, a global time cut and the panel (:data:`recloop.rl.panel.P
    ``inversions_significant_agreed``: those inversions of a yardstick on pairs that the
    other yardstick orders the same way (the pairs where the two real measures agree).
 5. **The world's own fit**, on the same later sessions: ``heldout_ndcg@10`` (the world's
-   logits ranking each session's first real item among the unseen, given the history before
-   it) against ``best_panel_ndcg@10`` (the best panel policy's scores on the same targets);
+   logits ranking each real next item among the unseen, at every step of the session, given
+   the real history before it; mean per session) against ``best_panel_ndcg@10`` (the best
+   panel policy's scores on the same targets), and ``heldout_ndcg_gap@10``, their paired
+   difference with its 95% interval over the sessions;
    ``session_len_ks`` (Kolmogorov-Smirnov distance between the lengths of the world's
    sessions under its own favourite items and the real sessions' lengths, capped at
    ``session_cap``); ``click_gini_gap`` (Gini of per-item clicks in those simulated sessions
@@ -64,6 +66,7 @@ from recloop.data.history import History
 from recloop.data.split import leave_one_out
 from recloop.errors import ConfigError, DataError
 from recloop.eval.agreement import Agreement, policy_agreement
+from recloop.eval.stats import mean_ci
 from recloop.rl.agents import Agent
 from recloop.rl.deep import DeepConfig
 from recloop.rl.online import offline_ndcg_per_user, train_agent
@@ -211,6 +214,7 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
     fold_of = np.random.default_rng([cfg.seed, 11]).permutation(dataset.n_users) % cfg.folds
     values: dict[str, np.ndarray] = {}
     figures: dict[str, dict[str, float]] = {}
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
     for world_name in cfg.worlds:
         t0 = time.perf_counter()
         val = np.zeros((len(ev), len(names)))
@@ -240,9 +244,13 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
         values[world_name] = val
         real_len = np.minimum(logs.episode_len[ev], sim.session_cap)
         real_clicks = _consumed(dataset, logs.episode_start[ev], logs.episode_len[ev])
+        best = int(np.nanargmax(np.nanmean(next_ndcg, 0)))
+        gap = mean_ci(world_ndcg - next_ndcg[:, best])  # paired over the later sessions
+        intervals[world_name] = {"heldout_ndcg_gap@10": (gap.low, gap.high)}
         figures[world_name] = {
             "heldout_ndcg@10": float(world_ndcg.mean()),
-            "best_panel_ndcg@10": float(np.nanmax(np.nanmean(next_ndcg, 0))),
+            "best_panel_ndcg@10": float(np.nanmean(next_ndcg[:, best])),
+            "heldout_ndcg_gap@10": gap.mean,
             "session_len_ks": _ks(np.concatenate(sim_lengths), real_len),
             "click_gini_gap": gini(clicks) - gini(real_clicks),
             "click_gini_gap_sampled": gini(clicks_sampled) - gini(real_clicks),
@@ -264,7 +272,7 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
             -agreements[(w, "replay")].tau,
         ),
     )
-    rows = result_rows(label, cfg.seed, agreements, yard, figures, default)
+    rows = result_rows(label, cfg.seed, agreements, yard, figures, default, intervals)
     panel = panel_rows(label, cfg.seed, names, values, yard, next_ndcg)
     return FidelityResult(rows, panel, agreements, default, names, figures, clock)
 

@@ -31,7 +31,9 @@ def agreed_inversions(agreement: Agreement, other: np.ndarray, names: tuple[str,
 
 def result_rows(label: str, seed: int, agreements: dict[tuple[str, str], Agreement],
           yard: dict[str, np.ndarray], figures: dict[str, dict[str, float]],
-          default: str) -> pd.DataFrame:  # fmt: skip
+          default: str,
+          intervals: dict[str, dict[str, tuple[float, float]]] | None = None,
+          ) -> pd.DataFrame:  # fmt: skip
     base = {"benchmark": BENCHMARK, "dataset": label, "seed": seed, "split": "later"}
     nan = float("nan")
     out: list[dict[str, Any]] = []
@@ -46,8 +48,10 @@ def result_rows(label: str, seed: int, agreements: dict[tuple[str, str], Agreeme
         out[-1]["note"] = inv
     for world, figs in figures.items():
         n = yard["replay"].shape[0]
+        ci = (intervals or {}).get(world, {})
         out += [{**base, "method": world, "variant": "replay", "metric": m, "value": v,
-                 "ci_low": nan, "ci_high": nan, "n": n} for m, v in figs.items()]  # fmt: skip
+                 "ci_low": ci.get(m, (nan, nan))[0], "ci_high": ci.get(m, (nan, nan))[1],
+                 "n": n} for m, v in figs.items()]  # fmt: skip
     out.append({**base, "method": default, "variant": "", "metric": "default_world",
                 "value": 1.0, "ci_low": nan, "ci_high": nan, "n": nan})  # fmt: skip
     return pd.DataFrame(out)
