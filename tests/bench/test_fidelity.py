@@ -129,6 +129,35 @@ def test_a_sequential_world_scores_the_replay_window_as_its_history() -> None:
     assert want.mean() > 0.2  # a learned chain, not a tie of zeros
 
 
+def test_the_default_world_counts_tau_only_up_to_the_noise_ceiling() -> None:
+    from recloop.bench.experiments.fidelity import default_world
+
+    rng = np.random.default_rng(1)
+    names = tuple("abcde")
+    truth = np.array([0.0, 1.0, 2.0, 3.0, 3.0])  # d and e alike: no test separates them
+    units = truth + rng.normal(0, 1.5, (400, 5))
+    m = units.mean(0)
+
+    def agree(world: np.ndarray):  # type: ignore[no-untyped-def]
+        return policy_agreement(world, units, names, n_boot=200, seed=0)
+
+    exact = agree(m)  # τ 1
+    swapped = agree(m[[0, 1, 2, 4, 3]])  # τ 0.8: d and e swapped
+    inverted = agree(m[[4, 1, 2, 3, 0]])  # a and e swapped: significant inversions
+    assert exact.tau > swapped.tau
+    assert inverted.significant_inversions and not swapped.significant_inversions
+    # fewest inversions first, whatever the next-item figures
+    assert default_world({"x": inverted, "y": swapped}, {"x": 0.9, "y": 0.1}) == "y"
+    # τ decides while below the ceiling …
+    low = replace(exact, noise_ceiling=0.95)
+    assert default_world({"x": low, "y": swapped}, {"x": 0.1, "y": 0.9}) == "x"
+    # … and not above it: both capped at a ceiling of 0.7, the next-item figure decides
+    capped = replace(exact, noise_ceiling=0.7)
+    capped_swapped = replace(swapped, noise_ceiling=0.7)
+    assert default_world({"x": capped, "y": capped_swapped}, {"x": 0.1, "y": 0.9}) == "y"
+    assert default_world({"x": capped, "y": capped_swapped}, {"x": 0.9, "y": 0.1}) == "x"
+
+
 def test_ks_distance_by_hand() -> None:
     # CDFs on {1, 2, 3, 4}: a = (1/4, 2/4, 3/4, 1), b = (0, 0, 1/2, 1): largest gap 2/4 at 2
     assert _ks(np.array([1, 2, 3, 4]), np.array([3, 4])) == pytest.approx(0.5)

@@ -107,6 +107,6 @@ def panel_text(result: FidelityResult) -> str:
     lines += ["", "World fit on the later sessions"]
     for world, figs in result.world_figures.items():
         lines.append("  " + world + ": " + ", ".join(f"{k} {v:.3f}" for k, v in figs.items()))
-    lines.append(f"\ndefault world (fewest significant inversions against replay, then τ): "
-                 f"{result.default_world}")  # fmt: skip
+    lines.append("\ndefault world (fewest significant inversions against replay, then τ up to "
+                 f"its noise ceiling, then next-item NDCG): {result.default_world}")  # fmt: skip
     return "\n".join(lines)
