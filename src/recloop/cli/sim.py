@@ -64,7 +64,7 @@ def sim_fidelity(
             help="Panel: worlds to rank, comma-separated "
             "(ease, bpr, itemknn, sasrec, gru4rec, sasrec_gru4rec, gru4rec_x2, sasrec_bored).",
         ),
-    ] = "ease,bpr,sasrec,gru4rec,sasrec_gru4rec",
+    ] = "ease,bpr,sasrec,gru4rec,sasrec_gru4rec,gru4rec_x2",
     members: Annotated[
         str, typer.Option("--members", help="Panel: its policies, comma-separated (default all).")
     ] = "",
