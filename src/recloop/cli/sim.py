@@ -62,9 +62,10 @@ def sim_fidelity(
         typer.Option(
             "--worlds",
             help="Panel: worlds to rank, comma-separated "
-            "(ease, bpr, itemknn, sasrec, gru4rec, sasrec_gru4rec, gru4rec_x2, sasrec_bored).",
+            "(ease, bpr, itemknn, sasrec, gru4rec, sasrec_gru4rec, gru4rec_x2, gru4rec_x3, "
+            "sasrec_bored).",
         ),
-    ] = "ease,bpr,sasrec,gru4rec,sasrec_gru4rec,gru4rec_x2",
+    ] = "ease,bpr,sasrec,gru4rec,sasrec_gru4rec,gru4rec_x3",
     members: Annotated[
         str, typer.Option("--members", help="Panel: its policies, comma-separated (default all).")
     ] = "",
