@@ -11,6 +11,7 @@ fitted once per dataset (its fit time is reported too).
 
     python benchmarks/sim_speed.py --datasets ml-100k,ml-1m
     python benchmarks/sim_speed.py --datasets ml-100k --worlds ease,sasrec,gru4rec
+    python benchmarks/sim_speed.py --datasets ml-100k --worlds ease,gru4rec_x3 --epochs 2
 
 ``--worlds`` names fidelity-panel worlds (:data:`recloop.bench.experiments.fidelity.WORLDS`,
 their simulator options included): a sequential world rescores each clicking user's history
@@ -63,13 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--worlds", default="ease", help="fidelity-panel worlds, comma-separated")
+    ap.add_argument("--epochs", type=int, default=0,
+                    help="cap the sequential members' training epochs (0: their own); the "
+                    "cost of a step does not depend on how well they were trained")  # fmt: skip
     args = ap.parse_args(argv)
     print("| dataset | world | simulator | users per call | user-steps/s | × single env |")
     print("|---|---|---|---|---|---|")
     for name in args.datasets.split(","):
         for world_name in args.worlds.split(","):
             spec = WORLDS[world_name]
-            options = {k: v for k, v in spec.items() if k != "sim"} | {"seed": args.seed}
+            options = {k: v for k, v in spec.items() if k != "sim"} | {
+                "seed": args.seed,
+                "epochs": args.epochs,
+            }
             sim = make_config(SimConfig, spec.get("sim", {}))
             t0 = time.perf_counter()
             world = World.fit(load_dataset(name), make_config(WorldConfig, options), progress=False)
