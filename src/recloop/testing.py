@@ -46,6 +46,24 @@ def toy_dataset(seed: int = 0, n_users: int = 30, n_items: int = 25) -> Dataset:
     return Dataset.from_frame(frame, name="toy")
 
 
+def chain_dataset(n_users: int = 200, n_items: int = 120, length: int = 24,
+                  seed: int = 0) -> Dataset:  # fmt: skip
+    """Users who mostly rate the item after their last one (``i → i + 1``), sometimes skip
+    ahead 2-4 items; every user's events are a minute apart over the same time span, so a
+    global time cut leaves each user's last few events as one later session. A known
+    sequential rule: a world or agent that learns it can be checked against it."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        pos = int(rng.integers(0, n_items))
+        for j in range(length):
+            rows.append((f"u{u}", f"i{pos % n_items}", 1_000_000 + 60 * j + u,
+                         float(rng.integers(3, 6))))  # fmt: skip
+            pos += 1 if rng.random() < 0.8 else int(rng.integers(2, 5))
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
+    return Dataset.from_frame(frame, name="chain")
+
+
 def _fitted(make: Callable[[], Recommender], ds: Dataset) -> Recommender:
     return make().fit(ds)
 

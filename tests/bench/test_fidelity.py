@@ -28,25 +28,7 @@ from recloop.eval.agreement import policy_agreement
 from recloop.models.registry import build_model
 from recloop.rl.panel import PANEL, ModelAgent, models_needed
 from recloop.sim.core import SimConfig, UserBatch
-from recloop.testing import toy_dataset
-
-
-def chain_dataset(n_users: int = 200, n_items: int = 120, length: int = 24,
-                  seed: int = 0) -> Dataset:  # fmt: skip
-    """Users who mostly rate the item after their last one (``i → i + 1``), sometimes skip
-    ahead 2-4 items; every user's events are a minute apart over the same time span, so a
-    global time cut leaves each user's last few events as one later session."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        pos = int(rng.integers(0, n_items))
-        for j in range(length):
-            rows.append((f"u{u}", f"i{pos % n_items}", 1_000_000 + 60 * j + u,
-                         float(rng.integers(3, 6))))  # fmt: skip
-            pos += 1 if rng.random() < 0.8 else int(rng.integers(2, 5))
-    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
-    return Dataset.from_frame(frame, name="chain")
-
+from recloop.testing import chain_dataset, toy_dataset
 
 # --------------------------------------------------------------------------- parts
 
