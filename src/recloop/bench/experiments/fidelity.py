@@ -214,6 +214,7 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
     # 3. the worlds, cross-fitted by user folds
     ep_user = logs.episode_user[ev]
     fold_of = np.random.default_rng([cfg.seed, 11]).permutation(dataset.n_users) % cfg.folds
+    best = int(np.nanargmax(np.nanmean(next_ndcg, 0)))  # the panel's best next-item ranker
     values: dict[str, np.ndarray] = {}
     figures: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
@@ -246,7 +247,6 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
         values[world_name] = val
         real_len = np.minimum(logs.episode_len[ev], sim.session_cap)
         real_clicks = _consumed(dataset, logs.episode_start[ev], logs.episode_len[ev])
-        best = int(np.nanargmax(np.nanmean(next_ndcg, 0)))
         gap = mean_ci(world_ndcg - next_ndcg[:, best])  # paired over the later sessions
         intervals[world_name] = {"heldout_ndcg_gap@10": (gap.low, gap.high)}
         figures[world_name] = {
