@@ -13,7 +13,7 @@ fitted once per dataset (its fit time is reported too).
     python benchmarks/sim_speed.py --datasets ml-100k --worlds ease,sasrec,gru4rec
     python benchmarks/sim_speed.py --datasets ml-100k --worlds ease,gru4rec_x3 --epochs 2
 
-``--worlds`` names fidelity-panel worlds (:data:`recloop.bench.experiments.fidelity.WORLDS`,
+``--worlds`` names fidelity-panel worlds (:data:`recloop.sim.worlds.WORLDS`,
 their simulator options included): a sequential world rescores each clicking user's history
 window with its next-item model after every click, which costs more per step the more users
 click (random slates are clicked least: the sequential worlds' figures are upper bounds; the
@@ -28,10 +28,10 @@ import time
 
 import numpy as np
 
-from recloop.bench.experiments.fidelity import WORLDS
 from recloop.config import make_config
 from recloop.data import load_dataset
 from recloop.sim import BatchRecEnv, RecEnv, SimConfig, World, WorldConfig
+from recloop.sim.worlds import named_world
 
 
 def single_env(world: World, steps: int, seed: int, sim: SimConfig) -> float:
@@ -86,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for name in args.datasets.split(","):
         for world_name in args.worlds.split(","):
-            spec = WORLDS[world_name]
-            options = {k: v for k, v in spec.items() if k != "sim"} | {
+            spec, sim_options = named_world(world_name)
+            options = spec | {
                 "seed": args.seed,
                 "epochs": args.epochs,
             }
-            sim = make_config(SimConfig, spec.get("sim", {}))
+            sim = make_config(SimConfig, sim_options)
             t0 = time.perf_counter()
             world = World.fit(load_dataset(name), make_config(WorldConfig, options), progress=False)
             fit_s = time.perf_counter() - t0

@@ -491,6 +491,18 @@ def test_shipped_grids_resolve(name: str) -> None:
     assert grid.baseline == "sasrec"
 
 
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "grids").glob("*.toml")),
+    ids=lambda p: p.stem,
+)
+def test_every_shipped_grid_loads(path: Path) -> None:
+    from recloop.bench import load_grid
+
+    grid = load_grid(path)
+    assert grid.cells, f"{path.name} has no cells"
+
+
 def test_local_ray_gives_the_same_rows_as_local_processes(tiny_csv, tmp_path) -> None:
     pytest.importorskip("ray", reason="Ray is the `distributed` extra; CI installs it")
     grid = parse_grid(offline_grid([str(tiny_csv)], seeds="[0]"))

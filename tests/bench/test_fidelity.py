@@ -16,6 +16,7 @@ from recloop.bench.experiments.fidelity import (
     _consumed,
     _groups,
     _ks,
+    _start_batch,
     _start_history,
     run_fidelity,
 )
@@ -210,6 +211,27 @@ def test_reset_from_a_given_history_starts_there() -> None:
         assert set(np.flatnonzero(batch.seen[r])) == set(items.tolist())
         assert (batch.history[r, -2:] - 1).tolist() == items.tolist()
     np.testing.assert_allclose(batch.logits, world.logits(users, history=h))
+
+
+def test_one_batch_starts_each_users_sessions_from_their_own_pasts() -> None:
+    from recloop.sim.world import World
+
+    ds = toy_dataset(n_users=40)
+    world = World.fit(ds, progress=False)
+    seq = ds.sequences
+    users = np.array([1, 3, 1])  # user 1 twice: two later sessions, two pasts
+    starts_at = seq.indptr[users] + np.array([2, 3, 5])
+    groups = [np.array([0, 1]), np.array([2])]
+    starts = [(g, _start_history(ds, users[g], starts_at[g])) for g in groups]
+    batch = _start_batch(world, SimConfig(slate_size=3, history_len=5, leave_bias=0.0), users,
+                         starts, repeats=2)  # fmt: skip
+    assert batch.size == 6
+    for k in range(2):
+        for j, (u, s) in enumerate(zip(users, starts_at, strict=True)):
+            items = seq.items[seq.indptr[u] : s]
+            assert set(np.flatnonzero(batch.seen[3 * k + j])) == set(items.tolist())
+            assert batch.users[3 * k + j] == u
+    assert not np.array_equal(batch.seen[0], batch.seen[2])  # not the same past twice
 
 
 # --------------------------------------------------------------------------- end to end

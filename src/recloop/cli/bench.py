@@ -17,9 +17,11 @@ from recloop.cli.options import (
     Quiet,
     Seed,
     Seeds,
+    WorldModels,
     load_data,
     parse_seeds,
     prep_options,
+    world_choice,
 )
 
 
@@ -139,6 +141,7 @@ def diagnose_cmd(
         int, typer.Option("--rollouts", help="Copies each candidate is tried in.")
     ] = 4,
     candidates: Annotated[int, typer.Option("--candidates", help="Candidate slates per step.")] = 6,
+    world: WorldModels = "ease",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the result as JSON.")
     ] = None,
@@ -150,8 +153,9 @@ def diagnose_cmd(
     """Does this data need RL? Greedy large model vs myopic oracle vs look-ahead search."""
     from recloop.bench import DiagnoseConfig, diagnose
 
+    name, explicit = world_choice(world)
     cfg = DiagnoseConfig(users=users, horizon=horizon, rollouts=rollouts, candidates=candidates,
-                         seed=seed)  # fmt: skip
+                         seed=seed, world=explicit, world_name=name)  # fmt: skip
     res = diagnose(load_data(data, columns), cfg, progress=not quiet, cache=cache)
     typer.echo(f"{data}: {res['users']} start users, one session per policy, the same "
                "simulator draws")  # fmt: skip

@@ -173,3 +173,30 @@ def prep_options(command: Callable[..., R]) -> Callable[..., R]:
     with_prep.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     with_prep.__annotations__ = {p.name: p.annotation for p in params}
     return with_prep
+
+
+WorldModels = Annotated[
+    str,
+    typer.Option(
+        "--world",
+        help="A named world (ease, bpr, itemknn, sasrec, gru4rec, sasrec_gru4rec, gru4rec_x2, "
+        "gru4rec_x3: the fidelity panel's default on ML-100K, sasrec_bored) or response "
+        "models, comma-separated (e.g. ease,bpr).",
+    ),
+]
+
+
+def _world_models(world: str) -> tuple[str, ...]:
+    """``--world ease,bpr`` as model names."""
+    return tuple(m.strip() for m in world.split(",") if m.strip())
+
+
+def world_choice(world: str) -> tuple[str, dict[str, tuple[str, ...]]]:
+    """``--world``: a named world (its models and user dynamics, :mod:`recloop.sim.worlds`)
+    as ``(name, {})``, or comma-separated response models as ``("", {"models": ...})``."""
+    from recloop.sim.worlds import WORLDS
+
+    name = world.strip()
+    if name in WORLDS:
+        return name, {}
+    return "", {"models": _world_models(world)}

@@ -15,31 +15,20 @@ from recloop.cli.options import (
     Quiet,
     Seed,
     Seeds,
+    WorldModels,
     load_data,
     parse_columns,
     parse_params,
     parse_seeds,
+    world_choice,
 )
 
 sim_app = typer.Typer(help="The user simulator learned from the logs.", no_args_is_help=True)
 
-WorldModels = Annotated[
-    str,
-    typer.Option(
-        "--world",
-        help="Response model(s), comma-separated: ease, bpr, itemknn, or "
-        "one sequential model: sasrec, gru4rec.",
-    ),
-]
 SimParams = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="Simulator option NAME=VALUE (e.g. slate_size=5)."),
 ]
-
-
-def _world_models(world: str) -> tuple[str, ...]:
-    """``--world ease,bpr`` as model names."""
-    return tuple(m.strip() for m in world.split(",") if m.strip())
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -138,8 +127,14 @@ def sim_fidelity(
 
     if sessions < 1:
         raise ConfigError(f"--sessions must be >= 1, not {sessions}")
-    w = World.fit(ds, progress=not quiet, models=_world_models(world), seed=seed)
-    cfg_sim = make_config(SimConfig, parse_params(param))
+    from recloop.sim.world import WorldConfig
+    from recloop.sim.worlds import world_options
+
+    name, explicit = world_choice(world)
+    world_opts, sim_opts = world_options(name, explicit, parse_params(param))
+    w = World.fit(ds, make_config(WorldConfig, {**world_opts, "seed": seed}),
+                  progress=not quiet)  # fmt: skip
+    cfg_sim = make_config(SimConfig, sim_opts)
     report = fidelity(w, cfg_sim, sessions=sessions, seed=seed, progress=not quiet)
     text = report.text()
     typer.echo(text)
@@ -233,7 +228,7 @@ def sim_agents(
         with_agents(ArenaConfig(), agents), seeds=seed_list, steps=steps, n_envs=n_envs,
         eval_users=eval_users, ppo_steps=ppo_steps,
         guardrail=(False, True) if guardrail else (False,),
-        world={"models": _world_models(world)},
+        world=world_choice(world)[1], world_name=world_choice(world)[0],
         sim=parse_params(param),
     )  # fmt: skip
     config.__post_init__()

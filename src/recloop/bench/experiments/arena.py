@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recloop.bench.cache import GREEDY_SASREC, fit_greedy
+from recloop.bench.cache import GREEDY_SASREC, fit_cached, fit_greedy
 from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
@@ -37,6 +37,7 @@ from recloop.rl.deep import DeepConfig
 from recloop.rl.online import build_agent, evaluate_agent, offline_ndcg, train_agent
 from recloop.sim.core import SimConfig, UserBatch, Users
 from recloop.sim.world import World, WorldConfig
+from recloop.sim.worlds import named_world, world_options
 
 #: Every agent and baseline, in table order (``ppo_sb3`` needs the ``rl`` extra).
 METHODS = (*AGENTS, "ppo_sb3")
@@ -65,6 +66,10 @@ class ArenaConfig:
     greedy: dict[str, Any] = field(default_factory=lambda: dict(GREEDY_SASREC))
     world: dict[str, Any] = field(default_factory=dict)
     sim: dict[str, Any] = field(default_factory=dict)
+    #: a named world (:data:`recloop.sim.worlds.WORLDS`, e.g. ``gru4rec_x3``, the fidelity
+    #: panel's default on ML-100K): its response models and user dynamics, under ``world``
+    #: and ``sim``, which override it; "" = ``world`` alone (default EASE)
+    world_name: str = ""
     deep: dict[str, Any] = field(default_factory=dict)  # DeepConfig options of DQN / REINFORCE
 
     def __post_init__(self) -> None:
@@ -76,6 +81,8 @@ class ArenaConfig:
         for name in ("steps", "n_envs", "eval_users", "ppo_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.world_name:
+            named_world(self.world_name)  # a clear error for an unknown name
 
 
 def _loaded(data: str | Dataset, source: tuple[str, dict[str, str]] | None,
@@ -106,8 +113,15 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     """
     dataset, data, source = _loaded(data, source)
     split = leave_one_out(dataset)
-    world = World.fit(dataset, make_config(WorldConfig, config.world), progress=progress)
-    sim = make_config(SimConfig, config.sim)
+    world_opts, sim_opts = world_options(config.world_name, config.world, config.sim)
+    models = cache or (work / "models" if work is not None else None)
+
+    def fit(model: Any, data: Dataset, valid: Any) -> Any:
+        return fit_cached(model, data, valid=valid, cache=models, progress=progress)
+
+    world = World.fit(dataset, make_config(WorldConfig, world_opts), progress=progress,
+                      fitter=fit)  # fmt: skip
+    sim = make_config(SimConfig, sim_opts)
     users = np.random.default_rng(12345).permutation(world.active_users)
     n_eval = min(config.eval_users, len(users) // 2)
     ev_users, train_users = np.sort(users[:n_eval]), users[n_eval:]
@@ -302,7 +316,7 @@ def save_policy_run(agent: Any, model: Any, stage: _Stage, dataset: Dataset, see
         **resolved_config(spec, policy),
         "agent": {"name": agent.name, "stage": stage.label, "steps": config.steps,
                   "n_envs": config.n_envs, "deep": dict(config.deep), "sim": dict(config.sim),
-                  "world": dict(config.world)},
+                  "world": dict(config.world), "world_name": config.world_name},
     }  # fmt: skip
     metrics = {**run_metrics(policy, valid, test, summary["train_s"], spec.ks), "arena": summary}
     save_run(folder, policy, dataset, resolved, metrics, test.per_user)

@@ -34,14 +34,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recloop.bench.cache import GREEDY_SASREC, fit_greedy
+from recloop.bench.cache import GREEDY_SASREC, fit_cached, fit_greedy
 from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError
 from recloop.eval.stats import mean_ci, paired_test
 from recloop.progress import progress_bar
 from recloop.sim.core import SimConfig, UserBatch, top_unseen
-from recloop.sim.world import World
+from recloop.sim.world import World, WorldConfig
+from recloop.sim.worlds import named_world, world_options
 
 __all__ = ["DiagnoseConfig", "cells", "compute", "diagnose"]
 
@@ -58,8 +59,12 @@ class DiagnoseConfig:
     seed: int = 0
     greedy: dict[str, Any] = field(default_factory=lambda: dict(GREEDY_SASREC))
     sim: dict[str, Any] = field(default_factory=dict)
+    world: dict[str, Any] = field(default_factory=dict)  # WorldConfig options
+    world_name: str = ""  # a named world (recloop.sim.worlds), overridden by world and sim
 
     def __post_init__(self) -> None:
+        if self.world_name:
+            named_world(self.world_name)  # a clear error for an unknown name
         for name in ("users", "horizon", "rollouts", "candidates", "pool"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -149,9 +154,14 @@ def diagnose(
     from recloop.rl.agents import GreedyAgent
 
     cfg = config or DiagnoseConfig()
-    sim = make_config(SimConfig, cfg.sim)  # bad options fail before any fitting
+    world_opts, sim_opts = world_options(cfg.world_name, cfg.world, cfg.sim)
+    sim = make_config(SimConfig, sim_opts)  # bad options fail before any fitting
+    world_cfg = make_config(WorldConfig, world_opts)
     make_config(SASRec.Config, cfg.greedy)
-    world = world or World.fit(dataset, progress=progress)
+    if world is None:
+        world = World.fit(dataset, world_cfg, progress=progress,
+                          fitter=lambda m, d, v: fit_cached(m, d, valid=v, cache=cache,
+                                                            progress=progress))  # fmt: skip
     if greedy_model is None:
         split = leave_one_out(dataset)
         greedy_model = fit_greedy(cfg.greedy, cfg.seed, split, cache=cache, progress=progress)

@@ -76,38 +76,9 @@ from recloop.sim.core import SimConfig, UserBatch, run_sessions
 from recloop.sim.fidelity import gini
 from recloop.sim.replay import ReplayBatch
 from recloop.sim.world import World, WorldConfig
+from recloop.sim.worlds import WORLDS, named_world
 
 YARDSTICKS = ("replay", "offline_ndcg")
-
-#: The sequential worlds' users: no genre boredom, the real sessions' leave hazard, and a
-#: milder push out per unsatisfying step (0.2, not 0.5: at 0.5 the world-greedy sessions'
-#: lengths are KS 0.16 from the real ones on ML-100K, at 0.2 KS 0.07-0.09).
-SEQUENTIAL_SIM: dict[str, Any] = {"boredom": 0.0, "leave_shape": "real", "leave_per_bad": 0.2}
-
-#: The sequential worlds' click calibration: the held-out next item against *every* item the
-#: user had not rated (``negatives = 0``), the whole choice set the real pick came from, not
-#: 100 sampled items. With 100 the intercept sets a single item's click rate ~17× too high
-#: (the log-softmax ranks the same either way): on ML-100K users clicked nearly every slate,
-#: simulated returns were 5-7 a session against 0.04-1.4 on replay, and the saturated clicks
-#: hid the differences between good policies (SASRec world: τ 0.745 and 2 significant
-#: inversions against replay; with the choice set: τ 0.782 and 1).
-CHOICE_SET: dict[str, Any] = {"negatives": 0}
-
-#: The worlds a panel can rank: name → the :class:`~recloop.sim.world.WorldConfig` options,
-#: and under ``"sim"`` the :class:`~recloop.sim.core.SimConfig` options the world overrides
-#: (a sequential world's next-item model already knows what a user tires of: no boredom; its
-#: sessions follow the real length distribution's shape: ``leave_shape = "real"``).
-WORLDS: dict[str, dict[str, Any]] = {
-    "ease": {"models": ("ease",)},
-    "bpr": {"models": ("bpr",)},
-    "itemknn": {"models": ("itemknn",)},
-    "sasrec": {"models": ("sasrec",), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
-    "gru4rec": {"models": ("gru4rec",), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
-    "sasrec_gru4rec": {"models": ("sasrec", "gru4rec"), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
-    "gru4rec_x2": {"models": ("gru4rec",) * 2, **CHOICE_SET, "sim": SEQUENTIAL_SIM},
-    "gru4rec_x3": {"models": ("gru4rec",) * 3, **CHOICE_SET, "sim": SEQUENTIAL_SIM},
-    "sasrec_bored": {"models": ("sasrec",), **CHOICE_SET},
-}
 
 
 @dataclass(frozen=True)
@@ -230,20 +201,24 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
             if not len(in_fold):
                 continue
             world = _fold_world(dataset, world_name, cut, fold_of == fold, cfg, cache, progress)
-            wsim = replace(sim, **WORLDS[world_name].get("sim", {}))
-            for group in _groups(ep_user[in_fold]):
-                r = in_fold[group]
-                hist = _start_history(dataset, ep_user[r], logs.episode_start[ev[r]])
-                u = ep_user[r]
+            wsim = replace(sim, **named_world(world_name)[1])
+            starts = [(in_fold[g], _start_history(dataset, ep_user[in_fold[g]],
+                                                  logs.episode_start[ev[in_fold[g]]]))
+                      for g in _groups(ep_user[in_fold])]  # fmt: skip
+            for r, _ in starts:
                 world_ndcg[r] = _world_next_item_ndcg(world, dataset, sim, cut, ev[r])
-                for p, name in enumerate(names):
-                    _fresh(agents[name])
-                    val[r, p] = _simulate(world, wsim, agents[name], u, hist, cfg.repeats,
-                                          cfg.seed, progress)  # fmt: skip
-                lengths, item_clicks = _world_greedy(world, wsim, u, hist, cfg.seed)
-                sim_lengths.append(lengths)
-                clicks += item_clicks
-                clicks_sampled += _world_greedy(world, wsim, u, hist, cfg.seed, sample=True)[1]
+            order = np.concatenate([r for r, _ in starts])
+            for p, name in enumerate(names):
+                _fresh(agents[name])
+                sims = _start_batch(world, wsim, ep_user, starts, cfg.repeats)
+                returns = _returns(agents[name], sims, cfg.seed, progress)
+                val[order, p] = returns.reshape(cfg.repeats, len(order)).mean(0)
+            lengths, item_clicks = _world_greedy(_start_batch(world, wsim, ep_user, starts, 1),
+                                                 cfg.seed)  # fmt: skip
+            sim_lengths.append(lengths)
+            clicks += item_clicks
+            sampled = _start_batch(world, wsim, ep_user, starts, 1)
+            clicks_sampled += _world_greedy(sampled, cfg.seed, sample=True)[1]
         values[world_name] = val
         real_len = np.minimum(logs.episode_len[ev], sim.session_cap)
         real_clicks = _consumed(dataset, logs.episode_start[ev], logs.episode_len[ev])
@@ -352,7 +327,7 @@ def _fold_world(dataset: Dataset, name: str, cut: int, fold_users: np.ndarray,
     inter = dataset.interactions
     hide = fold_users[inter["user"].to_numpy()] & (inter["timestamp"].to_numpy() >= cut)
     fit_on = dataset.with_interactions(inter[~hide].reset_index(drop=True))
-    spec = {k: v for k, v in WORLDS[name].items() if k != "sim"}
+    spec = named_world(name)[0]
     options = {**cfg.world, **spec, "seed": cfg.seed}
 
     def fit(model: Any, data: Dataset, valid: Any) -> Any:
@@ -372,22 +347,31 @@ def _groups(users: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(out == k) for k in range(int(out.max()) + 1)] if len(users) else []
 
 
-def _simulate(world: World, sim: SimConfig, agent: Agent, users: np.ndarray, hist: History,
-              repeats: int, seed: int, progress: bool) -> np.ndarray:  # fmt: skip
-    """Mean simulated return of ``agent`` over ``repeats`` sessions from each start."""
-    batch = UserBatch(world, sim, len(users) * repeats)
-    batch.reset(np.arange(batch.size), np.tile(users, repeats), history=hist)
-    return _returns(agent, batch, seed, progress).reshape(repeats, len(users)).mean(0)
+def _start_batch(world: World, sim: SimConfig, users: np.ndarray,
+                 starts: list[tuple[np.ndarray, History]], repeats: int) -> UserBatch:  # fmt: skip
+    """One batch holding ``repeats`` sessions from every start: slot ``k * n + j`` starts
+    the ``j``-th session of ``starts`` (the sessions ``r`` of each group in turn, ``users[r]``
+    from their own start history) for the ``k``-th time.
+
+    A start history holds one past per user, so a user's later sessions come in separate
+    groups; they are reset group by group into the one batch and then run together, since
+    slots do not share state once started (one batch, not one per group: ML-1M's 2,000
+    later sessions fall into about 100 groups, mostly of a handful of sessions)."""
+    n = sum(len(r) for r, _ in starts)
+    batch = UserBatch(world, sim, n * repeats)
+    offset = 0
+    for r, hist in starts:
+        slots = (offset + np.arange(len(r)))[None, :] + n * np.arange(repeats)[:, None]
+        batch.reset(slots.ravel(), np.tile(users[r], repeats), history=hist)
+        offset += len(r)
+    return batch
 
 
-def _world_greedy(world: World, sim: SimConfig, users: np.ndarray, hist: History, seed: int,
-                  sample: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Session lengths and per-item clicks of one session per start under the world's own
-    favourite unseen items, or with ``sample`` its own choice distribution: slates drawn
-    without replacement in proportion to ``e^logit`` (Gumbel top-K), what its users would
-    pick from the whole catalogue."""
-    batch = UserBatch(world, sim, len(users))
-    batch.reset(np.arange(len(users)), users, history=hist)
+def _world_greedy(batch: UserBatch, seed: int, sample: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Session lengths and per-item clicks of the sessions started in ``batch`` under the
+    world's own favourite unseen items, or with ``sample`` its own choice distribution: slates
+    drawn without replacement in proportion to ``e^logit`` (Gumbel top-K), what its users
+    would pick from the whole catalogue."""
     rng = np.random.default_rng([seed, 13])
 
     def policy(b: UserBatch, _r: np.random.Generator) -> np.ndarray:

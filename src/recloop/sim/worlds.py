@@ -1,0 +1,67 @@
+"""Named worlds: response models and the user dynamics that go with them.
+
+A world is a :class:`~recloop.sim.world.WorldConfig` (the response models) and the
+:class:`~recloop.sim.core.SimConfig` options that those models need (a sequential next-item
+model already knows what a user tires of, so its users are not also bored by genre). The
+fidelity panel (``recloop sim fidelity``) ranks these worlds by how they order policies
+against real data; the online comparison and the diagnostic run in any of them by name
+(``world_name``), and :func:`named_world` gives both halves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recloop.errors import ConfigError
+
+#: The sequential worlds' users: no genre boredom, the real sessions' leave hazard, and a
+#: milder push out per unsatisfying step (0.2, not 0.5: at 0.5 the world-greedy sessions'
+#: lengths are KS 0.16 from the real ones on ML-100K, at 0.2 KS 0.07-0.09).
+SEQUENTIAL_SIM: dict[str, Any] = {"boredom": 0.0, "leave_shape": "real", "leave_per_bad": 0.2}
+
+#: The sequential worlds' click calibration: the held-out next item against *every* item the
+#: user had not rated (``negatives = 0``), the whole choice set the real pick came from, not
+#: 100 sampled items. With 100 the intercept sets a single item's click rate ~17× too high
+#: (the log-softmax ranks the same either way): on ML-100K users clicked nearly every slate,
+#: simulated returns were 5-7 a session against 0.04-1.4 on replay, and the saturated clicks
+#: hid the differences between good policies (SASRec world: τ 0.745 and 2 significant
+#: inversions against replay; with the choice set: τ 0.782 and 1).
+CHOICE_SET: dict[str, Any] = {"negatives": 0}
+
+#: The worlds a panel can rank: name → the :class:`~recloop.sim.world.WorldConfig` options,
+#: and under ``"sim"`` the :class:`~recloop.sim.core.SimConfig` options the world overrides
+#: (a sequential world's next-item model already knows what a user tires of: no boredom; its
+#: sessions follow the real length distribution's shape: ``leave_shape = "real"``).
+WORLDS: dict[str, dict[str, Any]] = {
+    "ease": {"models": ("ease",)},
+    "bpr": {"models": ("bpr",)},
+    "itemknn": {"models": ("itemknn",)},
+    "sasrec": {"models": ("sasrec",), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
+    "gru4rec": {"models": ("gru4rec",), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
+    "sasrec_gru4rec": {"models": ("sasrec", "gru4rec"), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
+    "gru4rec_x2": {"models": ("gru4rec",) * 2, **CHOICE_SET, "sim": SEQUENTIAL_SIM},
+    "gru4rec_x3": {"models": ("gru4rec",) * 3, **CHOICE_SET, "sim": SEQUENTIAL_SIM},
+    "sasrec_bored": {"models": ("sasrec",), **CHOICE_SET},
+}
+
+#: The world that orders policies as real data does on ML-100K (the fidelity panel's
+#: default there: τ 0.855 against replay, its noise ceiling 0.854, no significant inversion;
+#: benchmarks/RESULTS.md): three GRU4Rec seeds.
+DEFAULT_WORLD = "gru4rec_x3"
+
+
+def named_world(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(WorldConfig options, SimConfig options)`` of the world called ``name``."""
+    if name not in WORLDS:
+        raise ConfigError(f"unknown world {name!r}; choose from {list(WORLDS)}")
+    spec = dict(WORLDS[name])
+    sim = dict(spec.pop("sim", {}))
+    return spec, sim
+
+
+def world_options(name: str, world: dict[str, Any], sim: dict[str, Any],
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """The :class:`WorldConfig` and :class:`SimConfig` options of the world called ``name``
+    ("" for none) overridden by the explicit ``world`` and ``sim`` options."""
+    spec, dynamics = named_world(name) if name else ({}, {})
+    return {**spec, **world}, {**dynamics, **sim}

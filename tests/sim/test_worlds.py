@@ -1,0 +1,47 @@
+"""Named worlds: a name gives its response models and user dynamics; explicit options win."""
+
+from __future__ import annotations
+
+import pytest
+
+from recloop.errors import ConfigError
+from recloop.sim.worlds import DEFAULT_WORLD, WORLDS, named_world, world_options
+
+
+def test_a_named_world_splits_into_world_and_simulator_options() -> None:
+    world, sim = named_world("gru4rec_x3")
+    assert world == {"models": ("gru4rec",) * 3, "negatives": 0}
+    assert sim == {"boredom": 0.0, "leave_shape": "real", "leave_per_bad": 0.2}
+    assert named_world("ease") == ({"models": ("ease",)}, {})
+    assert DEFAULT_WORLD in WORLDS
+    # the registry is not mutated through what it hands out
+    world["models"] = ("ease",)
+    sim["boredom"] = 1.0
+    assert named_world("gru4rec_x3")[0]["models"] == ("gru4rec",) * 3
+    assert named_world("gru4rec_x3")[1]["boredom"] == 0.0
+
+
+def test_explicit_options_override_the_named_world() -> None:
+    world, sim = world_options("gru4rec_x3", {"epochs": 60}, {"boredom": 0.3, "slate_size": 5})
+    assert world == {"models": ("gru4rec",) * 3, "negatives": 0, "epochs": 60}
+    assert sim == {"boredom": 0.3, "leave_shape": "real", "leave_per_bad": 0.2, "slate_size": 5}
+    assert world_options("", {"models": ("bpr",)}, {}) == ({"models": ("bpr",)}, {})
+
+
+def test_an_unknown_world_is_refused_with_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"unknown world 'gru5rec'; choose from \['ease'"):
+        named_world("gru5rec")
+
+
+def test_the_cli_reads_a_world_name_or_a_model_list() -> None:
+    from recloop.cli.options import world_choice
+
+    assert world_choice("gru4rec_x3") == ("gru4rec_x3", {})
+    assert world_choice("ease,bpr") == ("", {"models": ("ease", "bpr")})
+
+
+def test_the_arena_refuses_an_unknown_world_before_fitting() -> None:
+    from recloop.bench import ArenaConfig
+
+    with pytest.raises(ConfigError, match="unknown world 'gru5rec'"):
+        ArenaConfig(world_name="gru5rec")
