@@ -133,6 +133,36 @@ def test_real_hazard_logit_by_hand() -> None:
         SimConfig(leave_shape="curvy")
 
 
+def test_the_leave_model_fits_returning_and_recent_sessions_by_hand() -> None:
+    import pandas as pd
+
+    from recloop.data import Dataset
+    from recloop.errors import DataError
+    from recloop.sim.core import real_lengths
+
+    rows = [("a", "i0", 0), ("a", "i1", 10_000), ("a", "i2", 10_060),
+            ("b", "i3", 0), ("b", "i4", 60), ("b", "i5", 120), ("b", "i6", 180),
+            ("c", "i7", 0)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).assign(rating=5.0)
+    world = type("W", (), {"dataset": Dataset.from_frame(frame)})()
+
+    def lengths(**options: object) -> list[int]:
+        return real_lengths(world, SimConfig(session_cap=3, **options)).tolist()  # type: ignore[arg-type]
+
+    assert sorted(lengths()) == [1, 1, 2, 3]  # a: 1, 2; b: 4 capped at 3; c: 1
+    assert lengths(leave_returning=True) == [2]  # only a's second session is not a first
+    # the last half of the ratings starts at t = 120 (the "higher" median of the 8 stamps):
+    # a's second session, and b's session split there (its part from 120 on)
+    assert sorted(lengths(leave_recent=0.5)) == [2, 2]
+    assert lengths(leave_recent=0.25) == [2]  # from t = 10,000: a's second session
+    only_c = Dataset.from_frame(frame[frame.user == "c"].reset_index(drop=True))
+    lone = type("W", (), {"dataset": only_c})()
+    with pytest.raises(DataError, match=r"no real session is left.*leave_returning"):
+        real_lengths(lone, SimConfig(leave_returning=True))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"leave_recent must be in \[0, 1\)"):
+        SimConfig(leave_recent=1.0)
+
+
 def test_the_choice_set_calibration_expects_one_pick_per_held_out_step() -> None:
     """Calibrated against every unrated item (``negatives = 0``), the click probabilities of
     a held-out user's whole choice set add up to about one pick, as in the logs (the logistic

@@ -53,7 +53,7 @@ from recloop.config import option
 from recloop.data.history import History
 from recloop.data.ranking import top_k
 from recloop.data.reward import Reward
-from recloop.errors import ConfigError
+from recloop.errors import ConfigError, DataError
 from recloop.eval.beyond import intra_list_diversity
 from recloop.progress import progress_bar
 from recloop.sim.world import World
@@ -75,6 +75,14 @@ class SimConfig:
     leave_shape: str = option(
         "flat", "flat: the same leave logit at every step; real: plus the logit of the real "
         "sessions' leave hazard at that step, so lengths follow their distribution's shape"
+    )  # fmt: skip
+    leave_recent: float = option(
+        0.0, "share of the logs' most recent interactions whose sessions the leave model is "
+        "fitted to (the hazard's shape and leave_bias's target length; 0: all sessions)"
+    )  # fmt: skip
+    leave_returning: bool = option(
+        False, "fit the leave model to returning sessions only, not each user's first (a "
+        "sign-up burst: on ML-1M mean 40 ratings against 12); simulated users start from a history"
     )  # fmt: skip
     leave_per_bad: float = option(0.5, "leave logit added per consecutive step without a like")
     leave_per_repeat: float = option(2.0, "leave logit added by a slate of fully repeated genres")
@@ -98,6 +106,8 @@ class SimConfig:
             raise ConfigError(f"leave_shape must be flat or real, not {self.leave_shape!r}")
         if self.session_gap_s < 1:
             raise ConfigError(f"session_gap_s must be >= 1, not {self.session_gap_s}")
+        if not 0.0 <= self.leave_recent < 1.0:
+            raise ConfigError(f"leave_recent must be in [0, 1), not {self.leave_recent}")
 
     @property
     def reward(self) -> Reward:
@@ -440,13 +450,35 @@ def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int,
     return np.diff(np.r_[idx, len(timestamps)])
 
 
+def real_lengths(world: World, config: SimConfig) -> np.ndarray:
+    """Lengths, capped at ``session_cap``, of the real sessions the leave model is fitted to:
+    all of the world's logs, or with ``leave_recent`` the sessions in their most recent share
+    (split at that time), and with ``leave_returning`` only the sessions that are not a
+    user's first."""
+    seq = world.dataset.sequences
+    cut = None
+    if config.leave_recent > 0.0:
+        cut = int(np.quantile(seq.timestamps, 1.0 - config.leave_recent, method="higher"))
+    lengths = session_lengths(seq.timestamps, seq.indptr, config.session_gap_s, cut)
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    keep = np.ones(len(lengths), dtype=bool)
+    if cut is not None:
+        keep &= seq.timestamps[starts] >= cut
+    if config.leave_returning:
+        keep &= ~np.isin(starts, seq.indptr[:-1])
+    if not keep.any():
+        raise DataError("no real session is left to fit the leave model to (leave_recent "
+                        f"{config.leave_recent}, leave_returning {config.leave_returning}); "
+                        "lower leave_recent or set leave_returning false")  # fmt: skip
+    return np.minimum(lengths[keep], config.session_cap)
+
+
 def real_hazard_logit(world: World, config: SimConfig) -> np.ndarray:
     """(session_cap + 1,) logit of the real sessions' leave hazard ``P(L = t | L ≥ t)`` at step
     ``t`` (index 0 unused), from the world's logs split into sessions, lengths capped at
     ``session_cap``; half a session is added to each count so no step is certain."""
-    seq = world.dataset.sequences
     cap = config.session_cap
-    lengths = np.minimum(session_lengths(seq.timestamps, seq.indptr, config.session_gap_s), cap)
+    lengths = real_lengths(world, config)
     ended = np.bincount(lengths, minlength=cap + 1)[: cap + 1].astype(np.float64)
     at_risk = ended[::-1].cumsum()[::-1]  # sessions of length >= t
     hazard = (ended + 0.5) / (at_risk + 1.0)
@@ -467,9 +499,7 @@ def fit_leave_bias(world: World, config: SimConfig, users: int = 500, seed: int 
     key = ("leave_bias", *sorted((k, v) for k, v in vars(config).items() if k != "leave_bias"))
     if key in world.cache:
         return float(world.cache[key])
-    seq = world.dataset.sequences
-    real = session_lengths(seq.timestamps, seq.indptr, config.session_gap_s)
-    target = float(np.minimum(real, config.session_cap).mean())
+    target = float(real_lengths(world, config).mean())
     active = world.active_users
     pick = np.random.default_rng(seed).choice(active, min(users, len(active)), replace=False)
 
