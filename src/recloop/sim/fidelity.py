@@ -53,6 +53,29 @@ def gini(counts: np.ndarray) -> float:
     return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * x.sum()))
 
 
+def matched_gini_gap(sim: np.ndarray, real: np.ndarray, seed: int = 0, draws: int = 20) -> float:
+    """Gini of ``sim``'s per-item counts minus ``real``'s, at the same number of events.
+
+    The Gini of a sample rises as it shrinks (items not drawn count as zeros): ML-100K's 4,256
+    ratings in the later sessions have Gini 0.61, 300 of them drawn at random 0.87. So the
+    larger side is thinned to the smaller one's total (events drawn without replacement,
+    ``draws`` times, the Gini averaged); equal totals compare directly.
+    """
+    sim = np.asarray(sim, dtype=np.int64)
+    real = np.asarray(real, dtype=np.int64)
+    n = int(min(sim.sum(), real.sum()))
+    rng = np.random.default_rng(seed)
+
+    def at_n(counts: np.ndarray) -> float:
+        if counts.sum() == n:
+            return gini(counts)
+        events = np.repeat(np.arange(len(counts)), counts)
+        return float(np.mean([gini(np.bincount(rng.choice(events, n, replace=False),
+                                               minlength=len(counts))) for _ in range(draws)]))  # fmt: skip
+
+    return at_n(sim) - at_n(real)
+
+
 def _shares(item_counts: np.ndarray, genres: np.ndarray) -> np.ndarray:
     g = item_counts @ genres
     return g / max(g.sum(), 1e-12)
