@@ -33,6 +33,17 @@ def test_the_environment_passes_gymnasiums_and_sb3s_checkers(parts) -> None:  # 
     assert set(QUERY_ENV_IDS) <= set(gym.registry)
 
 
+def test_version_1_query_ids_take_the_default_worlds_users(parts) -> None:  # type: ignore[no-untyped-def]
+    world, model = parts
+    env = gym.make("recloop/MovieLens100K-Query-v1", world=world, model=model, slate_size=3,
+                   reach=1.0)  # fmt: skip
+    inner = env.unwrapped
+    assert inner.config.leave_returning and inner.config.leave_shape == "real"  # type: ignore[attr-defined]
+    assert inner.config.slate_size == 3 and inner.reach == 1.0  # type: ignore[attr-defined]
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+
+
 def test_a_zero_residual_action_is_the_large_models_greedy_slate(parts) -> None:  # type: ignore[no-untyped-def]
     world, model = parts
     env = QueryRecEnv(world, model, slate_size=3, session_cap=5)

@@ -245,6 +245,26 @@ def test_env_passes_the_gymnasium_checker(world: World) -> None:
     assert env.action_space.shape == (4,)
 
 
+def test_version_1_ids_run_with_the_panels_default_world_users(world: World) -> None:
+    env = gym.make("recloop/MovieLens100K-v1", world=world, slate_size=4)
+    cfg = env.unwrapped.config  # type: ignore[attr-defined]
+    assert (cfg.leave_shape, cfg.boredom, cfg.leave_returning, cfg.slate_size) == (
+        "real",
+        0.0,
+        True,
+        4,
+    )
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    old = gym.make("recloop/MovieLens100K-v0", world=world).unwrapped.config  # type: ignore[attr-defined]
+    assert (old.leave_shape, old.boredom) == ("flat", 1.0)
+    # an explicit option still wins over the named world's
+    assert (
+        gym.make("recloop/MovieLens100K-v1", world=world, boredom=0.5).unwrapped.config.boredom
+        == 0.5
+    )  # type: ignore[attr-defined]
+
+
 def _rollout(env: RecEnv, seed: int) -> list:
     obs, info = env.reset(seed=seed)
     env.action_space.seed(seed)

@@ -8,8 +8,10 @@
 * :class:`ReplayBatch`: the real sessions replayed behind the same interface (logged-data
   mode), so an agent trains and is evaluated on logs with the simulator's code.
 
-Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0``,
-and their query variants ``recloop/MovieLens100K-Query-v0`` and ``recloop/MovieLens1M-Query-v0``;
+Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0``
+(the EASE world), their ``-v1`` (the fidelity panel's default world,
+:data:`recloop.sim.worlds.DEFAULT_WORLD`), and the query variants of each,
+``recloop/MovieLens100K-Query-v0`` / ``-v1`` and ``recloop/MovieLens1M-Query-v0`` / ``-v1``;
 ``gymnasium.make("recloop.sim:recloop/MovieLens100K-v0")`` imports it for you.
 """
 

@@ -2,8 +2,10 @@
 
 ``RecEnv`` is a standard ``gymnasium.Env`` (one user per episode); ``BatchRecEnv`` steps many
 users at once through the same :class:`~recloop.sim.core.UserBatch` code. Registered ids:
-``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0`` (``gymnasium.make`` fits the
-world once per process and dataset; pass ``world=`` to reuse one you fitted).
+``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0`` in the EASE world, and ``-v1`` of
+each in the fidelity panel's default world (three GRU4Rec seeds, the sequential users;
+``world_name=`` picks any named world). ``gymnasium.make`` fits the world once per process
+and dataset; pass ``world=`` to reuse one you fitted.
 
 Observation (``Dict``):
 
@@ -30,8 +32,16 @@ from recloop.config import make_config
 from recloop.errors import ConfigError, UnknownIdError
 from recloop.sim.core import SimConfig, StepResult, UserBatch
 from recloop.sim.world import World, WorldConfig
+from recloop.sim.worlds import DEFAULT_WORLD
+from recloop.sim.worlds import world_options as named_options
 
-ENV_IDS = {"recloop/MovieLens100K-v0": "ml-100k", "recloop/MovieLens1M-v0": "ml-1m"}
+ENV_IDS = {"recloop/MovieLens100K-v0": "ml-100k", "recloop/MovieLens1M-v0": "ml-1m",
+           "recloop/MovieLens100K-v1": "ml-100k", "recloop/MovieLens1M-v1": "ml-1m"}  # fmt: skip
+
+#: Version 1 of an id runs in the fidelity panel's default world
+#: (:data:`recloop.sim.worlds.DEFAULT_WORLD`, its models and user dynamics); version 0 keeps
+#: the EASE world.
+V1_WORLD = DEFAULT_WORLD
 
 
 def observation_space(world: World, config: SimConfig) -> spaces.Dict:
@@ -181,10 +191,14 @@ def cached_world(data: str, world_items: tuple[tuple[str, Any], ...]) -> World:
 
 
 def make_env(data: str = "ml-100k", world: World | None = None,
-             world_options: dict[str, Any] | None = None, **sim: Any) -> RecEnv:  # fmt: skip
-    """The entry point behind the registered ids: a :class:`RecEnv` on ``data``."""
+             world_options: dict[str, Any] | None = None, world_name: str = "",
+             **sim: Any) -> RecEnv:  # fmt: skip
+    """The entry point behind the registered ids: a :class:`RecEnv` on ``data``, in the
+    world called ``world_name`` (:mod:`recloop.sim.worlds`; its user dynamics too) if given,
+    with ``world_options`` and ``sim`` overriding it."""
+    options, sim = named_options(world_name, world_options or {}, sim)
     if world is None:
-        wc = make_config(WorldConfig, world_options or {})
+        wc = make_config(WorldConfig, options)
         world = cached_world(data, tuple(sorted(vars(wc).items())))
     return RecEnv(world, **sim)
 
@@ -193,4 +207,6 @@ def register_envs() -> None:
     """Register the MovieLens environments with Gymnasium (idempotent)."""
     for env_id, data in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point="recloop.sim.env:make_env", kwargs={"data": data})
+            named = {"world_name": V1_WORLD} if env_id.endswith("-v1") else {}
+            gym.register(env_id, entry_point="recloop.sim.env:make_env",
+                         kwargs={"data": data, **named})  # fmt: skip

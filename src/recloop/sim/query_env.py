@@ -16,8 +16,9 @@ and a small continuous action instead (Wolpertinger-style, Dulac-Arnold et al. 2
   ``q = μ + reach · σ ⊙ a``, the agent must find the user on its own.
 
 The users, rewards and endings are the world's (:class:`~recloop.sim.core.UserBatch`), as in
-``RecEnv``. Registered ids (version 0): ``recloop/MovieLens100K-Query-v0`` and
-``recloop/MovieLens1M-Query-v0``; ``gymnasium.make`` fits the default world and the greedy
+``RecEnv``. Registered ids: ``recloop/MovieLens100K-Query-v0`` and
+``recloop/MovieLens1M-Query-v0`` in the EASE world, ``-v1`` of each in the fidelity panel's
+default world (``world_name=`` picks any named world); ``gymnasium.make`` fits the world and the greedy
 SASRec (the arena's options, leave-one-out training split) once per process; pass
 ``world=`` and ``model=`` to reuse fitted ones.
 """
@@ -34,11 +35,15 @@ from gymnasium import spaces
 from recloop.config import make_config
 from recloop.errors import ConfigError, UnknownIdError
 from recloop.sim.core import SimConfig, UserBatch
-from recloop.sim.world import World
+from recloop.sim.world import World, WorldConfig
+from recloop.sim.worlds import DEFAULT_WORLD
+from recloop.sim.worlds import world_options as named_options
 
 QUERY_ENV_IDS = {
     "recloop/MovieLens100K-Query-v0": "ml-100k",
     "recloop/MovieLens1M-Query-v0": "ml-1m",
+    "recloop/MovieLens100K-Query-v1": "ml-100k",  # v1: the panel's default world
+    "recloop/MovieLens1M-Query-v1": "ml-1m",
 }
 
 
@@ -122,8 +127,9 @@ class QueryRecEnv(gym.Env[np.ndarray, np.ndarray]):
 
 
 @lru_cache(maxsize=2)
-def _fitted(data: str) -> tuple[World, Any]:
-    """The default world and the greedy SASRec of ``data``, fitted once per process."""
+def _fitted(data: str, world_name: str = "") -> tuple[World, Any]:
+    """The world (EASE, or the one called ``world_name``) and the greedy SASRec of ``data``,
+    fitted once per process."""
     from recloop.data import load_dataset
     from recloop.data.split import leave_one_out
     from recloop.models.sequential import SASRec
@@ -131,21 +137,28 @@ def _fitted(data: str) -> tuple[World, Any]:
     ds = load_dataset(data)
     split = leave_one_out(ds)
     model = SASRec(seed=0, max_len=50, batch_size=32, dropout=0.5, patience=20)  # the arena's
-    return World.fit(ds, progress=False), model.fit(split.train, valid=split)
+    world = World.fit(ds, make_config(WorldConfig, named_options(world_name, {}, {})[0]),
+                      progress=False)  # fmt: skip
+    return world, model.fit(split.train, valid=split)
 
 
 def make_query_env(data: str = "ml-100k", world: World | None = None, model: Any = None,
-                   **options: Any) -> QueryRecEnv:  # fmt: skip
-    """The entry point behind the registered query ids."""
+                   world_name: str = "", **options: Any) -> QueryRecEnv:  # fmt: skip
+    """The entry point behind the registered query ids (``world_name``: a named world,
+    :mod:`recloop.sim.worlds`, and its user dynamics, which ``options`` override)."""
     if world is None or model is None:
-        fw, fm = _fitted(data)
+        fw, fm = _fitted(data, world_name)
         world, model = world or fw, model or fm
-    return QueryRecEnv(world, model, **options)
+    env_keys = {"config", "residual", "reach"}
+    sim = {k: v for k, v in options.items() if k not in env_keys}
+    rest = {k: v for k, v in options.items() if k in env_keys}
+    return QueryRecEnv(world, model, **rest, **named_options(world_name, {}, sim)[1])
 
 
 def register_query_envs() -> None:
     """Register the query environments with Gymnasium (idempotent)."""
     for env_id, data in QUERY_ENV_IDS.items():
         if env_id not in gym.registry:
+            named = {"world_name": DEFAULT_WORLD} if env_id.endswith("-v1") else {}
             gym.register(env_id, entry_point="recloop.sim.query_env:make_query_env",
-                         kwargs={"data": data})  # fmt: skip
+                         kwargs={"data": data, **named})  # fmt: skip
