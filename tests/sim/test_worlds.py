@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from recloop.errors import ConfigError
+from recloop.sim.core import SimConfig
 from recloop.sim.worlds import DEFAULT_WORLD, WORLDS, named_world, world_options
 
 
 def test_a_named_world_splits_into_world_and_simulator_options() -> None:
     world, sim = named_world("gru4rec_x3")
     assert world == {"models": ("gru4rec",) * 3, "negatives": 0}
-    assert sim == {"boredom": 0.0, "leave_shape": "real", "leave_per_bad": 0.2}
+    assert sim == {"boredom": 0.0, "leave_shape": "real", "leave_returning": True,
+                   "leave_recent": 0.1, "leave_per_bad": 0.0}  # fmt: skip
     assert named_world("ease") == ({"models": ("ease",)}, {})
     assert DEFAULT_WORLD in WORLDS
     # the registry is not mutated through what it hands out
@@ -19,12 +21,13 @@ def test_a_named_world_splits_into_world_and_simulator_options() -> None:
     sim["boredom"] = 1.0
     assert named_world("gru4rec_x3")[0]["models"] == ("gru4rec",) * 3
     assert named_world("gru4rec_x3")[1]["boredom"] == 0.0
+    SimConfig(**named_world("gru4rec_x3")[1])  # every option is a simulator option
 
 
 def test_explicit_options_override_the_named_world() -> None:
     world, sim = world_options("gru4rec_x3", {"epochs": 60}, {"boredom": 0.3, "slate_size": 5})
     assert world == {"models": ("gru4rec",) * 3, "negatives": 0, "epochs": 60}
-    assert sim == {"boredom": 0.3, "leave_shape": "real", "leave_per_bad": 0.2, "slate_size": 5}
+    assert sim["boredom"] == 0.3 and sim["slate_size"] == 5 and sim["leave_shape"] == "real"
     assert world_options("", {"models": ("bpr",)}, {}) == ({"models": ("bpr",)}, {})
 
 

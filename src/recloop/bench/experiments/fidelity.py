@@ -49,7 +49,7 @@ NDCG. Rows: :data:`BENCHMARK` per world × yardstick (``method`` = world, ``vari
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ from recloop.sim.core import SimConfig, UserBatch, run_sessions
 from recloop.sim.fidelity import gini, matched_gini_gap
 from recloop.sim.replay import ReplayBatch
 from recloop.sim.world import World, WorldConfig
-from recloop.sim.worlds import WORLDS, named_world
+from recloop.sim.worlds import WORLDS, named_world, world_options
 
 YARDSTICKS = ("replay", "offline_ndcg")
 
@@ -204,7 +204,8 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
             if not len(in_fold):
                 continue
             world = _fold_world(dataset, world_name, cut, fold_of == fold, cfg, cache, progress)
-            wsim = replace(sim, **named_world(world_name)[1])
+            # the named world's user dynamics, under the panel's explicit `sim` options
+            wsim = make_config(SimConfig, world_options(world_name, {}, cfg.sim)[1])
             starts = [(in_fold[g], _start_history(dataset, ep_user[in_fold[g]],
                                                   logs.episode_start[ev[in_fold[g]]]))
                       for g in _groups(ep_user[in_fold])]  # fmt: skip
