@@ -245,7 +245,9 @@ def test_sim_agents_compares_with_the_greedy_model(tiny_csv, tmp_path) -> None:
     proc = run(*args)
     assert "Δ vs greedy" in proc.stdout
     # the diagnostic on the same data and seed loads the arena's greedy fit from the cache
-    (fit,) = (tmp_path / "fits").iterdir()
+    # (beside it, the world's response model: the cache holds every fit of the run)
+    (fit,) = [p for p in (tmp_path / "fits").iterdir() if p.name.startswith("sasrec-")]
+    assert any(p.name.startswith("ease-") for p in (tmp_path / "fits").iterdir())
     diag = run("diagnose", "--data", str(tiny_csv), "--columns", COLS, "--users", "5",
                "--horizon", "1", "--rollouts", "1", "--candidates", "2", "--cache",
                str(tmp_path / "fits")).stdout  # fmt: skip
