@@ -6,7 +6,14 @@ import pytest
 
 from recloop.errors import ConfigError
 from recloop.sim.core import SimConfig
-from recloop.sim.worlds import DEFAULT_WORLD, WORLDS, named_world, world_options
+from recloop.sim.worlds import (
+    DEFAULT_WORLD,
+    DEFAULT_WORLDS,
+    WORLDS,
+    default_world_of,
+    named_world,
+    world_options,
+)
 
 
 def test_a_named_world_splits_into_world_and_simulator_options() -> None:
@@ -48,3 +55,18 @@ def test_the_arena_refuses_an_unknown_world_before_fitting() -> None:
 
     with pytest.raises(ConfigError, match="unknown world 'gru5rec'"):
         ArenaConfig(world_name="gru5rec")
+
+
+def test_each_dataset_has_the_default_world_its_panel_chose() -> None:
+    import gymnasium as gym
+
+    import recloop.sim  # noqa: F401  (registers the ids)
+
+    assert set(DEFAULT_WORLDS.values()) <= set(WORLDS)
+    assert default_world_of("ml-1m") == "sasrec_gru4rec"
+    assert default_world_of("my-shop.csv") == DEFAULT_WORLD
+    for env_id, world in (("recloop/MovieLens100K-v1", "gru4rec_x3"),
+                          ("recloop/MovieLens1M-v1", "sasrec_gru4rec"),
+                          ("recloop/MovieLens1M-Query-v1", "sasrec_gru4rec")):  # fmt: skip
+        assert gym.spec(env_id).kwargs["world_name"] == world
+    assert "world_name" not in gym.spec("recloop/MovieLens1M-v0").kwargs

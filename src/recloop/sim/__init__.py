@@ -10,7 +10,7 @@
 
 Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0``
 (the EASE world), their ``-v1`` (the fidelity panel's default world,
-:data:`recloop.sim.worlds.DEFAULT_WORLD`), and the query variants of each,
+:func:`recloop.sim.worlds.default_world_of`), and the query variants of each,
 ``recloop/MovieLens100K-Query-v0`` / ``-v1`` and ``recloop/MovieLens1M-Query-v0`` / ``-v1``;
 ``gymnasium.make("recloop.sim:recloop/MovieLens100K-v0")`` imports it for you.
 """

@@ -36,7 +36,7 @@ from recloop.config import make_config
 from recloop.errors import ConfigError, UnknownIdError
 from recloop.sim.core import SimConfig, UserBatch
 from recloop.sim.world import World, WorldConfig
-from recloop.sim.worlds import DEFAULT_WORLD
+from recloop.sim.worlds import default_world_of
 from recloop.sim.worlds import world_options as named_options
 
 QUERY_ENV_IDS = {
@@ -159,6 +159,6 @@ def register_query_envs() -> None:
     """Register the query environments with Gymnasium (idempotent)."""
     for env_id, data in QUERY_ENV_IDS.items():
         if env_id not in gym.registry:
-            named = {"world_name": DEFAULT_WORLD} if env_id.endswith("-v1") else {}
+            named = {"world_name": default_world_of(data)} if env_id.endswith("-v1") else {}
             gym.register(env_id, entry_point="recloop.sim.query_env:make_query_env",
                          kwargs={"data": data, **named})  # fmt: skip
