@@ -116,7 +116,7 @@ def test_real_hazard_logit_by_hand() -> None:
     import pandas as pd
 
     from recloop.data import Dataset
-    from recloop.sim.core import real_hazard_logit
+    from recloop.sim.sessions import real_hazard_logit
 
     # sessions (gap > 1800 s splits): lengths 1, 1, 2, 3 (capped at 3)
     rows = [("a", "i0", 0), ("a", "i1", 10_000), ("a", "i2", 10_060),
@@ -138,7 +138,7 @@ def test_the_leave_model_fits_returning_and_recent_sessions_by_hand() -> None:
 
     from recloop.data import Dataset
     from recloop.errors import DataError
-    from recloop.sim.core import real_lengths
+    from recloop.sim.sessions import real_lengths
 
     rows = [("a", "i0", 0), ("a", "i1", 10_000), ("a", "i2", 10_060),
             ("b", "i3", 0), ("b", "i4", 60), ("b", "i5", 120), ("b", "i6", 180),

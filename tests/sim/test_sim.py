@@ -24,8 +24,9 @@ from recloop.sim import (
     WorldConfig,
     expected_calibration_error,
 )
-from recloop.sim.core import fit_leave_bias, session_lengths, top_unseen
+from recloop.sim.core import fit_leave_bias, top_unseen
 from recloop.sim.fidelity import fidelity, gini
+from recloop.sim.sessions import session_lengths
 from recloop.sim.world import _auc, _platt
 
 

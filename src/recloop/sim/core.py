@@ -23,7 +23,7 @@ A step, for every active slot, given a slate of ``K`` item indices:
 5. **Leaving.** The user leaves (``terminated``) with probability
    ``σ(leave_bias + h_t + leave_per_bad · streak + leave_per_repeat · rep_slate)``, where
    ``h_t`` is 0 (``leave_shape = "flat"``) or the logit of the real sessions' leave hazard at
-   step ``t`` (``"real"``: :func:`real_hazard_logit`, so that simulated lengths follow the
+   step ``t`` (``"real"``: :func:`~recloop.sim.sessions.real_hazard_logit`, so that simulated lengths follow the
    real distribution's shape, many one-step sessions and many long ones, not just its mean), and
    ``rep_slate`` is the mean ``rep`` of the slate's distinct items: unsatisfying steps and
    slates of the same genres again and again drive users away. ``truncated`` at
@@ -53,9 +53,10 @@ from recloop.config import option
 from recloop.data.history import History
 from recloop.data.ranking import top_k
 from recloop.data.reward import Reward
-from recloop.errors import ConfigError, DataError
+from recloop.errors import ConfigError
 from recloop.eval.beyond import intra_list_diversity
 from recloop.progress import progress_bar
+from recloop.sim.sessions import real_hazard_logit, real_lengths
 from recloop.sim.world import World
 
 
@@ -435,56 +436,6 @@ def run_sessions(batch: Users, policy: Policy, seed: int, progress: bool = False
     lengths = batch.steps.copy()
     diversity = div_sum / np.maximum(lengths, 1) if k > 1 else np.full(n, np.nan)
     return Rollout(item_clicks, lengths, clicks, returns, shown, diversity)
-
-
-def session_lengths(timestamps: np.ndarray, indptr: np.ndarray, gap_s: int,
-                    cut: int | None = None) -> np.ndarray:  # fmt: skip
-    """Lengths of real sessions: each user's chronological events split at gaps > ``gap_s``
-    (and, with ``cut``, at each user's first event at or after that time)."""
-    starts = np.zeros(len(timestamps), dtype=bool)
-    starts[indptr[:-1][np.diff(indptr) > 0]] = True  # each user's first event
-    starts[1:] |= np.diff(timestamps) > gap_s
-    if cut is not None:
-        starts[1:] |= (timestamps[1:] >= cut) & (timestamps[:-1] < cut)
-    idx = np.flatnonzero(starts)
-    return np.diff(np.r_[idx, len(timestamps)])
-
-
-def real_lengths(world: World, config: SimConfig) -> np.ndarray:
-    """Lengths, capped at ``session_cap``, of the real sessions the leave model is fitted to:
-    all of the world's logs, or with ``leave_recent`` the sessions in their most recent share
-    (split at that time), and with ``leave_returning`` only the sessions that are not a
-    user's first."""
-    seq = world.dataset.sequences
-    cut = None
-    if config.leave_recent > 0.0:
-        cut = int(np.quantile(seq.timestamps, 1.0 - config.leave_recent, method="higher"))
-    lengths = session_lengths(seq.timestamps, seq.indptr, config.session_gap_s, cut)
-    starts = np.r_[0, np.cumsum(lengths)[:-1]]
-    keep = np.ones(len(lengths), dtype=bool)
-    if cut is not None:
-        keep &= seq.timestamps[starts] >= cut
-    if config.leave_returning:
-        keep &= ~np.isin(starts, seq.indptr[:-1])
-    if not keep.any():
-        raise DataError("no real session is left to fit the leave model to (leave_recent "
-                        f"{config.leave_recent}, leave_returning {config.leave_returning}); "
-                        "lower leave_recent or set leave_returning false")  # fmt: skip
-    return np.minimum(lengths[keep], config.session_cap)
-
-
-def real_hazard_logit(world: World, config: SimConfig) -> np.ndarray:
-    """(session_cap + 1,) logit of the real sessions' leave hazard ``P(L = t | L ≥ t)`` at step
-    ``t`` (index 0 unused), from the world's logs split into sessions, lengths capped at
-    ``session_cap``; half a session is added to each count so no step is certain."""
-    cap = config.session_cap
-    lengths = real_lengths(world, config)
-    ended = np.bincount(lengths, minlength=cap + 1)[: cap + 1].astype(np.float64)
-    at_risk = ended[::-1].cumsum()[::-1]  # sessions of length >= t
-    hazard = (ended + 0.5) / (at_risk + 1.0)
-    out = np.log(hazard) - np.log1p(-np.minimum(hazard, 1 - 1e-6))
-    out[0] = 0.0
-    return out
 
 
 def fit_leave_bias(world: World, config: SimConfig, users: int = 500, seed: int = 0) -> float:

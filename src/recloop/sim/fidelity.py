@@ -24,7 +24,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from recloop.data.ranking import top_k
-from recloop.sim.core import Policy, Rollout, SimConfig, UserBatch, rollout, session_lengths
+from recloop.sim.core import Policy, Rollout, SimConfig, UserBatch, rollout
+from recloop.sim.sessions import session_lengths
 from recloop.sim.world import World
 
 POLICIES = ("random", "popular", "world")

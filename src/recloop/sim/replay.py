@@ -27,7 +27,8 @@ import numpy as np
 
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError, DataError
-from recloop.sim.core import SimConfig, StepResult, first_occurrence, session_lengths
+from recloop.sim.core import SimConfig, StepResult, first_occurrence
+from recloop.sim.sessions import session_lengths
 
 
 class ReplayBatch:
