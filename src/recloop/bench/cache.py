@@ -27,7 +27,7 @@ import fcntl
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -102,6 +102,17 @@ def _load(folder: Path, model: R) -> R | None:
     except CheckpointError:
         return None  # a damaged entry is refitted
     return loaded if loaded.name == model.name else None  # type: ignore[return-value]
+
+
+def cached_fitter(cache: str | Path | None,
+                  progress: bool = False) -> Callable[[Any, Dataset, Any], Any]:  # fmt: skip
+    """A ``fitter(model, data, valid)`` (what :meth:`World.fit` takes for its response models)
+    that fits through :func:`fit_cached` in ``cache``."""
+
+    def fit(model: Any, data: Dataset, valid: Any) -> Any:
+        return fit_cached(model, data, valid=valid, cache=cache, progress=progress)
+
+    return fit
 
 
 def fit_cached(model: R, dataset: Dataset, *, valid: Split | None = None,

@@ -224,11 +224,12 @@ def sim_agents(
     from recloop.bench import ArenaConfig, arena_table, run_arena, run_replay, with_agents
 
     seed_list = tuple(parse_seeds(seeds))
+    world_name, explicit_world = world_choice(world)
     config = replace(
         with_agents(ArenaConfig(), agents), seeds=seed_list, steps=steps, n_envs=n_envs,
         eval_users=eval_users, ppo_steps=ppo_steps,
         guardrail=(False, True) if guardrail else (False,),
-        world=world_choice(world)[1], world_name=world_choice(world)[0],
+        world=explicit_world, world_name=world_name,
         sim=parse_params(param),
     )  # fmt: skip
     config.__post_init__()

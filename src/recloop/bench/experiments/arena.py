@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recloop.bench.cache import GREEDY_SASREC, fit_cached, fit_greedy
+from recloop.bench.cache import GREEDY_SASREC, cached_fitter, fit_greedy
 from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.config import make_config
 from recloop.data import Dataset, load_dataset
@@ -115,12 +115,8 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     split = leave_one_out(dataset)
     world_opts, sim_opts = world_options(config.world_name, config.world, config.sim)
     models = cache or (work / "models" if work is not None else None)
-
-    def fit(model: Any, data: Dataset, valid: Any) -> Any:
-        return fit_cached(model, data, valid=valid, cache=models, progress=progress)
-
     world = World.fit(dataset, make_config(WorldConfig, world_opts), progress=progress,
-                      fitter=fit)  # fmt: skip
+                      fitter=cached_fitter(models, progress))  # fmt: skip
     sim = make_config(SimConfig, sim_opts)
     users = np.random.default_rng(12345).permutation(world.active_users)
     n_eval = min(config.eval_users, len(users) // 2)

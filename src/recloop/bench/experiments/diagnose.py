@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recloop.bench.cache import GREEDY_SASREC, fit_cached, fit_greedy
+from recloop.bench.cache import GREEDY_SASREC, cached_fitter, fit_greedy
 from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.data.dataset import Dataset
 from recloop.errors import ConfigError
@@ -159,9 +159,9 @@ def diagnose(
     world_cfg = make_config(WorldConfig, world_opts)
     make_config(SASRec.Config, cfg.greedy)
     if world is None:
-        world = World.fit(dataset, world_cfg, progress=progress,
-                          fitter=lambda m, d, v: fit_cached(m, d, valid=v, cache=cache,
-                                                            progress=progress))  # fmt: skip
+        world = World.fit(
+            dataset, world_cfg, progress=progress, fitter=cached_fitter(cache, progress)
+        )
     if greedy_model is None:
         split = leave_one_out(dataset)
         greedy_model = fit_greedy(cfg.greedy, cfg.seed, split, cache=cache, progress=progress)

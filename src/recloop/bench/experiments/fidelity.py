@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recloop.bench.cache import GREEDY_SASREC, fit_cached, fit_greedy
+from recloop.bench.cache import GREEDY_SASREC, cached_fitter, fit_cached, fit_greedy
 from recloop.bench.cells import Cell, build, check_nested, config_keys, cpus_of, json_ready, options
 from recloop.bench.experiments.fidelity_next_item import (
     _policy_next_item_ndcg,
@@ -212,17 +212,16 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
             for r, _ in starts:
                 world_ndcg[r] = _world_next_item_ndcg(world, dataset, sim, cut, ev[r])
             order = np.concatenate([r for r, _ in starts])
+            start = _start_batch(world, wsim, ep_user, starts, cfg.repeats)  # forked, not reset
+            every, first = np.arange(start.size), np.arange(len(order))  # first: one per start
             for p, name in enumerate(names):
                 _fresh(agents[name])
-                sims = _start_batch(world, wsim, ep_user, starts, cfg.repeats)
-                returns = _returns(agents[name], sims, cfg.seed, progress)
+                returns = _returns(agents[name], start.fork(every, 1), cfg.seed, progress)
                 val[order, p] = returns.reshape(cfg.repeats, len(order)).mean(0)
-            lengths, item_clicks = _world_greedy(_start_batch(world, wsim, ep_user, starts, 1),
-                                                 cfg.seed)  # fmt: skip
+            lengths, item_clicks = _world_greedy(start.fork(first, 1), cfg.seed)
             sim_lengths.append(lengths)
             clicks += item_clicks
-            sampled = _start_batch(world, wsim, ep_user, starts, 1)
-            clicks_sampled += _world_greedy(sampled, cfg.seed, sample=True)[1]
+            clicks_sampled += _world_greedy(start.fork(first, 1), cfg.seed, sample=True)[1]
         values[world_name] = val
         real_len = np.minimum(logs.episode_len[ev], sim.session_cap)
         real_clicks = _consumed(dataset, logs.episode_start[ev], logs.episode_len[ev])
@@ -334,11 +333,12 @@ def _fold_world(dataset: Dataset, name: str, cut: int, fold_users: np.ndarray,
     fit_on = dataset.with_interactions(inter[~hide].reset_index(drop=True))
     spec = named_world(name)[0]
     options = {**cfg.world, **spec, "seed": cfg.seed}
-
-    def fit(model: Any, data: Dataset, valid: Any) -> Any:
-        return fit_cached(model, data, valid=valid, cache=cache, progress=progress)
-
-    return World.fit(fit_on, make_config(WorldConfig, options), progress=progress, fitter=fit)
+    return World.fit(
+        fit_on,
+        make_config(WorldConfig, options),
+        progress=progress,
+        fitter=cached_fitter(cache, progress),
+    )
 
 
 def _groups(users: np.ndarray) -> list[np.ndarray]:
