@@ -87,6 +87,39 @@ def test_session_ndcg_scores_every_step_of_a_later_session_by_hand() -> None:
     np.testing.assert_allclose(got, [[want_up, want_down]])
 
 
+def test_the_open_loop_world_earns_its_expected_reward_on_the_replayed_states_by_hand() -> None:
+    """The world's choice model on the replay's protocol: the real history moves on, and each
+    step earns the slate's click probabilities times the expected reward of a click."""
+    from recloop.bench.experiments.fidelity_next_item import _world_open_loop
+
+    rows = [("u", f"i{i}", t, 4.0) for i, t in ((5, 0), (6, 60), (7, 120))]
+    rows += [("u", f"i{i}", t, 4.0) for i, t in ((0, 10**6), (3, 10**6 + 60), (2, 10**6 + 120))]
+    rows += [("v", "i1", 0, 4.0), ("v", "i4", 60, 4.0)]
+    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"]))
+
+    class Stub:  # click logits log 2 for i0, 0 for i1 (and the rest); every like at 1/2
+        sequential, models = False, []
+
+        def logits(self, users, history=None):  # type: ignore[no-untyped-def]
+            return np.tile(np.r_[np.log(2.0), np.zeros(7)], (len(users), 1))
+
+        def like_prob(self, users, items):  # type: ignore[no-untyped-def]
+            return np.full(len(items), 0.5)
+
+    class Shows01:  # always the slate (i0, i1)
+        name, guard = "fixed", None
+
+        def act(self, batch, rng, explore=False):  # type: ignore[no-untyped-def]
+            return np.tile([0, 1], (batch.size, 1))
+
+    sim = SimConfig(slate_size=2, like=1.0, other=0.2)
+    got = _world_open_loop(Stub(), ds, sim, 10**6, np.array([0]), {"fixed": Shows01()},  # type: ignore[arg-type,dict-item]
+                           ("fixed",), seed=0)  # fmt: skip
+    # step 1 (i5-i7 seen): P(click) = (2 + 1) / (1 + 2 + 1); then i0 joins the history, and
+    # steps 2 and 3 can click only i1: 1 / (1 + 1) each. A click earns 0.5·1 + 0.5·0.2.
+    np.testing.assert_allclose(got, [[(3 / 4 + 1 / 2 + 1 / 2) * 0.6]])
+
+
 def test_a_sequential_world_scores_the_replay_window_as_its_history() -> None:
     """The next-item yardstick's fast path (the world scores the replay's window) gives what
     rebuilding each user's history at every step gives."""
@@ -256,6 +289,8 @@ def test_a_world_fitted_on_a_known_choice_rule_recovers_its_policy_order(chain_r
         for bad in ("random", "popularity"):
             assert panel[("replay", good)] > panel[("replay", bad)] + 0.5
             assert panel[("world:sasrec", good)] > panel[("world:sasrec", bad)]
+            # and the world's choice model alone, on the replayed states (open loop)
+            assert panel[("world:sasrec#open", good)] > panel[("world:sasrec#open", bad)]
     agr = r.agreements[("sasrec", "replay")]
     assert agr.significant_inversions == ()
     assert agr.n_significant_pairs >= 4
@@ -312,3 +347,20 @@ def test_the_report_states_each_worlds_ranking_beside_simulated_results() -> Non
     assert "sasrec τ +0.90, 0 significant inversions" in text
     assert "best-ranking world: sasrec" in text and "bpr" not in text
     assert ranking_fidelity(rows, "nowhere") == ""
+
+
+def test_member_spread_scores_each_member_of_an_ensemble_world_alone() -> None:
+    cfg = FidelityConfig(worlds=("sasrec_gru4rec",), members=("random", "popularity", "markov"),
+                         folds=2, repeats=2, steps=1, bootstrap=100, cut_frac=0.15,
+                         world={"epochs": 5}, member_spread=True,
+                         sim={"session_cap": 8, "history_len": 20})  # fmt: skip
+    r = run_fidelity(chain_dataset(), cfg)
+    wide = r.panel.pivot_table(index="method", columns="variant", values="value")
+    members = wide[["world:sasrec_gru4rec#m0", "world:sasrec_gru4rec#m1"]].to_numpy()
+    assert np.all(np.isfinite(members))
+    assert not np.allclose(members[:, 0], members[:, 1])  # two models, two sets of values
+    cv = members.std(1, ddof=1) / np.abs(members.mean(1))
+    assert r.world_figures["sasrec_gru4rec"]["member_value_cv"] == pytest.approx(cv.mean())
+    # each member is ranked against the yardsticks too, but only a named world is the default
+    assert ("sasrec_gru4rec#m0", "replay") in r.agreements
+    assert r.default_world == "sasrec_gru4rec"

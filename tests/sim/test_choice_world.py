@@ -107,9 +107,47 @@ def test_a_model_named_twice_is_a_seed_ensemble() -> None:
     assert world.coef.shape == (2,) and np.all(np.isfinite(world.coef))
 
 
-def test_a_world_mixes_no_sequential_and_history_models() -> None:
-    with pytest.raises(ConfigError, match="sequential"):
-        WorldConfig(models=("ease", "sasrec"))
+def test_a_mixed_world_adds_the_window_to_the_long_run_taste() -> None:
+    """Sequential members read the window after every click; a history member (EASE) adds
+    its calibrated score, which a click moves by the clicked item's row of its weights."""
+    cfg = WorldConfig(models=("gru4rec", "ease"), negatives=0, epochs=2)
+    world = World.fit(toy_dataset(n_users=40), cfg, progress=False)
+    assert world.sequential and world.mixed and world.coef.shape == (2,)
+    batch = UserBatch(world, SimConfig(slate_size=4, history_len=50, boredom=0.0,
+                                       leave_bias=-20.0), 3)  # fmt: skip
+    users = np.array([0, 1, 2])
+    batch.reset(np.arange(3), users)
+    ease = world.models[1]
+    static = world.coef[1] * ease.score(users, history=world.history)
+    np.testing.assert_allclose(batch.static, static, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(batch.logits, world.window_logits(batch.history) + static,
+                               atol=1e-4)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        res = batch.step(batch.top_unseen(batch.logits), rng)
+        if (res.clicked >= 0).any():
+            break
+    clicked = np.flatnonzero(res.clicked >= 0)
+    assert len(clicked), "no click in ten steps of the world's own favourites"
+    items = res.clicked[clicked]
+    row = world.coef[1] * ease.history_item_rows(items)  # what the click adds to EASE's score
+    np.testing.assert_allclose(batch.static[clicked], static[clicked] + row, atol=1e-4)
+    np.testing.assert_allclose(
+        batch.logits[clicked],
+        world.window_logits(batch.history[clicked]) + static[clicked] + row,
+        atol=1e-4,
+    )
+    # the same state from the history path: each user's logs plus the click
+    from recloop.data.history import History
+
+    h = world.history
+    extra = {int(u): [res.clicked[k]] for k, u in enumerate(users) if k in clicked}
+    rows = [np.r_[h.items[h.indptr[u] : h.indptr[u + 1]], extra.get(u, [])]
+            for u in range(h.n_users)]  # fmt: skip
+    grown = History(np.r_[0, np.cumsum([len(r) for r in rows])],
+                    np.concatenate(rows).astype(np.int64), world.n_items)  # fmt: skip
+    np.testing.assert_allclose(world.static_logits(users, grown)[clicked],
+                               batch.static[clicked], atol=1e-3)  # fmt: skip
 
 
 def test_real_hazard_logit_by_hand() -> None:
@@ -180,3 +218,29 @@ def test_the_choice_set_calibration_expects_one_pick_per_held_out_step() -> None
     assert picks[100] > 3 * picks[0]  # ~5 clicks where the logs hold one
     with pytest.raises(ConfigError, match="negatives must be >= 0"):
         WorldConfig(negatives=-1)
+
+
+def test_each_member_alone_is_a_world_under_its_own_calibration() -> None:
+    import torch
+
+    one = World.fit(toy_dataset(n_users=40), WorldConfig(models=("gru4rec",), negatives=0,
+                                                          epochs=2), progress=False)  # fmt: skip
+    # a lone member's own calibration is the world's
+    np.testing.assert_allclose(one.member_coef, one.coef)
+    np.testing.assert_allclose(one.member_intercept, [one.intercept])
+    cfg = WorldConfig(models=("sasrec", "gru4rec"), negatives=0, epochs=2)
+    world = World.fit(toy_dataset(n_users=40), cfg, progress=False)
+    assert world.member_coef.shape == (2,) and world.member_intercept.shape == (2,)
+    batch = UserBatch(world, SimConfig(slate_size=4, history_len=50), 3)
+    batch.reset(np.arange(3), np.array([0, 1, 2]))
+    tokens = torch.from_numpy(batch.history.astype(np.int64))
+    for j, m in enumerate(world.models):
+        alone = world.member(j)
+        assert alone.config.models == (cfg.models[j],) and alone.models == [m]
+        with torch.inference_mode():
+            logp = torch.log_softmax(m.token_scorer()(tokens).double(), -1).numpy()
+        want = world.member_coef[j] * logp + world.member_intercept[j]
+        np.testing.assert_allclose(alone.window_logits(batch.history), want, atol=1e-4)
+        np.testing.assert_allclose(alone.logits(np.array([0, 1, 2])), want, atol=1e-4)
+    with pytest.raises(ConfigError, match="out of range"):
+        world.member(2)

@@ -178,6 +178,15 @@ def sim_agents(
         ),
     ] = False,
     param: SimParams = None,
+    uncertainty_penalty: Annotated[
+        float,
+        typer.Option(
+            "--uncertainty-penalty",
+            help="MOPO-style: the learning agents train on rewards less this x the world "
+            "members' disagreement on each slate (an ensemble world, e.g. --world gru4rec_x3); "
+            "every agent is scored without it.",
+        ),
+    ] = 0.0,
     replay: Annotated[
         bool,
         typer.Option(
@@ -230,7 +239,7 @@ def sim_agents(
         eval_users=eval_users, ppo_steps=ppo_steps,
         guardrail=(False, True) if guardrail else (False,),
         world=explicit_world, world_name=world_name,
-        sim=parse_params(param),
+        sim=parse_params(param), uncertainty_penalty=uncertainty_penalty,
     )  # fmt: skip
     config.__post_init__()
     ds = load_data(data, columns)

@@ -57,6 +57,7 @@ from recloop.errors import ConfigError
 from recloop.eval.beyond import intra_list_diversity
 from recloop.progress import progress_bar
 from recloop.sim.sessions import real_hazard_logit, real_lengths
+from recloop.sim.uncertainty import click_disagreement, follow_click, member_worlds, slate_utilities
 from recloop.sim.world import World
 
 
@@ -89,6 +90,10 @@ class SimConfig:
     leave_per_repeat: float = option(2.0, "leave logit added by a slate of fully repeated genres")
     like: float = option(1.0, "reward of a liked click")
     other: float = option(0.2, "reward of a click that is not liked")
+    uncertainty_penalty: float = option(
+        0.0, "MOPO-style: a step's reward minus this x the ensemble members' std of the slate's "
+        "click probability (training only; recloop.sim.uncertainty; 0: off)"
+    )  # fmt: skip
 
     fields_help: ClassVar[str] = "see recloop.sim.core"
 
@@ -99,7 +104,7 @@ class SimConfig:
         if not 0.0 <= self.taste_decay < 1.0:
             raise ConfigError(f"taste_decay must be in [0, 1), not {self.taste_decay}")
         for name in ("boredom", "leave_bias", "leave_per_bad", "leave_per_repeat", "like",
-                     "other"):  # fmt: skip
+                     "other", "uncertainty_penalty"):  # fmt: skip
             value = getattr(self, name)
             if value is not None and not np.isfinite(value):
                 raise ConfigError(f"{name} must be finite, not {value}")
@@ -154,6 +159,11 @@ class UserBatch:
         g = self.genres.shape[1]
         self.users = np.full(size, -1, dtype=np.int64)
         self.logits = np.zeros((size, n_items), dtype=np.float32)
+        # a mixed world's history members' logits, which clicks move by rows (None: not mixed)
+        self.static = np.zeros((size, n_items) if world.mixed else (size, 0), dtype=np.float32)
+        self.members = member_worlds(world, config)  # tracked for the uncertainty penalty
+        self.member_logits = np.zeros((size, len(self.members), n_items * bool(self.members)),
+                                      dtype=np.float32)  # fmt: skip
         self.seen = np.zeros((size, n_items), dtype=bool)
         self.history = np.zeros((size, config.history_len), dtype=np.int64)  # item + 1, 0 = pad
         self.taste = np.zeros((size, g), dtype=np.float32)
@@ -180,6 +190,10 @@ class UserBatch:
             )
         self.users[slots] = users
         self.logits[slots] = self.world.logits(users, history=history)
+        if self.world.mixed:
+            self.static[slots] = self.world.static_logits(users, history=history)
+        for j, member in enumerate(self.members):
+            self.member_logits[slots, j] = member.logits(users, history=history)
         self.seen[slots] = False
         self.history[slots] = 0
         self.taste[slots] = 0.0
@@ -209,8 +223,8 @@ class UserBatch:
         out = object.__new__(UserBatch)
         out.__dict__.update(self.__dict__)  # world, config, genres, leave_bias, ...
         out.size = len(slots) * times
-        for name in ("users", "logits", "seen", "history", "taste", "streak", "steps", "n_seen",
-                     "active"):  # fmt: skip
+        for name in ("users", "logits", "static", "member_logits", "seen", "history", "taste",
+                     "streak", "steps", "n_seen", "active"):  # fmt: skip
             setattr(out, name, np.repeat(getattr(self, name)[slots], times, axis=0))
         return out
 
@@ -289,6 +303,9 @@ class UserBatch:
         out.clicked[slots] = items
         out.liked[slots] = liked
         out.reward[slots] = np.where(liked, cfg.like, cfg.other)
+        if self.members:  # the members' disagreement on this slate, under the same boredom
+            u = slate_utilities(self.member_logits[act], sl, cfg.boredom * rep, clickable)
+            out.reward[act] -= np.float32(cfg.uncertainty_penalty) * click_disagreement(u)
         # Leaving depends on the state before this step's click updates it.
         rep_slate = (rep * first).sum(1) / first.sum(1)
         bad = np.ones(len(act), dtype=bool)
@@ -307,15 +324,23 @@ class UserBatch:
     def _click(self, slots: np.ndarray, items: np.ndarray) -> None:
         if not len(slots):
             return
-        if not self.world.sequential:
-            delta = self.world.logit_delta(items)
+        world = self.world
+        if not world.sequential or world.mixed:
+            delta = world.logit_delta(items)  # the history members' rows
             if delta is not None:
-                self.logits[slots] += delta
+                if world.mixed:
+                    self.static[slots] += delta
+                else:
+                    self.logits[slots] += delta
         self.seen[slots, items] = True
         self.history[slots, :-1] = self.history[slots, 1:]
         self.history[slots, -1] = items + 1
-        if self.world.sequential:  # the next-item model reads the new window
-            self.logits[slots] = self.world.window_logits(self.history[slots])
+        if world.sequential:  # the next-item models read the new window
+            self.logits[slots] = world.window_logits(self.history[slots])
+            if world.mixed:
+                self.logits[slots] += self.static[slots]
+        for j, member in enumerate(self.members):  # each member follows the click as the world
+            follow_click(member, self.member_logits, j, slots, self.history[slots], items)
         if self.genres.shape[1]:
             lam = np.float32(self.config.taste_decay)
             self.taste[slots] = lam * self.taste[slots] + (1 - lam) * self.genres[items]

@@ -80,7 +80,8 @@ class WorldConfig:
     models: tuple[str, ...] = option(
         ("ease",),
         "recloop models whose calibrated scores give the click logit (ensemble; a sequential "
-        "model named twice is a seed ensemble)",
+        "model named twice is a seed ensemble; sequential and history models may mix: the "
+        "window's intent plus the long-run taste)",
     )
     negatives: int = option(
         100,
@@ -114,13 +115,6 @@ class WorldConfig:
             raise ConfigError(f"rating_factors must be >= 0, not {self.rating_factors}")
         if not (np.isfinite(self.rating_l2) and self.rating_l2 >= 0):
             raise ConfigError(f"rating_l2 must be >= 0, not {self.rating_l2}")
-        seq = [m for m in self.models if m in SEQUENTIAL]
-        if seq and len(seq) != len(self.models):
-            raise ConfigError(
-                f"a world's response models are all sequential ({', '.join(SEQUENTIAL)}) or none "
-                f"are, not {list(self.models)}: a sequential world rescores every click from the "
-                "history window, a history world adds the clicked item's row"
-            )
 
 
 @dataclass
@@ -203,6 +197,9 @@ class World:
     history: History  # every logged interaction, chronological: the users' starting state
     report: dict[str, float] = field(default_factory=dict)
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # derived values (sim)
+    # each member's own Platt calibration, fitted beside the ensemble's (:meth:`member`)
+    member_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,)
+    member_intercept: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -279,11 +276,13 @@ class World:
         onehot = np.zeros(choice.shape)
         onehot[np.arange(len(users)), pos] = 1.0
         if full:
-            self.coef, self.intercept = _platt(feats[calib][choice[calib]],
-                                               onehot[calib][choice[calib]])  # fmt: skip
+            fx, fy = feats[calib][choice[calib]], onehot[calib][choice[calib]]
         else:
-            self.coef, self.intercept = _platt(x[calib].reshape(-1, x.shape[-1]),
-                                               y[calib].ravel())  # fmt: skip
+            fx, fy = x[calib].reshape(-1, x.shape[-1]), y[calib].ravel()
+        self.coef, self.intercept = _platt(fx, fy)
+        alone = [_platt(fx[:, j : j + 1], fy) for j in range(fx.shape[1])]
+        self.member_coef = np.array([float(a[0]) for a, _ in alone])
+        self.member_intercept = np.array([b for _, b in alone])
         # Fidelity figures on the other half of the held-out users.
         rep = ~calib
         logit_all = feats[rep] @ self.coef + self.intercept  # (R, I)
@@ -314,6 +313,21 @@ class World:
             ),
         }
 
+    def member(self, j: int) -> World:
+        """Member ``j`` of the ensemble as a world of its own: its fitted model under its own
+        Platt calibration (fitted on the same held-out steps as the ensemble's), the rest
+        shared. The spread of a policy's value over the members is the world's uncertainty."""
+        if not 0 <= j < len(self.models):
+            raise ConfigError(f"member {j} out of range: the world has {len(self.models)}")
+        from dataclasses import replace
+
+        cfg = replace(self.config, models=(self.config.models[j],))
+        return replace(self, config=cfg, models=[self.models[j]],
+                       coef=self.member_coef[j : j + 1].copy(),
+                       intercept=float(self.member_intercept[j]), cache={},
+                       member_coef=self.member_coef[j : j + 1].copy(),
+                       member_intercept=self.member_intercept[j : j + 1].copy())  # fmt: skip
+
     # ------------------------------------------------------------------ responses
     @property
     def n_items(self) -> int:
@@ -332,21 +346,39 @@ class World:
 
     @property
     def sequential(self) -> bool:
-        """Whether the click logits follow the history window (:meth:`window_logits`)."""
-        return self.config.models[0] in SEQUENTIAL
+        """Whether some click logits follow the history window (:meth:`window_logits`)."""
+        return any(m in SEQUENTIAL for m in self.config.models)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether sequential members sit beside history members (:meth:`static_logits`)."""
+        return self.sequential and not all(m in SEQUENTIAL for m in self.config.models)
 
     def window_logits(self, windows: np.ndarray) -> np.ndarray:
-        """(n, I) click logits of a sequential world given (n, L) history windows (item + 1,
-        0 = padding, oldest first), as the simulator holds them."""
+        """(n, I) the sequential members' part of the click logits (and the intercept) given
+        (n, L) history windows (item + 1, 0 = padding, oldest first), as the simulator holds
+        them; in a world of sequential members only, the whole click logits."""
         import torch
 
         tokens = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64))
         total = np.zeros((len(windows), self.n_items), dtype=np.float64)
         with torch.inference_mode():
             for c, m in zip(self.coef, self.models, strict=True):
+                if m.name not in SEQUENTIAL:
+                    continue
                 raw = m.token_scorer()(tokens[:, -m.config.max_len :])  # type: ignore[attr-defined,union-attr]
                 total += c * torch.log_softmax(raw.double(), -1).numpy()
         return np.asarray(total + self.intercept, dtype=np.float32)
+
+    def static_logits(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
+        """(B, I) the history members' part of the click logits (no intercept): in a mixed
+        world, what a user's long-run taste adds to the sequential members' window logits."""
+        h = history or self.history
+        total = np.zeros((len(users), self.n_items), dtype=np.float64)
+        for c, m in zip(self.coef, self.models, strict=True):
+            if m.name not in SEQUENTIAL:
+                total += c * _feature(m, users, h)
+        return np.asarray(total, dtype=np.float32)
 
     def logit_delta(self, items: np.ndarray) -> np.ndarray | None:
         """(n, I) change of a user's logits when ``items`` join the history (None: no change).
@@ -355,7 +387,9 @@ class World:
         ``W``; BPR scores by the user's fixed factors and does not change.
         """
         rows = [
-            (c, m.history_item_rows(items)) for c, m in zip(self.coef, self.models, strict=True)
+            (c, m.history_item_rows(items))
+            for c, m in zip(self.coef, self.models, strict=True)
+            if m.name not in SEQUENTIAL
         ]
         linear = [c * r for c, r in rows if r is not None]
         return np.asarray(sum(linear), dtype=np.float32) if linear else None

@@ -56,6 +56,18 @@ WORLDS: dict[str, dict[str, Any]] = {
     "gru4rec_x2": {"models": ("gru4rec",) * 2, **CHOICE_SET, "sim": SEQUENTIAL_SIM},
     "gru4rec_x3": {"models": ("gru4rec",) * 3, **CHOICE_SET, "sim": SEQUENTIAL_SIM},
     "sasrec_bored": {"models": ("sasrec",), **CHOICE_SET},
+    # the window's intent plus a user's long-run taste (BPR's factors: not a panel policy)
+    "gru4rec_x3_bpr": {"models": ("gru4rec",) * 3 + ("bpr",), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
+    "sasrec_gru4rec_bpr": {
+        "models": ("sasrec", "gru4rec", "bpr"),
+        **CHOICE_SET,
+        "sim": SEQUENTIAL_SIM,
+    },
+    "gru4rec_x3_ease": {
+        "models": ("gru4rec",) * 3 + ("ease",),
+        **CHOICE_SET,
+        "sim": SEQUENTIAL_SIM,
+    },
 }
 
 #: The fidelity panel's default world (the fewest significant inversions against the replay

@@ -71,6 +71,9 @@ class ArenaConfig:
     #: and ``sim``, which override it; "" = ``world`` alone (default EASE)
     world_name: str = ""
     deep: dict[str, Any] = field(default_factory=dict)  # DeepConfig options of DQN / REINFORCE
+    #: MOPO-style penalty on the world's members' disagreement, in the learning agents'
+    #: training batches only (:mod:`recloop.sim.uncertainty`); they are scored without it
+    uncertainty_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         bad = [a for a in self.agents if a not in METHODS]
@@ -83,6 +86,8 @@ class ArenaConfig:
                 raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.world_name:
             named_world(self.world_name)  # a clear error for an unknown name
+        if not (np.isfinite(self.uncertainty_penalty) and self.uncertainty_penalty >= 0):
+            raise ConfigError(f"uncertainty_penalty must be >= 0, not {self.uncertainty_penalty}")
 
 
 def _loaded(data: str | Dataset, source: tuple[str, dict[str, str]] | None,
@@ -118,12 +123,13 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     world = World.fit(dataset, make_config(WorldConfig, world_opts), progress=progress,
                       fitter=cached_fitter(models, progress))  # fmt: skip
     sim = make_config(SimConfig, sim_opts)
+    train_sim = replace(sim, uncertainty_penalty=config.uncertainty_penalty)
     users = np.random.default_rng(12345).permutation(world.active_users)
     n_eval = min(config.eval_users, len(users) // 2)
     ev_users, train_users = np.sort(users[:n_eval]), users[n_eval:]
     stage = _Stage(
         label="sim", prefix=data, split=split, train=split.train, sim=sim,
-        train_batch=lambda: UserBatch(world, sim, config.n_envs), train_starts=train_users,
+        train_batch=lambda: UserBatch(world, train_sim, config.n_envs), train_starts=train_users,
         eval_batch=lambda: UserBatch(world, sim, len(ev_users)), eval_starts=ev_users,
         world=world, source=source[0], columns=dict(source[1]),
     )  # fmt: skip

@@ -62,6 +62,7 @@ from recloop.bench.experiments.fidelity_next_item import (
     _policy_next_item_ndcg,
     _start_history,
     _world_next_item_ndcg,
+    _world_open_loop,
 )
 from recloop.bench.experiments.fidelity_report import panel_rows, result_rows
 from recloop.config import make_config
@@ -103,6 +104,7 @@ class FidelityConfig:
     sim: dict[str, Any] = field(default_factory=dict)
     deep: dict[str, Any] = field(default_factory=dict)  # DeepConfig of REINFORCE top-K
     world: dict[str, Any] = field(default_factory=dict)  # WorldConfig options of every world
+    member_spread: bool = False  # also simulate each member of an ensemble world alone
 
     def __post_init__(self) -> None:
         bad = [w for w in self.worlds if w not in WORLDS]
@@ -211,18 +213,27 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
                       for g in _groups(ep_user[in_fold])]  # fmt: skip
             for r, _ in starts:
                 world_ndcg[r] = _world_next_item_ndcg(world, dataset, sim, cut, ev[r])
+                opened = values.setdefault(f"{world_name}#open", np.zeros((len(ev), len(names))))
+                opened[r] = _world_open_loop(world, dataset, sim, cut, ev[r], agents, names,
+                                             cfg.seed)  # fmt: skip
             order = np.concatenate([r for r, _ in starts])
             start = _start_batch(world, wsim, ep_user, starts, cfg.repeats)  # forked, not reset
-            every, first = np.arange(start.size), np.arange(len(order))  # first: one per start
-            for p, name in enumerate(names):
-                _fresh(agents[name])
-                returns = _returns(agents[name], start.fork(every, 1), cfg.seed, progress)
-                val[order, p] = returns.reshape(cfg.repeats, len(order)).mean(0)
+            first = np.arange(len(order))  # one slot per start
+            val[order] = _values(start, agents, names, cfg, progress)
+            spread = cfg.member_spread and len(world.models) > 1
+            for j in range(len(world.models)) if spread else ():  # each member alone
+                mval = values.setdefault(f"{world_name}#m{j}", np.zeros((len(ev), len(names))))
+                member = _start_batch(world.member(j), wsim, ep_user, starts, cfg.repeats)
+                mval[order] = _values(member, agents, names, cfg, progress)
             lengths, item_clicks = _world_greedy(start.fork(first, 1), cfg.seed)
             sim_lengths.append(lengths)
             clicks += item_clicks
             clicks_sampled += _world_greedy(start.fork(first, 1), cfg.seed, sample=True)[1]
         values[world_name] = val
+        members = [v.mean(0) for k, v in values.items() if k.startswith(f"{world_name}#m")]
+        if members:  # the members' disagreement on each policy's value, relative to its mean
+            m = np.stack(members)
+            spread_cv = m.std(0, ddof=1) / np.maximum(np.abs(m.mean(0)), 1e-12)
         real_len = np.minimum(logs.episode_len[ev], sim.session_cap)
         real_clicks = _consumed(dataset, logs.episode_start[ev], logs.episode_len[ev])
         gap = mean_ci(world_ndcg - next_ndcg[:, best])  # paired over the later sessions
@@ -236,6 +247,8 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
             "click_gini_gap_sampled": matched_gini_gap(clicks_sampled, real_clicks, cfg.seed),
             "click_gini_gap_unmatched": gini(clicks) - gini(real_clicks),
         }
+        if members:
+            figures[world_name]["member_value_cv"] = float(spread_cv.mean())
         clock[f"world_{world_name}_s"] = time.perf_counter() - t0
 
     # 4. agreement
@@ -303,6 +316,19 @@ def _later_sessions(dataset: Dataset, sim: SimConfig, cut: int) -> ReplayBatch:
     except DataError as err:
         raise DataError("no user has ratings both before and after the time cut, so there is "
                         "nothing to replay; change cut_frac") from err  # fmt: skip
+
+
+def _values(start: Any, agents: dict[str, Agent], names: tuple[str, ...], cfg: FidelityConfig,
+            progress: bool) -> np.ndarray:  # fmt: skip
+    """(starts, P) each policy's mean return over the ``cfg.repeats`` copies of each start
+    (``start`` holds them repeat-major, as :func:`_start_batch` forks them)."""
+    out = np.zeros((start.size // cfg.repeats, len(names)))
+    every = np.arange(start.size)
+    for p, name in enumerate(names):
+        _fresh(agents[name])
+        returns = _returns(agents[name], start.fork(every, 1), cfg.seed, progress)
+        out[:, p] = returns.reshape(cfg.repeats, -1).mean(0)
+    return out
 
 
 def _returns(agent: Agent, batch: Any, seed: int, progress: bool) -> np.ndarray:

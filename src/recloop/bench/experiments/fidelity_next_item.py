@@ -15,7 +15,7 @@ from recloop.data import Dataset
 from recloop.data.history import History
 from recloop.data.ranking import rank_targets
 from recloop.rl.agents import Agent
-from recloop.sim.core import SimConfig
+from recloop.sim.core import SimConfig, choice_probabilities, first_occurrence
 from recloop.sim.replay import ReplayBatch
 from recloop.sim.world import World
 
@@ -91,14 +91,12 @@ def _start_history(dataset: Dataset, users: np.ndarray, starts: np.ndarray) -> H
     return History(np.r_[0, np.cumsum(lengths)], items.astype(np.int64), dataset.n_items)
 
 
-def _world_next_item_ndcg(world: World, dataset: Dataset, sim: SimConfig, cut: int,
-                          episodes: np.ndarray) -> np.ndarray:  # fmt: skip
-    """(S,) the world's own mean next-item NDCG@10 over the steps of each later session
-    (``episodes`` of distinct users), ranking by its click logits from the real history.
+def _world_scorer(world: World, dataset: Dataset, sim: SimConfig) -> Scorer:
+    """The world's click logits at a replayed step, from the real history so far.
 
     A sequential world whose members look back no further than the replay's window scores
     that window directly (:meth:`World.window_logits`, the simulator's own path); any other
-    rebuilds the users' histories at each step."""
+    rebuilds the users' histories (``episodes`` of distinct users) at each step."""
     windowed = world.sequential and all(
         getattr(m.config, "max_len", sim.history_len + 1) <= sim.history_len for m in world.models
     )
@@ -109,4 +107,47 @@ def _world_next_item_ndcg(world: World, dataset: Dataset, sim: SimConfig, cut: i
         users = batch.users[act]
         return world.logits(users, history=_start_history(dataset, users, batch.pos[act]))
 
-    return _session_ndcg(dataset, sim, cut, episodes, [score])[:, 0]
+    return score
+
+
+def _world_next_item_ndcg(world: World, dataset: Dataset, sim: SimConfig, cut: int,
+                          episodes: np.ndarray) -> np.ndarray:  # fmt: skip
+    """(S,) the world's own mean next-item NDCG@10 over the steps of each later session
+    (``episodes`` of distinct users), ranking by its click logits from the real history."""
+    return _session_ndcg(dataset, sim, cut, episodes, [_world_scorer(world, dataset, sim)])[:, 0]
+
+
+def _world_open_loop(world: World, dataset: Dataset, sim: SimConfig, cut: int,
+                     episodes: np.ndarray, agents: dict[str, Agent], names: tuple[str, ...],
+                     seed: int) -> np.ndarray:  # fmt: skip
+    """(S, P) each policy's value by the world's choice model on the replay's own protocol.
+
+    The real sessions ``episodes`` (distinct users) are walked as the replay walks them: each
+    policy shows its slate given the real history so far, and the real next item then joins
+    that history whatever was shown. In place of the log's "was the real next item in the
+    slate", the step earns the world's expected reward of the slate: its multinomial-logit
+    click probabilities (the no-click option included) times each item's expected reward
+    under the world's like model. No simulated click feeds back into the state, so this
+    judges the world's choice model alone, on the states real users were in; the closed-loop
+    simulation adds the dynamics (what a user clicks moves what a policy shows next)."""
+    score = _world_scorer(world, dataset, sim)
+    out = np.zeros((len(episodes), len(names)))
+    k = sim.slate_size
+    for p, name in enumerate(names):
+        agent = agents[name]
+        if agent.guard is not None:  # a guardrail starts afresh, as on every yardstick
+            agent.guard.counts[:] = 0.0
+        rng = np.random.default_rng([seed, 2])
+        batch = ReplayBatch(dataset, sim, len(episodes), cut=cut)
+        batch.reset(np.arange(len(episodes)), episodes)
+        while batch.active.any():
+            act = np.flatnonzero(batch.active)
+            slates = np.asarray(agent.act(batch, rng, explore=False), dtype=np.int64)
+            sl = slates[act]
+            util = np.asarray(score(batch, act), dtype=np.float64)[np.arange(len(act))[:, None], sl]
+            clickable = first_occurrence(sl) & ~batch.seen[act[:, None], sl]
+            probs = choice_probabilities(np.where(clickable, util, -np.inf))[:, :k]
+            like = world.like_prob(np.repeat(batch.users[act], k), sl.ravel()).reshape(sl.shape)
+            out[act, p] += (probs * (like * sim.like + (1.0 - like) * sim.other)).sum(1)
+            batch.step(slates)
+    return out
