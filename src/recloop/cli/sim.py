@@ -68,6 +68,14 @@ def sim_fidelity(
     cut_frac: Annotated[
         float, typer.Option("--cut-frac", help="Panel: share of the interactions after the cut.")
     ] = 0.1,
+    member_spread: Annotated[
+        bool,
+        typer.Option(
+            "--member-spread",
+            help="Panel: also score every policy in each member of an ensemble world alone "
+            "(its uncertainty; one more simulation per member).",
+        ),
+    ] = False,
     world: WorldModels = "ease",
     sessions: Annotated[
         int, typer.Option("--sessions", help="Fit-only: simulated sessions per reference policy.")
@@ -109,7 +117,8 @@ def sim_fidelity(
 
         cfg = FidelityConfig(worlds=_names(worlds), members=_names(members) or PANEL,
                              seed=seed, folds=folds, repeats=repeats, max_sessions=max_sessions,
-                             cut_frac=cut_frac, sim=parse_params(param))  # fmt: skip
+                             cut_frac=cut_frac, sim=parse_params(param),
+                             member_spread=member_spread)  # fmt: skip
         result = run_fidelity(ds, cfg, cache=cache, progress=not quiet)
         text = panel_text(result)
         typer.echo(f"\n{data}: the fidelity panel ({len(result.names)} policies)\n")
@@ -199,6 +208,14 @@ def sim_agents(
         float,
         typer.Option("--cut-frac", help="--replay: share of the interactions after the cut."),
     ] = 0.1,
+    train_in: Annotated[
+        str,
+        typer.Option(
+            "--train-in",
+            help="--replay: where the learning agents train: logs (the past's real sessions) "
+            "or world (sim-to-real: a --world fitted on the past alone; then replayed).",
+        ),
+    ] = "logs",
     out: Annotated[
         Path | None,
         typer.Option(
@@ -247,8 +264,11 @@ def sim_agents(
     cells = out / "cells" if out else None
     if replay:
         tidy, sessions = run_replay(ds, config, cut_frac, cells, progress=not quiet,
-                                    runs=save_runs, source=(data, cols), cache=cache)  # fmt: skip
+                                    runs=save_runs, source=(data, cols), cache=cache,
+                                    train_in=train_in)  # fmt: skip
         where = f"logged-data mode (the last {cut_frac:.0%} of the interactions replayed)"
+        if train_in == "world":
+            where += f", learners trained in a world of the past ({world})"
     else:
         tidy, sessions, w = run_arena(ds, config, cells, progress=not quiet, runs=save_runs,
                                       source=(data, cols), cache=cache)  # fmt: skip

@@ -118,12 +118,9 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     """
     dataset, data, source = _loaded(data, source)
     split = leave_one_out(dataset)
-    world_opts, sim_opts = world_options(config.world_name, config.world, config.sim)
-    models = cache or (work / "models" if work is not None else None)
-    world = World.fit(dataset, make_config(WorldConfig, world_opts), progress=progress,
-                      fitter=cached_fitter(models, progress))  # fmt: skip
-    sim = make_config(SimConfig, sim_opts)
-    train_sim = replace(sim, uncertainty_penalty=config.uncertainty_penalty)
+    world, train_sim = _world_of(dataset, config, cache or (work / "models" if work else None),
+                                 progress)  # fmt: skip
+    sim = replace(train_sim, uncertainty_penalty=0.0)  # agents are scored without it
     users = np.random.default_rng(12345).permutation(world.active_users)
     n_eval = min(config.eval_users, len(users) // 2)
     ev_users, train_users = np.sort(users[:n_eval]), users[n_eval:]
@@ -137,11 +134,28 @@ def run_arena(data: str | Dataset, config: ArenaConfig, work: Path | None = None
     return tidy, sessions, world
 
 
+def _world_of(dataset: Dataset, config: ArenaConfig, models: Path | None,
+              progress: bool) -> tuple[World, SimConfig]:  # fmt: skip
+    """The config's world fitted on ``dataset`` (response models through the fit cache in
+    ``models``) and the users' dynamics in it for training, the uncertainty penalty included."""
+    world_opts, sim_opts = world_options(config.world_name, config.world, config.sim)
+    world = World.fit(dataset, make_config(WorldConfig, world_opts), progress=progress,
+                      fitter=cached_fitter(models, progress))  # fmt: skip
+    sim = make_config(SimConfig, {**sim_opts, "uncertainty_penalty": config.uncertainty_penalty})
+    return world, sim
+
+
 def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
                work: Path | None = None, progress: bool = False, runs: Path | None = None,
                source: tuple[str, dict[str, str]] | None = None, cache: Path | None = None,
-               ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+               train_in: str = "logs") -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Logged-data mode: the same agents trained and evaluated on the real logs, replayed.
+
+    With ``train_in="world"`` (sim-to-real) the learning agents train instead in a world
+    fitted on the past alone (``config.world_name`` / ``world`` / ``sim``, with
+    ``config.uncertainty_penalty``), its users starting from their pasts, and are then
+    replayed on the later sessions like every other agent: what a policy learned in the
+    simulator is worth on real users it never met. Rows have ``split`` ``sim2real``.
 
     The interactions before a global time cut (the timestamp quantile that leaves
     ``cut_frac`` of them after it) are the past: the greedy SASRec is fitted on them
@@ -182,10 +196,19 @@ def run_replay(data: str | Dataset, config: ArenaConfig, cut_frac: float = 0.1,
     def past_logs(size: int = config.n_envs) -> ReplayBatch:
         return ReplayBatch(past, sim, size, min_history=0)
 
+    train_batch: Callable[[], Users] = past_logs
+    starts = np.arange(past_logs(1).n_episodes)
+    label = "replay"
+    if train_in == "world":
+        world, train_sim = _world_of(past, config, cache or (work / "models" if work else None),
+                                     progress)  # fmt: skip
+        train_batch, starts, label = (lambda: UserBatch(world, train_sim, config.n_envs),
+                                      world.active_users, "sim2real")  # fmt: skip
+    elif train_in != "logs":
+        raise ConfigError(f"train_in must be logs or world, not {train_in!r}")
     stage = _Stage(
-        label="replay", prefix=f"{data}-replay", split=leave_one_out(past, short_users="train"),
-        train=past, sim=sim, train_batch=past_logs,
-        train_starts=np.arange(past_logs(1).n_episodes),
+        label=label, prefix=f"{data}-{label}", split=leave_one_out(past, short_users="train"),
+        train=past, sim=sim, train_batch=train_batch, train_starts=starts,
         eval_batch=lambda: ReplayBatch(dataset, sim, len(ev_episodes), cut=cut),
         eval_starts=ev_episodes, source=source[0], columns=dict(source[1]), cut=cut,
     )  # fmt: skip
