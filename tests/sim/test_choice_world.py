@@ -244,3 +244,24 @@ def test_each_member_alone_is_a_world_under_its_own_calibration() -> None:
         np.testing.assert_allclose(alone.logits(np.array([0, 1, 2])), want, atol=1e-4)
     with pytest.raises(ConfigError, match="out of range"):
         world.member(2)
+
+
+def test_the_popularity_covariate_adds_a_fitted_weight_on_log_counts() -> None:
+    ds = toy_dataset(n_users=40)
+    world = World.fit(ds, WorldConfig(models=("gru4rec", "pop"), negatives=0, epochs=2),
+                      progress=False)  # fmt: skip
+    assert world.mixed and world.coef.shape == (2,)
+    users = np.arange(3)
+    counts = world.models[1].counts_  # users per item in the world's fit data
+    want = world.coef[1] * np.log1p(counts)
+    np.testing.assert_allclose(world.static_logits(users), np.tile(want, (3, 1)), rtol=1e-5)
+    batch = UserBatch(world, SimConfig(slate_size=4, history_len=50, boredom=0.0,
+                                       leave_bias=-20.0), 3)  # fmt: skip
+    batch.reset(np.arange(3), users)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        batch.step(batch.top_unseen(batch.logits), rng)
+    # popularity does not follow a click: the covariate stays, the window moves
+    np.testing.assert_allclose(batch.static, np.tile(want, (3, 1)), rtol=1e-5)
+    np.testing.assert_allclose(batch.logits, world.window_logits(batch.history) + want,
+                               atol=1e-4)  # fmt: skip

@@ -58,6 +58,9 @@ RESPONSE_MODELS: dict[str, dict[str, Any]] = {
         "patience": 10,
     },
     "gru4rec": {"max_len": 50},
+    # a covariate more than a model: log(1 + the item's user count), so the calibration can
+    # correct how much a model's scores follow popularity (its feature, see _feature)
+    "pop": {},
 }
 
 #: Sequential response models: their click feature is the next-item log-probability given the
@@ -417,9 +420,12 @@ def _options(name: str, cfg: WorldConfig) -> dict[str, Any]:
 
 
 def _feature(model: Recommender, users: np.ndarray, history: History) -> np.ndarray:
-    """(B, I) a response model's click feature: its scores, or for a sequential model the
-    next-item log-probabilities (log-softmax of its scores over all items)."""
+    """(B, I) a response model's click feature: its scores, for a sequential model the
+    next-item log-probabilities (log-softmax of its scores over all items), for ``pop`` the
+    log of one plus the item's user count."""
     scores = model.score(users, history=history)
+    if model.name == "pop":  # the popularity covariate: log counts
+        return np.log1p(scores)
     if model.name not in SEQUENTIAL:
         return scores
     s = scores.astype(np.float64)

@@ -63,6 +63,14 @@ WORLDS: dict[str, dict[str, Any]] = {
         **CHOICE_SET,
         "sim": SEQUENTIAL_SIM,
     },
+    # the sequential members plus log item popularity as a calibration covariate: its fitted
+    # weight corrects how much the members' next-item probabilities follow popularity
+    "gru4rec_x3_pop": {"models": ("gru4rec",) * 3 + ("pop",), **CHOICE_SET, "sim": SEQUENTIAL_SIM},
+    "sasrec_gru4rec_pop": {
+        "models": ("sasrec", "gru4rec", "pop"),
+        **CHOICE_SET,
+        "sim": SEQUENTIAL_SIM,
+    },
     "gru4rec_x3_ease": {
         "models": ("gru4rec",) * 3 + ("ease",),
         **CHOICE_SET,
