@@ -265,3 +265,21 @@ def test_the_popularity_covariate_adds_a_fitted_weight_on_log_counts() -> None:
     np.testing.assert_allclose(batch.static, np.tile(want, (3, 1)), rtol=1e-5)
     np.testing.assert_allclose(batch.logits, world.window_logits(batch.history) + want,
                                atol=1e-4)  # fmt: skip
+
+
+def test_an_anchored_world_keeps_part_of_the_session_start_after_clicks(seq_world: World) -> None:
+    rho = 0.4
+    cfg = SimConfig(slate_size=4, history_len=50, boredom=0.0, leave_bias=-20.0, anchor=rho)
+    batch = UserBatch(seq_world, cfg, 3)
+    batch.reset(np.arange(3), np.array([0, 1, 2]))
+    start = batch.logits.copy()
+    np.testing.assert_allclose(start, seq_world.window_logits(batch.history), atol=1e-4)
+    rng = np.random.default_rng(0)
+    clicked = np.zeros(3, dtype=bool)
+    for _ in range(8):
+        clicked |= batch.step(batch.top_unseen(batch.logits), rng).clicked >= 0
+    assert clicked.any()
+    want = (1 - rho) * seq_world.window_logits(batch.history) + rho * start
+    np.testing.assert_allclose(batch.logits[clicked], want[clicked], atol=1e-4)
+    with pytest.raises(ConfigError, match="anchor"):
+        SimConfig(anchor=1.0)

@@ -51,11 +51,12 @@ import numpy as np
 
 from recloop.config import option
 from recloop.data.history import History
-from recloop.data.ranking import top_k
 from recloop.data.reward import Reward
 from recloop.errors import ConfigError
 from recloop.eval.beyond import intra_list_diversity
 from recloop.progress import progress_bar
+from recloop.sim.choice import _logit_terms, first_occurrence, top_unseen
+from recloop.sim.choice import choice_probabilities as choice_probabilities  # re-exported
 from recloop.sim.sessions import real_hazard_logit, real_lengths
 from recloop.sim.uncertainty import click_disagreement, follow_click, member_worlds, slate_utilities
 from recloop.sim.world import World
@@ -90,6 +91,10 @@ class SimConfig:
     leave_per_repeat: float = option(2.0, "leave logit added by a slate of fully repeated genres")
     like: float = option(1.0, "reward of a liked click")
     other: float = option(0.2, "reward of a click that is not liked")
+    anchor: float = option(
+        0.0, "sequential worlds: share of the session-start window logits kept after each "
+        "click, damping how far simulated clicks move the next-item model (0: the window alone)"
+    )  # fmt: skip
     uncertainty_penalty: float = option(
         0.0, "MOPO-style: a step's reward minus this x the ensemble members' std of the slate's "
         "click probability (training only; recloop.sim.uncertainty; 0: off)"
@@ -112,6 +117,8 @@ class SimConfig:
             raise ConfigError(f"leave_shape must be flat or real, not {self.leave_shape!r}")
         if self.session_gap_s < 1:
             raise ConfigError(f"session_gap_s must be >= 1, not {self.session_gap_s}")
+        if not 0.0 <= self.anchor < 1.0:
+            raise ConfigError(f"anchor must be in [0, 1), not {self.anchor}")
         if not 0.0 <= self.leave_recent < 1.0:
             raise ConfigError(f"leave_recent must be in [0, 1), not {self.leave_recent}")
 
@@ -160,7 +167,10 @@ class UserBatch:
         self.users = np.full(size, -1, dtype=np.int64)
         self.logits = np.zeros((size, n_items), dtype=np.float32)
         # a mixed world's history members' logits, which clicks move by rows (None: not mixed)
-        self.static = np.zeros((size, n_items) if world.mixed else (size, 0), dtype=np.float32)
+        # what a sequential world adds to its (1 - anchor) x window logits after a click: the
+        # history members' logits (moved by rows) and anchor x the session-start window logits
+        self.keep = world.mixed or (world.sequential and config.anchor > 0)
+        self.static = np.zeros((size, n_items * self.keep), dtype=np.float32)
         self.members = member_worlds(world, config)  # tracked for the uncertainty penalty
         self.member_logits = np.zeros((size, len(self.members), n_items * bool(self.members)),
                                       dtype=np.float32)  # fmt: skip
@@ -190,8 +200,10 @@ class UserBatch:
             )
         self.users[slots] = users
         self.logits[slots] = self.world.logits(users, history=history)
-        if self.world.mixed:
-            self.static[slots] = self.world.static_logits(users, history=history)
+        if self.keep:
+            static = self.world.static_logits(users, history=history)  # zeros if not mixed
+            rho = np.float32(self.config.anchor)
+            self.static[slots] = static + rho * (self.logits[slots] - static)
         for j, member in enumerate(self.members):
             self.member_logits[slots, j] = member.logits(users, history=history)
         self.seen[slots] = False
@@ -329,7 +341,7 @@ class UserBatch:
             delta = world.logit_delta(items)  # the history members' rows
             if delta is not None:
                 if world.mixed:
-                    self.static[slots] += delta
+                    self.static[slots] += delta  # long-run taste: not anchored
                 else:
                     self.logits[slots] += delta
         self.seen[slots, items] = True
@@ -337,7 +349,8 @@ class UserBatch:
         self.history[slots, -1] = items + 1
         if world.sequential:  # the next-item models read the new window
             self.logits[slots] = world.window_logits(self.history[slots])
-            if world.mixed:
+            if self.keep:
+                self.logits[slots] *= np.float32(1 - self.config.anchor)
                 self.logits[slots] += self.static[slots]
         for j, member in enumerate(self.members):  # each member follows the click as the world
             follow_click(member, self.member_logits, j, slots, self.history[slots], items)
@@ -345,41 +358,6 @@ class UserBatch:
             lam = np.float32(self.config.taste_decay)
             self.taste[slots] = lam * self.taste[slots] + (1 - lam) * self.genres[items]
         self.n_seen[slots] += 1
-
-
-def _logit_terms(util: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``e^{u − m}``, ``e^{−m}`` and their total with ``m = max(0, max u)`` per row."""
-    top = np.maximum(util.max(1), 0.0)
-    e = np.exp(util - top[:, None])
-    e0 = np.exp(-top)
-    return e, e0, e0 + e.sum(1)
-
-
-def choice_probabilities(util: np.ndarray) -> np.ndarray:
-    """(n, K + 1) the users' choice over a slate: ``P(item j)`` for each of the ``K`` slate
-    utilities (``-inf``: not clickable) and, last, ``P(no click)``, a multinomial logit with
-    a no-click option of utility 0, as :meth:`UserBatch.step` draws it. Rows sum to 1."""
-    e, e0, total = _logit_terms(np.asarray(util, dtype=np.float64))
-    return np.c_[e / total[:, None], e0 / total]
-
-
-def top_unseen(scores: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
-    """(B, k) the ``k`` best-scored items of each row that are not ``seen``, best first.
-
-    A row with fewer than ``k`` unseen items is filled up with seen ones (shown, never
-    clicked): the simulator always takes a full slate. NaN scores rank last.
-    """
-    s = np.where(seen, -np.inf, np.asarray(scores, dtype=np.float64))
-    s = np.where(np.isnan(s), -np.inf, s)
-    return top_k(s, k)[0]  # ties to the lower index, the same on every CPU
-
-
-def first_occurrence(slates: np.ndarray) -> np.ndarray:
-    """(n, K) True where an item appears for the first time in its row."""
-    k = slates.shape[1]
-    same = slates[:, :, None] == slates[:, None, :]  # (n, K, K)
-    earlier = np.tril(np.ones((k, k), dtype=bool), -1)  # [j, j'] = j' < j
-    return ~(same & earlier).any(2)
 
 
 class Users(Protocol):
