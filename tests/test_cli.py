@@ -223,9 +223,10 @@ def test_sim_fidelity_prints_the_panel(tmp_path) -> None:
                "--quiet")  # fmt: skip
     assert "vs replay" in proc.stdout and "default world" in proc.stdout
     rows_out = pd.read_csv(out / "sim_fidelity.csv")
-    assert set(rows_out["method"]) == {"ease", "bpr"}
+    # each world, and its choice model on the replay's states (the open loop)
+    assert set(rows_out["method"]) == {"ease", "bpr", "ease#open", "bpr#open"}
     tau = rows_out.query("metric == 'kendall_tau' and variant == 'replay'")["value"]
-    assert len(tau) == 2 and tau.between(-1, 1).all()
+    assert len(tau) == 4 and tau.between(-1, 1).all()
     assert (rows_out["metric"] == "default_world").sum() == 1
     panel = pd.read_csv(out / "sim_fidelity_panel.csv")
     replay = panel.query("variant == 'replay'").set_index("method")["value"]
