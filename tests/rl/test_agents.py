@@ -366,7 +366,7 @@ def test_the_same_agent_code_runs_on_replayed_logs() -> None:
     assert log.sessions >= 2 and agent.bandit.steps == 6
 
 
-def test_replay_arena_trains_on_the_past_and_replays_the_later_sessions() -> None:
+def test_replay_arena_trains_on_the_past_and_replays_the_later_sessions(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Hand case. Before the cut (t < 100000): u0 a b, u1 a c, u2 a b d, u3 c, so the past
     counts are a 3, b 2, c 2, d 1. After it: u0 c (5.0) then d (2.0), u1 b (4.0).
     Popularity (slates of 2, unseen items first): u0 sees [c d] (c liked: 1.0), then d and a
@@ -384,6 +384,15 @@ def test_replay_arena_trains_on_the_past_and_replays_the_later_sessions() -> Non
     got = tidy.set_index("metric")["value"]
     assert got["return"] == pytest.approx(1.1) and got["session_length"] == pytest.approx(1.5)
     assert (tidy["split"] == "replay").all()
+    # kept cells are reused under the same options only
+    work = tmp_path / "cells"
+    run_replay(ds, cfg, cut_frac=0.25, work=work)
+    (cell,) = work.glob("*popularity*.json")
+    made = cell.stat().st_mtime_ns
+    run_replay(ds, cfg, cut_frac=0.25, work=work)
+    assert cell.stat().st_mtime_ns == made  # reused
+    run_replay(ds, replace(cfg, steps=7), cut_frac=0.25, work=work)
+    assert '\\"steps\\": 7' in cell.read_text()  # other options: computed again
     with pytest.raises(ConfigError, match="cut_frac"):
         run_replay(ds, cfg, cut_frac=1.0)
     # the only rating after the cut is a new user's: nothing to replay

@@ -244,6 +244,9 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
     rows: list[dict[str, Any]] = []
     sessions: list[pd.DataFrame] = []
     agents = [a for a in config.agents if a != "ppo_sb3" or stage.world is not None]
+    # what a kept cell was computed under: a rerun with other options recomputes it
+    made = {k: v for k, v in asdict(config).items() if k not in ("agents", "seeds", "guardrail")}
+    key = json.dumps(json_ready({**made, "stage": stage.label}), sort_keys=True, default=str)
     for seed in config.seeds:
         model = None
         for name in agents:
@@ -256,14 +259,15 @@ def _run_grid(stage: _Stage, data: str, dataset: Dataset, config: ArenaConfig,
                     path is not None
                     and path.exists()
                     and (save is None or (save / "config.json").exists())
-                ):  # a cell whose run is asked for but missing trains again
+                    and json.loads(path.read_text()).get("config", key) == key
+                ):  # a cell whose run is asked for but missing, or made otherwise, runs again
                     result = json.loads(path.read_text())
                 else:
                     if model is None and name not in ("random", "popularity", "ppo_sb3"):
                         model = fit_greedy(config.greedy, seed, stage.split, cache=cache,
                                            progress=progress)  # fmt: skip
                     result = _cell(stage, name, guard, seed, dataset, model, config, progress,
-                                   save)  # fmt: skip
+                                   save) | {"config": key}  # fmt: skip
                     if path is not None:
                         path.parent.mkdir(parents=True, exist_ok=True)
                         tmp = path.with_name(f".{path.name}.tmp")
