@@ -2,8 +2,10 @@
 
 A multinomial logit over the slate's utilities with a no-click option of utility 0
 (:func:`choice_probabilities`); the ``K`` best unseen items (:func:`top_unseen`); which slate
-positions hold an item for the first time (:func:`first_occurrence`). Re-exported by
-:mod:`recloop.sim.core`.
+positions hold an item for the first time (:func:`first_occurrence`); the genres a user's
+recent clicks cover (:func:`window_taste`, :func:`genre_repetition`), which the simulator's
+boredom and leave push read and which the world's calibration and the leave model fit.
+Re-exported by :mod:`recloop.sim.core`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import numpy as np
 
 from recloop.data.ranking import top_k
 
-__all__ = ["choice_probabilities", "first_occurrence", "top_unseen"]
+__all__ = [
+    "choice_probabilities",
+    "first_occurrence",
+    "genre_repetition",
+    "top_unseen",
+    "window_taste",
+]
 
 
 def _logit_terms(util: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,3 +56,26 @@ def first_occurrence(slates: np.ndarray) -> np.ndarray:
     same = slates[:, :, None] == slates[:, None, :]  # (n, K, K)
     earlier = np.tril(np.ones((k, k), dtype=bool), -1)  # [j, j'] = j' < j
     return ~(same & earlier).any(2)
+
+
+def genre_share(genres: np.ndarray) -> np.ndarray:
+    """(I, G) each item's genres as shares of one (rows sum to 1, or 0 without genres)."""
+    g = np.asarray(genres, dtype=np.float32)
+    return g / np.maximum(g.sum(1), 1.0)[:, None]
+
+
+def window_taste(genres: np.ndarray, windows: np.ndarray, decay: float) -> np.ndarray:
+    """(n, G) the recent-genre taste of (n, L) history windows (item + 1, 0 = padding, oldest
+    first): ``Σ_t (1 − λ) λ^(L−1−t) genres(item_t)``, the newest click weighing most. This is
+    the simulator's taste at a session's start; each click then moves it by
+    ``g ← λ g + (1 − λ) genres(i)``, so it stays this sum over the window."""
+    g = np.asarray(genres, dtype=np.float32)
+    w = ((1.0 - decay) * decay ** np.arange(windows.shape[1])[::-1]).astype(np.float32)
+    padded = np.vstack([np.zeros((1, g.shape[1]), dtype=np.float32), g])
+    return np.einsum("l,nlg->ng", w, padded[np.asarray(windows, dtype=np.int64)])
+
+
+def genre_repetition(share: np.ndarray, taste: np.ndarray) -> np.ndarray:
+    """(n, I) ``rep``: how much of each item's genres (``share``, :func:`genre_share`) the
+    (n, G) recent ``taste`` covers, in [0, 1]."""
+    return np.asarray(taste, dtype=np.float32) @ np.asarray(share, dtype=np.float32).T

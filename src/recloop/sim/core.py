@@ -14,7 +14,9 @@ A step, for every active slot, given a slate of ``K`` item indices:
    ``boredom · rep_i``, where ``rep_i ∈ [0, 1]`` is how much of item ``i``'s genres the user's
    recent clicks already covered. The user picks at most one item by a multinomial logit with
    a no-click option of utility 0: ``P(i) = e^{u_i} / (1 + Σ_j e^{u_j})``. A one-item slate is
-   therefore clicked with exactly the calibrated probability ``σ(u_i)``.
+   therefore clicked with exactly the calibrated probability ``σ(u_i)``. ``boredom = None``
+   takes the world's genre-repetition weight fitted on held-out next items, negated
+   (:meth:`World.boredom`; on MovieLens users *return* to the genres they just rated).
 3. **Reward.** A clicked item is liked with the world's like probability: reward ``like``
    (1.0) if liked, ``other`` (0.2) if not, 0 for no click (the offline-RL convention).
 4. **State.** A click joins the history (the world's logits follow it), moves the genre
@@ -26,7 +28,9 @@ A step, for every active slot, given a slate of ``K`` item indices:
    step ``t`` (``"real"``: :func:`~recloop.sim.sessions.real_hazard_logit`, so that simulated lengths follow the
    real distribution's shape, many one-step sessions and many long ones, not just its mean), and
    ``rep_slate`` is the mean ``rep`` of the slate's distinct items: unsatisfying steps and
-   slates of the same genres again and again drive users away. ``truncated`` at
+   slates of the same genres again and again drive users away (``leave_per_repeat = None``:
+   the push fitted on how real sessions end, :func:`~recloop.sim.sessions.fit_leave_per_repeat`).
+   ``truncated`` at
    ``session_cap`` steps. By default ``leave_bias`` is fitted (:func:`fit_leave_bias`) so
    that users shown the world's own favourite unseen items stay, on average, as many steps
    as real sessions last (ratings split at gaps over ``session_gap_s``, capped at
@@ -57,7 +61,7 @@ from recloop.eval.beyond import intra_list_diversity
 from recloop.progress import progress_bar
 from recloop.sim.choice import _logit_terms, first_occurrence, top_unseen
 from recloop.sim.choice import choice_probabilities as choice_probabilities  # re-exported
-from recloop.sim.sessions import real_hazard_logit, real_lengths
+from recloop.sim.sessions import fit_leave_per_repeat, real_hazard_logit, real_lengths
 from recloop.sim.uncertainty import click_disagreement, follow_click, member_worlds, slate_utilities
 from recloop.sim.world import World
 
@@ -69,7 +73,10 @@ class SimConfig:
     slate_size: int = option(10, "items per recommendation (K)")
     history_len: int = option(50, "items of recent history in an observation")
     session_cap: int = option(50, "steps before a session is truncated")
-    boredom: float = option(1.0, "utility lost by an item whose genres the user just saw")
+    boredom: float | None = option(
+        1.0, "utility lost by an item whose genres the user just saw (None: fitted, the "
+        "world's genre-repetition weight negated; WorldConfig genre)"
+    )  # fmt: skip
     taste_decay: float = option(0.8, "λ of the recent-genre taste (0: only the last click)")
     leave_bias: float | None = option(
         None, "leave logit of a satisfied user shown new genres (None: fitted to real sessions)"
@@ -88,7 +95,10 @@ class SimConfig:
         "sign-up burst: on ML-1M mean 40 ratings against 12); simulated users start from a history"
     )  # fmt: skip
     leave_per_bad: float = option(0.5, "leave logit added per consecutive step without a like")
-    leave_per_repeat: float = option(2.0, "leave logit added by a slate of fully repeated genres")
+    leave_per_repeat: float | None = option(
+        2.0, "leave logit added by a slate of fully repeated genres (None: fitted on the real "
+        "sessions, recloop.sim.sessions.fit_leave_per_repeat)"
+    )  # fmt: skip
     like: float = option(1.0, "reward of a liked click")
     other: float = option(0.2, "reward of a click that is not liked")
     anchor: float = option(
@@ -148,6 +158,12 @@ class UserBatch:
         self.world, self.config, self.size = world, config, size
         self.leave_bias = (
             fit_leave_bias(world, config) if config.leave_bias is None else config.leave_bias
+        )
+        self.boredom = np.float32(world.boredom(config.boredom))
+        self.leave_per_repeat = (
+            fit_leave_per_repeat(world, config)
+            if config.leave_per_repeat is None
+            else config.leave_per_repeat
         )
         self.n_items = n_items = world.n_items
         self.hazard_logit = (
@@ -252,7 +268,7 @@ class UserBatch:
         if not self.genres.shape[1]:
             return self.logits.copy()
         rep = self.taste @ self._genre_share.T  # the same rep as :meth:`repetition`, all items
-        return self.logits - np.float32(self.config.boredom) * rep.astype(np.float32)
+        return self.logits - self.boredom * rep.astype(np.float32)
 
     def top_unseen(self, scores: np.ndarray) -> np.ndarray:
         """(B, K) the ``K`` best-scored items each slot has not seen, best first."""
@@ -298,7 +314,7 @@ class UserBatch:
         sl = slates[act]  # (n, K)
         first = first_occurrence(sl)  # (n, K) bool
         rep = self.repetition(act, sl)  # (n, K)
-        util = self.logits[act[:, None], sl] - np.float32(cfg.boredom) * rep
+        util = self.logits[act[:, None], sl] - self.boredom * rep
         clickable = first & ~self.seen[act[:, None], sl]
         util = np.where(clickable, util, -np.inf)
         # Multinomial logit with a no-click option of utility 0 (stable: shift by max(0, u)).
@@ -316,7 +332,7 @@ class UserBatch:
         out.liked[slots] = liked
         out.reward[slots] = np.where(liked, cfg.like, cfg.other)
         if self.members:  # the members' disagreement on this slate, under the same boredom
-            u = slate_utilities(self.member_logits[act], sl, cfg.boredom * rep, clickable)
+            u = slate_utilities(self.member_logits[act], sl, self.boredom * rep, clickable)
             out.reward[act] -= np.float32(cfg.uncertainty_penalty) * click_disagreement(u)
         # Leaving depends on the state before this step's click updates it.
         rep_slate = (rep * first).sum(1) / first.sum(1)
@@ -324,7 +340,7 @@ class UserBatch:
         bad[rows[liked]] = False
         streak = np.where(bad, self.streak[act] + 1, 0)
         z = (self.leave_bias + self.hazard_logit[np.minimum(self.steps[act] + 1, cfg.session_cap)]
-             + cfg.leave_per_bad * streak + cfg.leave_per_repeat * rep_slate)  # fmt: skip
+             + cfg.leave_per_bad * streak + self.leave_per_repeat * rep_slate)  # fmt: skip
         out.terminated[act] = draws[2, act] < 1.0 / (1.0 + np.exp(-z))
         self.streak[act] = streak
         self._click(slots, items)

@@ -37,6 +37,13 @@ def real_lengths(world: World, config: SimConfig) -> np.ndarray:
     all of the world's logs, or with ``leave_recent`` the sessions in their most recent share
     (split at that time), and with ``leave_returning`` only the sessions that are not a
     user's first."""
+    _, lengths = _fitted_sessions(world, config)
+    return np.minimum(lengths, config.session_cap)
+
+
+def _fitted_sessions(world: World, config: SimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Start positions (in the chronological logs) and uncapped lengths of the real sessions
+    the leave model is fitted to (see :func:`real_lengths`)."""
     seq = world.dataset.sequences
     cut = None
     if config.leave_recent > 0.0:
@@ -52,7 +59,57 @@ def real_lengths(world: World, config: SimConfig) -> np.ndarray:
         raise DataError("no real session is left to fit the leave model to (leave_recent "
                         f"{config.leave_recent}, leave_returning {config.leave_returning}); "
                         "lower leave_recent or set leave_returning false")  # fmt: skip
-    return np.minimum(lengths[keep], config.session_cap)
+    return starts[keep], lengths[keep]
+
+
+def fit_leave_per_repeat(world: World, config: SimConfig) -> float:
+    """The leave push of genre repetition, fitted on the real sessions (``SimConfig(
+    leave_per_repeat=None)``): a logistic regression of "the session ends after this rating"
+    on the step (one weight per step up to ``session_cap``, the hazard's shape) and the rated
+    item's genre repetition against the user's earlier ratings (the simulator's ``rep``: the
+    last ``history_len`` items, taste decay ``taste_decay``), over the sessions the leave
+    model is fitted to. Its weight on the repetition is the push. The logs show what a user
+    rated, not what was shown, so the push is fitted on the chosen item's repetition and the
+    simulator applies it to the slate's mean, as it applies a hand-set one. 0 without genres.
+    Cached on the world per configuration."""
+    from recloop.sim.choice import genre_share, window_taste
+    from recloop.sim.world import _platt
+
+    key = ("leave_per_repeat", config.session_gap_s, config.session_cap, config.leave_recent,
+           config.leave_returning, config.history_len, config.taste_decay)  # fmt: skip
+    if key in world.cache:
+        return float(world.cache[key])
+    genres = world.dataset.genre_matrix()[0]
+    if not genres.shape[1]:
+        return 0.0
+    seq = world.dataset.sequences
+    starts, lengths = _fitted_sessions(world, config)
+    steps = np.minimum(lengths, config.session_cap)  # the simulator stops at the cap
+    pos = np.repeat(starts, steps) + _ranges(steps)  # every step's position in the logs
+    step = _ranges(steps)  # 0-based step within its session
+    ended = step == np.repeat(lengths - 1, steps)  # a capped session never ends in the fit
+    user_of = np.repeat(np.arange(len(seq.indptr) - 1), np.diff(seq.indptr))
+    first = seq.indptr[user_of[pos]]
+    lag = np.arange(config.history_len, 0, -1)  # window oldest first, ending just before pos
+    idx = pos[:, None] - lag[None, :]
+    windows = np.where(idx >= first[:, None], seq.items[np.maximum(idx, 0)] + 1, 0)
+    share = genre_share(genres)
+    rep = np.empty(len(pos))
+    for c in range(0, len(pos), 20_000):
+        taste = window_taste(genres, windows[c : c + 20_000], config.taste_decay)
+        rep[c : c + 20_000] = (taste * share[seq.items[pos[c : c + 20_000]]]).sum(1)
+    x = np.zeros((len(pos), config.session_cap + 1))
+    x[np.arange(len(pos)), step] = 1.0
+    x[:, -1] = rep
+    weights, _ = _platt(x, ended.astype(np.float64))
+    world.cache[key] = float(weights[-1])
+    return float(world.cache[key])
+
+
+def _ranges(n: np.ndarray) -> np.ndarray:
+    """``[0, 1, …, n_0 − 1, 0, 1, …, n_1 − 1, …]``."""
+    n = np.asarray(n, dtype=np.int64)
+    return np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
 
 
 def real_hazard_logit(world: World, config: SimConfig) -> np.ndarray:

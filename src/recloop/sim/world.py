@@ -20,6 +20,13 @@ Calibration needs negatives, and MovieLens has no impressions: each held-out pos
 paired with ``negatives`` items drawn uniformly from those the user never rated. That ratio
 sets the overall click level (a single random item is clicked with roughly the fitted base
 rate) and is a modelling choice, reported with the fidelity figures.
+
+With ``genre = true`` the calibration also fits a weight on each item's genre repetition (how
+much of its genres the user's recent clicks cover, :func:`~recloop.sim.choice.window_taste`),
+beside the members' scores: the data's answer to whether users tire of the genres they just
+saw (a negative weight) or return to them (positive). The simulator's boredom is then that
+weight negated (``SimConfig(boredom=None)``, :meth:`World.boredom`) instead of a hand-set
+constant. The like model lives in :mod:`recloop.sim.rating`.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import expit, log_expit, ndtr
+from scipy.special import expit, log_expit
 
 from recloop.config import option
 from recloop.data.dataset import Dataset
@@ -40,6 +47,8 @@ from recloop.data.split import Split, leave_one_out
 from recloop.errors import ConfigError, DataError
 from recloop.models.base import Recommender
 from recloop.models.registry import build_model
+from recloop.sim.choice import genre_repetition, genre_share, window_taste
+from recloop.sim.rating import RatingModel
 
 #: Response models a world can combine, and the options each is fitted with.
 RESPONSE_MODELS: dict[str, dict[str, Any]] = {
@@ -68,6 +77,11 @@ RESPONSE_MODELS: dict[str, dict[str, Any]] = {
 #: fitted with early stopping on the world's validation targets and seeded apart from the
 #: agents' models (``seed + SEQUENTIAL_SEED_OFFSET``), so a world is never the model under test.
 SEQUENTIAL = ("sasrec", "gru4rec")
+
+#: The genre taste the calibration's repetition term reads: the simulator's defaults
+#: (``SimConfig.history_len`` items of history, ``taste_decay``), a test keeps them equal.
+TASTE_WINDOW = 50
+TASTE_DECAY = 0.8
 
 #: Fits one response model: ``(model, data, valid split or None) → the fitted model``.
 Fitter = Callable[[Recommender, Dataset, "Split | None"], Recommender]
@@ -98,6 +112,11 @@ class WorldConfig:
     epochs: int = option(
         0, "most training epochs of a sequential response model (0: its own default, 200)"
     )
+    genre: bool = option(
+        False, "fit a genre-repetition term beside the members in the click calibration (how "
+        "much more, or less, a user picks an item whose genres the recent clicks covered); "
+        "the simulator's boredom is then fitted: SimConfig(boredom=None) uses it, negated"
+    )  # fmt: skip
 
     names: ClassVar[tuple[str, ...]] = tuple(RESPONSE_MODELS)
 
@@ -121,73 +140,6 @@ class WorldConfig:
 
 
 @dataclass
-class RatingModel:
-    """Expected ratings ``μ + b_u + b_i + p_u · q_i`` and a Gaussian residual ``σ``.
-
-    Biased matrix factorisation fitted by alternating ridge regressions (each user's
-    ``(p_u, b_u)`` given the items, then each item's ``(q_i, b_i)`` given the users), with
-    ``factors = 0`` the classic baseline predictor of user and item biases.
-    """
-
-    mean: float
-    user_bias: np.ndarray  # (U,) float64
-    item_bias: np.ndarray  # (I,) float64
-    sigma: float
-    user_factors: np.ndarray | None = None  # (U, d)
-    item_factors: np.ndarray | None = None  # (I, d)
-
-    @classmethod
-    def fit(cls, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
-            n_items: int, l2: float, factors: int = 0, sweeps: int = 10,
-            seed: int = 0) -> RatingModel:  # fmt: skip
-        """Fit by ``sweeps`` alternating ridge sweeps (penalty ``l2`` on factors and biases)."""
-        mu = float(ratings.mean())
-        rng = np.random.default_rng(seed)
-        p = rng.normal(0.0, 0.1, (n_users, factors))
-        q = rng.normal(0.0, 0.1, (n_items, factors))
-        bu, bi = np.zeros(n_users), np.zeros(n_items)
-        by_user, by_item = _groups(users, n_users), _groups(items, n_items)
-        for _ in range(sweeps):
-            _ridge_sweep(by_user, items, ratings - mu, q, bi, p, bu, l2)
-            _ridge_sweep(by_item, users, ratings - mu, p, bu, q, bi, l2)
-        model = cls(mu, bu, bi, 0.0, p if factors else None, q if factors else None)
-        model.sigma = float(np.sqrt(np.mean((ratings - model.expected(users, items)) ** 2)))
-        return model
-
-    def expected(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        r = self.mean + self.user_bias[users] + self.item_bias[items]
-        if self.user_factors is not None and self.item_factors is not None:
-            r = r + np.einsum("nd,nd->n", self.user_factors[users], self.item_factors[items])
-        return np.asarray(r)
-
-    def like_prob(self, users: np.ndarray, items: np.ndarray, threshold: float) -> np.ndarray:
-        """P(integer rating ≥ threshold) under ``N(r̂, σ²)`` noise and rounding."""
-        z = (self.expected(users, items) - (threshold - 0.5)) / max(self.sigma, 1e-6)
-        return np.asarray(ndtr(z))
-
-
-def _groups(keys: np.ndarray, n: int) -> list[np.ndarray]:
-    order = np.argsort(keys, kind="stable")
-    return np.split(order, np.cumsum(np.bincount(keys, minlength=n))[:-1])
-
-
-def _ridge_sweep(groups: list[np.ndarray], other: np.ndarray, target: np.ndarray,
-                 other_f: np.ndarray, other_b: np.ndarray, own_f: np.ndarray,
-                 own_b: np.ndarray, l2: float) -> None:  # fmt: skip
-    """Solve each row's ``(factors, bias)`` by ridge regression given the other side."""
-    d = own_f.shape[1]
-    reg = l2 * np.eye(d + 1)
-    for k, rows in enumerate(groups):
-        if not len(rows):
-            continue
-        j = other[rows]
-        x = np.c_[other_f[j], np.ones(len(rows))]  # (n, d + 1)
-        y = target[rows] - other_b[j]
-        w = np.linalg.solve(x.T @ x + reg, x.T @ y)
-        own_f[k], own_b[k] = w[:d], w[d]
-
-
-@dataclass
 class World:
     """A fitted response model (see the module docstring). Build it with :meth:`fit`."""
 
@@ -203,6 +155,10 @@ class World:
     # each member's own Platt calibration, fitted beside the ensemble's (:meth:`member`)
     member_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,)
     member_intercept: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,)
+    # the fitted genre-repetition weight (WorldConfig genre; None: not fitted) and each
+    # member's own, fitted beside its calibration
+    genre_coef: float | None = None
+    member_genre: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -269,6 +225,10 @@ class World:
                 out += [int(c) for c in cand if int(c) not in taken]
             neg[r] = out[:n_neg]
         feats = np.stack([_feature(m, users, known) for m in self.models], -1)  # (B, I, k)
+        k = feats.shape[-1]
+        genre = self.config.genre and self.dataset.genre_matrix()[0].shape[1] > 0
+        if genre:  # the genre repetition of every item for each user, as a last feature
+            feats = np.concatenate([feats, self._repetition(users, known)[..., None]], -1)
         rows = np.arange(len(users))[:, None]
         x = np.concatenate([feats[rows, pos[:, None]], feats[rows, neg]], 1)  # (B, 1+n, k)
         y = np.zeros(x.shape[:2])
@@ -282,15 +242,20 @@ class World:
             fx, fy = feats[calib][choice[calib]], onehot[calib][choice[calib]]
         else:
             fx, fy = x[calib].reshape(-1, x.shape[-1]), y[calib].ravel()
-        self.coef, self.intercept = _platt(fx, fy)
-        alone = [_platt(fx[:, j : j + 1], fy) for j in range(fx.shape[1])]
+        weights, self.intercept = _platt(fx, fy)
+        self.coef = weights[:k]
+        extra = [k] if genre else []  # a member alone is calibrated with the genre term too
+        alone = [_platt(fx[:, [j, *extra]], fy) for j in range(k)]
         self.member_coef = np.array([float(a[0]) for a, _ in alone])
         self.member_intercept = np.array([b for _, b in alone])
+        if self.config.genre:  # no genres in the data: nothing to repeat, a weight of 0
+            self.genre_coef = float(weights[k]) if genre else 0.0
+            self.member_genre = np.array([float(a[-1]) if genre else 0.0 for a, _ in alone])
         # Fidelity figures on the other half of the held-out users.
         rep = ~calib
-        logit_all = feats[rep] @ self.coef + self.intercept  # (R, I)
+        logit_all = feats[rep] @ weights + self.intercept  # (R, I)
         logit_all[~choice[rep]] = -np.inf
-        p = expit(x[rep] @ self.coef + self.intercept)  # (R, 1+n)
+        p = expit(x[rep] @ weights + self.intercept)  # (R, 1+n)
         if full:  # calibration over the same kind of set as the fit: the whole choice set
             ece_p = expit(logit_all[choice[rep]])
             ece_y = onehot[rep][choice[rep]]
@@ -310,11 +275,36 @@ class World:
             "click_rate_random_item": float(expit(logit_all[np.isfinite(logit_all)]).mean()),
             "rating_rmse": float(np.sqrt(np.mean((ratings - r_hat) ** 2))),
             "rating_rmse_global_mean": float(np.sqrt(np.mean((ratings - self.rating.mean) ** 2))),
+            **({"genre_coef": self.genre_coef} if self.genre_coef is not None else {}),
             "like_rate_real": float((ratings >= self.config.like_threshold).mean()),
             "like_rate_model": float(
                 self.rating.like_prob(users, pos, self.config.like_threshold).mean()
             ),
         }
+
+    def _repetition(self, users: np.ndarray, known: History) -> np.ndarray:
+        """(B, I) every item's genre repetition for ``users`` after their ``known`` history:
+        the simulator's ``rep`` at a session's start (its default window and taste decay)."""
+        windows = np.zeros((len(users), TASTE_WINDOW), dtype=np.int64)
+        for r, u in enumerate(users):
+            recent = known.items[known.indptr[u] : known.indptr[u + 1]][-TASTE_WINDOW:]
+            windows[r, TASTE_WINDOW - len(recent) :] = recent + 1
+        genres = self.dataset.genre_matrix()[0]
+        return genre_repetition(genre_share(genres), window_taste(genres, windows, TASTE_DECAY))
+
+    def boredom(self, configured: float | None) -> float:
+        """The simulator's boredom: ``configured``, or with None the fitted genre term negated
+        (a positive genre weight, users returning to the genres they just clicked, is a
+        negative boredom)."""
+        if configured is not None:
+            return float(configured)
+        if self.genre_coef is None:
+            raise ConfigError(
+                "boredom = None takes the world's fitted genre-repetition weight, but this "
+                f"world ({self.describe()}) fitted none; fit it with WorldConfig genre = true "
+                "(the sequential named worlds do) or give boredom a number, e.g. 1.0"
+            )
+        return -self.genre_coef
 
     def member(self, j: int) -> World:
         """Member ``j`` of the ensemble as a world of its own: its fitted model under its own
@@ -329,7 +319,9 @@ class World:
                        coef=self.member_coef[j : j + 1].copy(),
                        intercept=float(self.member_intercept[j]), cache={},
                        member_coef=self.member_coef[j : j + 1].copy(),
-                       member_intercept=self.member_intercept[j : j + 1].copy())  # fmt: skip
+                       member_intercept=self.member_intercept[j : j + 1].copy(),
+                       genre_coef=None if self.genre_coef is None else float(self.member_genre[j]),
+                       member_genre=self.member_genre[j : j + 1].copy())  # fmt: skip
 
     # ------------------------------------------------------------------ responses
     @property
@@ -403,6 +395,8 @@ class World:
 
     def describe(self) -> str:
         names = " + ".join(self.config.models)
+        if self.genre_coef is not None:
+            names += f" + genre repetition ({self.genre_coef:+.2f})"
         return (f"clicks: {names}, Platt-calibrated on held-out last interactions; ratings: "
                 f"biased MF with {self.config.rating_factors} factors")  # fmt: skip
 

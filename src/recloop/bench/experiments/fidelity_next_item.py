@@ -15,6 +15,7 @@ from recloop.data import Dataset
 from recloop.data.history import History
 from recloop.data.ranking import rank_targets
 from recloop.rl.agents import Agent
+from recloop.sim.choice import genre_repetition, genre_share, window_taste
 from recloop.sim.core import SimConfig, choice_probabilities, first_occurrence
 from recloop.sim.replay import ReplayBatch
 from recloop.sim.world import World
@@ -96,16 +97,26 @@ def _world_scorer(world: World, dataset: Dataset, sim: SimConfig) -> Scorer:
 
     A sequential world whose members look back no further than the replay's window scores
     that window directly (:meth:`World.window_logits`, the simulator's own path); any other
-    rebuilds the users' histories (``episodes`` of distinct users) at each step."""
+    rebuilds the users' histories (``episodes`` of distinct users) at each step. A fitted genre
+    term (``sim.boredom`` None, :meth:`World.boredom`) is part of the choice model and is
+    added, from the genres of the window (a hand-set boredom is left to the closed loop)."""
     windowed = world.sequential and all(
         getattr(m.config, "max_len", sim.history_len + 1) <= sim.history_len for m in world.models
     )
+    genres = dataset.genre_matrix()[0]
+    boredom = world.boredom(None) if sim.boredom is None and genres.shape[1] else 0.0
+    share = genre_share(genres)
 
     def score(batch: ReplayBatch, act: np.ndarray) -> np.ndarray:
         if windowed:
-            return world.window_logits(batch.history[act])
-        users = batch.users[act]
-        return world.logits(users, history=_start_history(dataset, users, batch.pos[act]))
+            out = world.window_logits(batch.history[act])
+        else:
+            users = batch.users[act]
+            out = world.logits(users, history=_start_history(dataset, users, batch.pos[act]))
+        if boredom:
+            taste = window_taste(genres, batch.history[act], sim.taste_decay)
+            out = out - np.float32(boredom) * genre_repetition(share, taste)
+        return out
 
     return score
 
