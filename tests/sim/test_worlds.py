@@ -63,10 +63,23 @@ def test_each_dataset_has_the_default_world_its_panel_chose() -> None:
     import recloop.sim  # noqa: F401  (registers the ids)
 
     assert set(DEFAULT_WORLDS.values()) <= set(WORLDS)
+    assert default_world_of("ml-100k") == "gru4rec_x3_genre"
     assert default_world_of("ml-1m") == "sasrec_gru4rec"
     assert default_world_of("my-shop.csv") == DEFAULT_WORLD
+    # -v1 keeps the world it was registered with; -v2 follows the panel's default
     for env_id, world in (("recloop/MovieLens100K-v1", "gru4rec_x3"),
                           ("recloop/MovieLens1M-v1", "sasrec_gru4rec"),
-                          ("recloop/MovieLens1M-Query-v1", "sasrec_gru4rec")):  # fmt: skip
+                          ("recloop/MovieLens1M-Query-v1", "sasrec_gru4rec"),
+                          ("recloop/MovieLens100K-v2", "gru4rec_x3_genre"),
+                          ("recloop/MovieLens100K-Query-v2", "gru4rec_x3_genre"),
+                          ("recloop/MovieLens1M-v2", "sasrec_gru4rec")):  # fmt: skip
         assert gym.spec(env_id).kwargs["world_name"] == world
     assert "world_name" not in gym.spec("recloop/MovieLens1M-v0").kwargs
+
+
+def test_the_genre_worlds_fit_their_genre_dynamics() -> None:
+    world, sim = named_world("gru4rec_x3_genre")
+    assert world == {"models": ("gru4rec",) * 3, "negatives": 0, "genre": True}
+    assert sim == {**named_world("gru4rec_x3")[1], "boredom": None, "leave_per_repeat": None}
+    cfg = SimConfig(**sim)
+    assert cfg.boredom is None and cfg.leave_per_repeat is None

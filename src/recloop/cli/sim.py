@@ -52,9 +52,9 @@ def sim_fidelity(
             "--worlds",
             help="Panel: worlds to rank, comma-separated "
             "(ease, bpr, itemknn, sasrec, gru4rec, sasrec_gru4rec, gru4rec_x2, gru4rec_x3, "
-            "sasrec_bored).",
+            "gru4rec_x3_genre, sasrec_gru4rec_genre, sasrec_bored; recloop.sim.worlds).",
         ),
-    ] = "ease,bpr,sasrec,gru4rec,sasrec_gru4rec,gru4rec_x3",
+    ] = "ease,bpr,sasrec,gru4rec,sasrec_gru4rec,gru4rec_x3,gru4rec_x3_genre",
     members: Annotated[
         str, typer.Option("--members", help="Panel: its policies, comma-separated (default all).")
     ] = "",

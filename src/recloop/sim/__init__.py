@@ -9,9 +9,10 @@
   mode), so an agent trains and is evaluated on logs with the simulator's code.
 
 Importing this module registers ``recloop/MovieLens100K-v0`` and ``recloop/MovieLens1M-v0``
-(the EASE world), their ``-v1`` (the fidelity panel's default world,
-:func:`recloop.sim.worlds.default_world_of`), and the query variants of each,
-``recloop/MovieLens100K-Query-v0`` / ``-v1`` and ``recloop/MovieLens1M-Query-v0`` / ``-v1``;
+(the EASE world), their ``-v1`` (the sequential world each was registered with), their
+``-v2`` (the fidelity panel's default world now, :func:`recloop.sim.worlds.default_world_of`),
+and the query variants of each, ``recloop/MovieLens100K-Query-v0`` ... ``-v2`` and
+``recloop/MovieLens1M-Query-v0`` ... ``-v2``;
 ``gymnasium.make("recloop.sim:recloop/MovieLens100K-v0")`` imports it for you.
 """
 

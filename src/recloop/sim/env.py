@@ -32,15 +32,17 @@ from recloop.config import make_config
 from recloop.errors import ConfigError, UnknownIdError
 from recloop.sim.core import SimConfig, StepResult, UserBatch
 from recloop.sim.world import World, WorldConfig
-from recloop.sim.worlds import default_world_of
+from recloop.sim.worlds import env_world
 from recloop.sim.worlds import world_options as named_options
 
 ENV_IDS = {"recloop/MovieLens100K-v0": "ml-100k", "recloop/MovieLens1M-v0": "ml-1m",
-           "recloop/MovieLens100K-v1": "ml-100k", "recloop/MovieLens1M-v1": "ml-1m"}  # fmt: skip
+           "recloop/MovieLens100K-v1": "ml-100k", "recloop/MovieLens1M-v1": "ml-1m",
+           "recloop/MovieLens100K-v2": "ml-100k", "recloop/MovieLens1M-v2": "ml-1m"}  # fmt: skip
 
-#: Version 1 of an id runs in the fidelity panel's default world for its dataset
-#: (:func:`recloop.sim.worlds.default_world_of`, its models and user dynamics); version 0
-#: keeps the EASE world.
+#: Version 2 of an id runs in the fidelity panel's default world for its dataset
+#: (:func:`recloop.sim.worlds.default_world_of`, its models and user dynamics); version 1 in
+#: the world it was registered with (ML-100K: ``gru4rec_x3``, the genre dynamics set by hand);
+#: version 0 keeps the EASE world (:func:`recloop.sim.worlds.env_world`).
 
 
 def observation_space(world: World, config: SimConfig) -> spaces.Dict:
@@ -206,6 +208,6 @@ def register_envs() -> None:
     """Register the MovieLens environments with Gymnasium (idempotent)."""
     for env_id, data in ENV_IDS.items():
         if env_id not in gym.registry:
-            named = {"world_name": default_world_of(data)} if env_id.endswith("-v1") else {}
+            named = env_world(data, env_id)
             gym.register(env_id, entry_point="recloop.sim.env:make_env",
                          kwargs={"data": data, **named})  # fmt: skip

@@ -36,14 +36,16 @@ from recloop.config import make_config
 from recloop.errors import ConfigError, UnknownIdError
 from recloop.sim.core import SimConfig, UserBatch
 from recloop.sim.world import World, WorldConfig
-from recloop.sim.worlds import default_world_of
+from recloop.sim.worlds import env_world
 from recloop.sim.worlds import world_options as named_options
 
 QUERY_ENV_IDS = {
     "recloop/MovieLens100K-Query-v0": "ml-100k",
     "recloop/MovieLens1M-Query-v0": "ml-1m",
-    "recloop/MovieLens100K-Query-v1": "ml-100k",  # v1: the panel's default world
+    "recloop/MovieLens100K-Query-v1": "ml-100k",  # v1: the world it was registered with
     "recloop/MovieLens1M-Query-v1": "ml-1m",
+    "recloop/MovieLens100K-Query-v2": "ml-100k",  # v2: the panel's default world now
+    "recloop/MovieLens1M-Query-v2": "ml-1m",
 }
 
 
@@ -159,6 +161,6 @@ def register_query_envs() -> None:
     """Register the query environments with Gymnasium (idempotent)."""
     for env_id, data in QUERY_ENV_IDS.items():
         if env_id not in gym.registry:
-            named = {"world_name": default_world_of(data)} if env_id.endswith("-v1") else {}
+            named = env_world(data, env_id)
             gym.register(env_id, entry_point="recloop.sim.query_env:make_query_env",
                          kwargs={"data": data, **named})  # fmt: skip

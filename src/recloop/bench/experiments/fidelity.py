@@ -212,9 +212,9 @@ def run_fidelity(data: str | Dataset, config: FidelityConfig | None = None,
                                                   logs.episode_start[ev[in_fold[g]]]))
                       for g in _groups(ep_user[in_fold])]  # fmt: skip
             for r, _ in starts:
-                world_ndcg[r] = _world_next_item_ndcg(world, dataset, sim, cut, ev[r])
+                world_ndcg[r] = _world_next_item_ndcg(world, dataset, wsim, cut, ev[r])
                 opened = values.setdefault(f"{world_name}#open", np.zeros((len(ev), len(names))))
-                opened[r] = _world_open_loop(world, dataset, sim, cut, ev[r], agents, names,
+                opened[r] = _world_open_loop(world, dataset, wsim, cut, ev[r], agents, names,
                                              cfg.seed)  # fmt: skip
             order = np.concatenate([r for r, _ in starts])
             start = _start_batch(world, wsim, ep_user, starts, cfg.repeats)  # forked, not reset
