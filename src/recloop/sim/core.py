@@ -182,7 +182,6 @@ class UserBatch:
         g = self.genres.shape[1]
         self.users = np.full(size, -1, dtype=np.int64)
         self.logits = np.zeros((size, n_items), dtype=np.float32)
-        # a mixed world's history members' logits, which clicks move by rows (None: not mixed)
         # what a sequential world adds to its (1 - anchor) x window logits after a click: the
         # history members' logits (moved by rows) and anchor x the session-start window logits
         self.keep = world.mixed or (world.sequential and config.anchor > 0)
