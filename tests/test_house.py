@@ -31,7 +31,7 @@ EXCEPTIONS = {
     ),
     "bench/experiments/fidelity_next_item.py": (1, "start histories gathered in user order"),
     # Not items by score.
-    "sim/world.py": (1, "groups rows by a key (a counting sort), ranks nothing"),
+    "sim/rating.py": (1, "groups rows by a key (a counting sort), ranks nothing"),
     "models/sequential.py": (1, "batches users of similar sequence length together"),
     "eval/stats.py": (1, "Holm's step-down order of p-values"),
     # Torch, in training: DQN's click target over Q-values, where ties have measure zero.

@@ -1,8 +1,9 @@
 """Named worlds: response models and the user dynamics that go with them.
 
 A world is a :class:`~recloop.sim.world.WorldConfig` (the response models) and the
-:class:`~recloop.sim.core.SimConfig` options that those models need (a sequential next-item
-model already knows what a user tires of, so its users are not also bored by genre). The
+:class:`~recloop.sim.core.SimConfig` options that those models need (the sequential worlds'
+users are not bored by genre by hand; the ``_genre`` worlds fit how much users return to, or
+tire of, the genres they just rated, and how repetition ends sessions, on the data). The
 fidelity panel (``recloop sim fidelity``) ranks these worlds by how they order policies
 against real data; the online comparison and the diagnostic run in any of them by name
 (``world_name``), and :func:`named_world` gives both halves.
@@ -54,7 +55,7 @@ CHOICE_SET: dict[str, Any] = {"negatives": 0}
 
 #: The worlds a panel can rank: name → the :class:`~recloop.sim.world.WorldConfig` options,
 #: and under ``"sim"`` the :class:`~recloop.sim.core.SimConfig` options the world overrides
-#: (a sequential world's next-item model already knows what a user tires of: no boredom; its
+#: (a sequential world: no hand-set boredom, or with ``genre`` a fitted one, GENRE_SIM; its
 #: sessions follow the real length distribution's shape: ``leave_shape = "real"``).
 WORLDS: dict[str, dict[str, Any]] = {
     "ease": {"models": ("ease",)},
