@@ -38,6 +38,20 @@ def test_ml1m_counts_and_integer_item_ids() -> None:
     assert ds.users.all_ids[0] == 1
 
 
+def test_ciao_counts_ratings_days_and_trust() -> None:
+    ds = load_dataset("ciao")
+    # 72,665 rows in the file; 124 repeat a (user, item, day) and are dropped, the first kept
+    assert (ds.n_users, ds.n_items, len(ds)) == (17_615, 16_121, 72_541)
+    assert ds.item_info is None and ds.users.is_integer
+    assert sorted(ds.interactions["rating"].unique().tolist()) == [1, 2, 3, 4, 5]
+    assert (ds.interactions["timestamp"] % 86_400).nunique() == 1  # days (all at 16:00 UTC)
+    # the trust file's first lines: user 4218 trusts 953, 3304, 3977, 2564, 11826, 1260, ...
+    trusts = ds.user_info.loc[ds.users.index([4218])[0], "trusts"]
+    assert {953, 3304, 3977, 2564, 11826, 1260} <= set(trusts)
+    assert sum(map(len, ds.user_info["trusts"])) == 29_524
+    assert ds.user_info.loc[ds.users.index([1])[0], "trusts"] == ()
+
+
 def test_wheel_is_cached_and_verified() -> None:
     path = fetch_wheel(BUILTIN["ml-100k"], "ml-100k")
     assert path.parent == cache_dir() / "wheels" and path.exists()

@@ -12,7 +12,7 @@ from recloop.cli.options import Columns, Quiet, console, load_data
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 
 DatasetName = Annotated[
-    str, typer.Argument(help="ml-100k, ml-1m, a MovieLens folder or a CSV/Parquet file.")
+    str, typer.Argument(help="ml-100k, ml-1m, ciao, a MovieLens folder or a CSV/Parquet file.")
 ]
 
 

@@ -28,7 +28,7 @@ Data = Annotated[
     typer.Option(
         "--data",
         "-d",
-        help="Built-in name (ml-100k, ml-1m), MovieLens folder, or CSV/Parquet file.",
+        help="Built-in name (ml-100k, ml-1m, ciao), MovieLens folder, or CSV/Parquet file.",
     ),
 ]
 Split = Annotated[
