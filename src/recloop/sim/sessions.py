@@ -91,13 +91,14 @@ def fit_leave_per_repeat(world: World, config: SimConfig) -> float:
     user_of = np.repeat(np.arange(len(seq.indptr) - 1), np.diff(seq.indptr))
     first = seq.indptr[user_of[pos]]
     lag = np.arange(config.history_len, 0, -1)  # window oldest first, ending just before pos
-    idx = pos[:, None] - lag[None, :]
-    windows = np.where(idx >= first[:, None], seq.items[np.maximum(idx, 0)] + 1, 0)
     share = genre_share(genres)
     rep = np.empty(len(pos))
-    for c in range(0, len(pos), 20_000):
-        taste = window_taste(genres, windows[c : c + 20_000], config.taste_decay)
-        rep[c : c + 20_000] = (taste * share[seq.items[pos[c : c + 20_000]]]).sum(1)
+    for c in range(0, len(pos), 20_000):  # (chunk, history_len) windows at a time
+        at = pos[c : c + 20_000]
+        idx = at[:, None] - lag[None, :]
+        windows = np.where(idx >= first[c : c + 20_000, None], seq.items[np.maximum(idx, 0)] + 1, 0)
+        taste = window_taste(genres, windows, config.taste_decay)
+        rep[c : c + 20_000] = (taste * share[seq.items[at]]).sum(1)
     x = np.zeros((len(pos), config.session_cap + 1))
     x[np.arange(len(pos)), step] = 1.0
     x[:, -1] = rep

@@ -302,7 +302,7 @@ class World:
             raise ConfigError(
                 "boredom = None takes the world's fitted genre-repetition weight, but this "
                 f"world ({self.describe()}) fitted none; fit it with WorldConfig genre = true "
-                "(the sequential named worlds do) or give boredom a number, e.g. 1.0"
+                "(the named worlds ending in _genre do) or give boredom a number, e.g. 1.0"
             )
         return -self.genre_coef
 
