@@ -635,3 +635,13 @@ def test_workers_stop_when_the_bench_is_killed(tiny_csv, tmp_path) -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_time_to_levels_by_hand() -> None:
+    from recloop.bench.experiments.offline import time_to
+
+    curve = [{"valid_ndcg@10": 0.10, "train_s": 10.0}, {"valid_ndcg@10": 0.171, "train_s": 21.0},
+             {"valid_ndcg@10": 0.165, "train_s": 30.0}, {"valid_ndcg@10": 0.18, "train_s": 42.5}]  # fmt: skip
+    assert time_to(curve) == {"time_to_0.17_s": 21.0, "time_to_0.18_s": 42.5}
+    assert time_to(curve[:3]) == {"time_to_0.17_s": 21.0}  # 0.18 never reached: no entry
+    assert time_to([{"valid_ndcg@10": float("nan"), "train_s": 1.0}]) == {}

@@ -99,3 +99,32 @@ def test_bf16_cross_entropy_is_close_to_float32() -> None:
     torch.testing.assert_close(got, ref, rtol=2e-2, atol=0)
     torch.testing.assert_close(got_h, ref_h, rtol=0.1, atol=2e-3)
     torch.testing.assert_close(got_w, ref_w, rtol=0.1, atol=2e-3)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_smoothing_matches_torch(weighted: bool, monkeypatch) -> None:
+    monkeypatch.setattr(losses, "_CHUNK", 32)
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(70, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(25, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 25, (70,), generator=g)
+    r = torch.rand(70, generator=g, dtype=torch.float64) if weighted else torch.ones(70)
+    ref = (F.cross_entropy(h @ w.T, t, reduction="none", label_smoothing=0.2) * r).mean()
+    ref_h, ref_w = torch.autograd.grad(ref, (h, w))
+    got = losses.softmax_cross_entropy(h, w, t, smoothing=0.2,
+                                       row_weights=r if weighted else None)  # fmt: skip
+    got_h, got_w = torch.autograd.grad(got, (h, w))
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_h, ref_h, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_w, ref_w, rtol=1e-10, atol=1e-12)
+
+
+def test_label_smoothing_by_hand() -> None:
+    # Logits (1, 0), target 0, ε = 0.5: the target distribution is (0.75, 0.25), so the
+    # loss is lse − (0.75·1 + 0.25·0) = log(1 + e) − 0.75.
+    h = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    loss = losses.softmax_cross_entropy(h, w, torch.tensor([0]), smoothing=0.5)
+    assert float(loss) == pytest.approx(1.3132616875182228 - 0.75, abs=1e-15)
+    with pytest.raises(ValueError, match="smoothing must be"):
+        losses.softmax_cross_entropy(h, w, torch.tensor([0]), smoothing=1.0)

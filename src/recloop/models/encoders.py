@@ -18,14 +18,17 @@ from torch import nn
 from recloop.models.items import ItemTable
 
 
-def window(indptr: np.ndarray, rows: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-aligned windows of each CSR row's last ``max_len`` entries.
+def window(
+    indptr: np.ndarray, rows: np.ndarray, max_len: int, ends: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Right-aligned windows of each CSR row's last ``max_len`` entries (before ``ends``,
+    positions in the CSR value arrays, where given; the row ends otherwise).
 
     Returns ``(source, real)``, both ``(B, L)``: ``source`` indexes the CSR value arrays
     where ``real`` is true (0 elsewhere). ``L`` is the longest clipped row (at least 1), so a
     batch of similar lengths carries little padding.
     """
-    end = indptr[rows + 1]
+    end = indptr[rows + 1] if ends is None else ends
     n = np.minimum(end - indptr[rows], max_len)  # (B,)
     width = max(int(n.max(initial=0)), 1)
     offset = np.arange(width)[None, :] - (width - n)[:, None]  # (B, L); >= 0 where real
@@ -34,10 +37,15 @@ def window(indptr: np.ndarray, rows: np.ndarray, max_len: int) -> tuple[np.ndarr
 
 
 def left_padded(
-    indptr: np.ndarray, items: np.ndarray, rows: np.ndarray, max_len: int
+    indptr: np.ndarray,
+    items: np.ndarray,
+    rows: np.ndarray,
+    max_len: int,
+    ends: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """(B, L) int64 tokens: each row's last ``max_len`` items + 1, padded with 0 on the left."""
-    source, real = window(indptr, rows, max_len)
+    """(B, L) int64 tokens: each row's last ``max_len`` items + 1 (before ``ends``, see
+    :func:`window`), padded with 0 on the left."""
+    source, real = window(indptr, rows, max_len, ends)
     picked = items[source] if len(items) else np.zeros(source.shape, dtype=np.int64)
     return torch.from_numpy(np.where(real, picked + 1, 0).astype(np.int64))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 #: Rows of logits per chunk: ``_CHUNK × I`` floats stay within a few MB.
 _CHUNK = 128
@@ -29,17 +30,20 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         targets: torch.Tensor,
         bf16: bool,
         row_weights: torch.Tensor | None,
+        smoothing: float,
     ) -> torch.Tensor:
         n = states.shape[0]
         acc = torch.promote_types(states.dtype, torch.float32)  # float64 stays float64
         lse = torch.empty(n, dtype=acc)
         picked = (states * weights[targets]).sum(-1).to(acc)  # (N,) target logits
+        if smoothing > 0:  # the target mixes one-hot (1 − ε) with uniform ε: the mean logit
+            picked = (1 - smoothing) * picked + smoothing * (states @ weights.mean(0)).to(acc)
         h, w = (states.bfloat16(), weights.bfloat16()) if bf16 else (states, weights)
         for s in range(0, n, _CHUNK):
             logits = h[s : s + _CHUNK] @ w.T  # (C, I)
             lse[s : s + _CHUNK] = torch.logsumexp(logits.to(acc), dim=1)
         ctx.save_for_backward(states, weights, targets, lse, row_weights)
-        ctx.bf16 = bf16
+        ctx.bf16, ctx.smoothing = bf16, smoothing
         if row_weights is None:
             return (lse - picked).mean()
         return ((lse - picked) * row_weights.to(acc)).mean()
@@ -47,9 +51,10 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def backward(
         ctx: Any, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, None, None, None, None]:
         states, weights, targets, lse, row_weights = ctx.saved_tensors
-        n = states.shape[0]
+        n, eps = states.shape[0], ctx.smoothing
+        uniform = eps / weights.shape[0]
         scale = grad / n
         g_states = torch.empty_like(states)
         g_weights = torch.zeros_like(weights)
@@ -61,18 +66,22 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             p = (h @ w.T).to(lse.dtype)
             if row_weights is None:
                 p.sub_(lse[s : s + _CHUNK, None] - torch.log(scale)).exp_()
-                p[torch.arange(len(h)), targets[s : s + _CHUNK]] -= scale.to(p.dtype)
+                p[torch.arange(len(h)), targets[s : s + _CHUNK]] -= (1 - eps) * scale.to(p.dtype)
+                if eps > 0:
+                    p.sub_(uniform * scale.to(p.dtype))
             else:
                 rs = (scale * row_weights[s : s + _CHUNK]).to(p.dtype)  # (C,)
                 p.sub_(lse[s : s + _CHUNK, None]).exp_().mul_(rs[:, None])
-                p[torch.arange(len(h)), targets[s : s + _CHUNK]] -= rs
+                p[torch.arange(len(h)), targets[s : s + _CHUNK]] -= (1 - eps) * rs
+                if eps > 0:
+                    p.sub_(uniform * rs[:, None])
             p = p.to(w.dtype)
             g_states[s : s + _CHUNK] = p @ w
             if ctx.bf16:
                 g_weights += (p.T @ h).float()
             else:
                 g_weights.addmm_(p.T, h)
-        return g_states, g_weights, None, None, None
+        return g_states, g_weights, None, None, None, None
 
 
 def softmax_cross_entropy(
@@ -81,6 +90,7 @@ def softmax_cross_entropy(
     targets: torch.Tensor,
     bf16: bool = False,
     row_weights: torch.Tensor | None = None,
+    smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Mean of ``-log softmax(states @ weights.T)[n, targets[n]]`` over rows.
 
@@ -95,6 +105,8 @@ def softmax_cross_entropy(
         row_weights: (N,) constant weights ``w_n``: the loss becomes the mean of
             ``w_n · CE_n`` (no gradient flows into the weights; the actor losses of SAC and
             SA2C weight each transition's cross-entropy by a detached Q-value or advantage).
+        smoothing: label smoothing ε: the target distribution is ``(1 − ε)`` on the target
+            plus ``ε / I`` on every item, as ``F.cross_entropy(..., label_smoothing=ε)``.
     """
     if states.shape[0] == 0:
         return (states.sum() + weights.sum()) * 0.0
@@ -104,4 +116,35 @@ def softmax_cross_entropy(
                 f"row_weights must be ({targets.shape[0]},), not {tuple(row_weights.shape)}"
             )
         row_weights = row_weights.detach()
-    return _ChunkedSoftmaxCE.apply(states, weights, targets, bf16, row_weights)
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), not {smoothing}")
+    return _ChunkedSoftmaxCE.apply(states, weights, targets, bf16, row_weights, smoothing)
+
+
+def gbce(
+    states: torch.Tensor,
+    weights: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    n_items: int,
+    t: float,
+) -> torch.Tensor:
+    """gSASRec's generalised binary cross-entropy (Petrov & Macdonald, RecSys 2023).
+
+    ``−log σ(s⁺)^β − Σ log(1 − σ(s⁻))`` per row, averaged over rows, with the ``S`` shared
+    negatives (a negative equal to the row's target is left out) and
+    ``β = α (t (1 − 1/α) + 1/α)``, ``α = S / (n_items − 1)``: ``t = 0`` is plain BCE
+    (β = 1), ``t = 1`` makes β = α, the weight that undoes the negative sampling's
+    overconfidence.
+
+    Args:
+        states: (N, d). weights: (I, d) item table. targets: (N,) item indices.
+        negatives: (S,) item indices. n_items: catalogue size. t: calibration in [0, 1].
+    """
+    alpha = len(negatives) / max(n_items - 1, 1)
+    beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha)
+    pos = (states * weights[targets]).sum(-1).float()  # (N,)
+    neg = (states @ weights[negatives].T).float()  # (N, S)
+    keep = negatives[None, :] != targets[:, None]
+    per_row = beta * F.softplus(-pos) + (F.softplus(neg) * keep).sum(-1)
+    return per_row.mean()

@@ -31,6 +31,7 @@ _REGISTRY: dict[str, str] = {
     "mlp": "recloop.models.mlp:MLPTower",
     "sasrec": "recloop.models.sequential:SASRec",
     "sasrec+rl": "recloop.rl.offline:SASRecRL",
+    "gsasrec": "recloop.models.sequential:GSASRec",
 }
 
 #: A plain model whose options set ``head`` (other than ``"none"``) is this RL recommender.

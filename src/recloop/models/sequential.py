@@ -46,11 +46,11 @@ from recloop.models.encoders import (  # noqa: F401 - re-exported: tests use the
     window,
 )
 from recloop.models.items import ItemConfig, TextFeatures
-from recloop.models.losses import softmax_cross_entropy
+from recloop.models.losses import gbce, softmax_cross_entropy
 from recloop.models.neural import TorchRecommender
 from recloop.models.training import resolve_bf16
 
-LOSSES = ("ce", "sampled")
+LOSSES = ("ce", "sampled", "gbce")
 SAMPLERS = ("uniform", "pop")
 
 
@@ -61,9 +61,28 @@ class SequentialConfig(ItemConfig):
     dim: int = option(64, "State and item-embedding dimension.")
     max_len: int = option(200, "Most recent items a state is computed from.")
     dropout: float = option(0.2, "Dropout rate.")
-    loss: str = option("ce", "ce: full softmax over all items; sampled: sampled softmax.")
-    negatives: int = option(256, "Sampled softmax: negatives drawn per batch (shared).")
-    sampler: str = option("uniform", "Sampled softmax proposal: uniform or pop (by count).")
+    loss: str = option(
+        "ce",
+        "ce: full softmax over all items; sampled: sampled softmax with "
+        "logQ correction; gbce: gSASRec's generalised binary cross-entropy.",
+    )
+    negatives: int = option(256, "sampled/gbce: negatives drawn per batch (shared).")
+    sampler: str = option("uniform", "sampled/gbce proposal: uniform or pop (by count).")
+    gbce_t: float = option(
+        0.75,
+        "gbce: calibration t in [0, 1] (0: plain BCE; 1: the "
+        "positive's weight that undoes the negative sampling).",
+    )
+    smoothing: float = option(0.0, "ce: label smoothing ε (target (1 − ε) + ε / items).")
+    windows: bool = option(
+        False,
+        "Train on every (max_len + 1)-item window of a long "
+        "history (stride max_len), not only the latest one.",
+    )
+    compile: bool = option(
+        False,
+        "torch.compile the encoder for training (needs a C++ compiler; the first steps compile).",
+    )
     bf16: bool = option(False, "bfloat16 autocast in training where the CPU has it natively "
                         "(AVX512-BF16 or AMX); float32, with a warning, elsewhere.")  # fmt: skip
     cl_weight: float = option(0.0, "CL4SRec: weight λ of the contrastive loss (0 = off).")
@@ -81,6 +100,12 @@ class SequentialConfig(ItemConfig):
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}"),
             (self.negatives >= 1, f"negatives must be >= 1, not {self.negatives}"),
             (self.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, not {self.sampler!r}"),
+            (0 <= self.gbce_t <= 1, f"gbce_t must be in [0, 1], not {self.gbce_t}"),
+            (0 <= self.smoothing < 1, f"smoothing must be in [0, 1), not {self.smoothing}"),
+            (
+                self.smoothing == 0 or self.loss == "ce",
+                f"smoothing applies to loss='ce' only, not {self.loss!r}",
+            ),
             (self.cl_weight >= 0, f"cl_weight must be >= 0, not {self.cl_weight}"),
             (self.cl_temperature > 0, f"cl_temperature must be > 0, not {self.cl_temperature}"),
         )
@@ -99,6 +124,7 @@ class Batch:
     users: np.ndarray  # (B,) user indices
     negatives: np.ndarray | None  # (S,) item indices, or None for the full softmax
     seed: int = 0  # seeds the batch's contrastive augmentations
+    ends: np.ndarray | None = None  # (B,) where each window ends in the CSR (None: row ends)
 
 
 class SequentialRecommender(TextFeatures, TorchRecommender):
@@ -152,11 +178,20 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         return self._build_encoder()
 
     def _prepare(self, dataset: Dataset) -> None:
-        seq = dataset.sequences
+        seq, cfg = dataset.sequences, self.config
         self._indptr, self._items, self._ratings = seq.indptr, seq.items, seq.ratings
-        lengths = np.minimum(np.diff(seq.indptr), self.config.max_len + 1)
-        self._users = np.flatnonzero(lengths >= 2)  # users with at least one (input, target)
-        self._lengths = lengths[self._users]
+        full = np.diff(seq.indptr)
+        self._ends: np.ndarray | None = None
+        if cfg.windows:  # window k of a user ends k·max_len items before its last one
+            count = np.where(full >= 2, -(-(full - 1) // cfg.max_len), 0)
+            self._users = np.repeat(np.arange(len(full)), count)
+            k = np.arange(len(self._users)) - np.repeat(np.cumsum(count) - count, count)
+            self._ends = seq.indptr[self._users + 1] - k * cfg.max_len
+            self._lengths = np.minimum(self._ends - seq.indptr[self._users], cfg.max_len + 1)
+        else:
+            lengths = np.minimum(full, cfg.max_len + 1)
+            self._users = np.flatnonzero(lengths >= 2)  # users with an (input, target) pair
+            self._lengths = lengths[self._users]
         counts = np.bincount(seq.items, minlength=self.n_items_).astype(np.float64)
         q = counts + 1.0 if self.config.sampler == "pop" else np.ones(self.n_items_)
         # With text, the training softmax covers the catalogue seen in training, as a deployed
@@ -171,12 +206,16 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             q = np.where(counts > 0, q, 0.0)
         self._augment = self.config.augmenter
         self._bf16 = resolve_bf16(self.config.bf16)
+        if cfg.compile:  # compiles __call__ in place: parameters and state-dict keys unchanged
+            self._encoder().compile(dynamic=True)
         self._proposal = q / q.sum()
         with np.errstate(divide="ignore"):
             self._log_q = torch.from_numpy(np.log(self._proposal).astype(np.float32))
 
     def _release(self) -> None:
-        for name in ("_indptr", "_items", "_ratings", "_users", "_lengths", "_proposal",
+        if self.config.compile:  # the fitted model runs (and pickles) as plain eager code
+            self._encoder()._compiled_call_impl = None
+        for name in ("_indptr", "_items", "_ratings", "_users", "_ends", "_lengths", "_proposal",
                      "_log_q", "_catalogue", "_remap", "_augment", "_bf16"):  # fmt: skip
             self.__dict__.pop(name, None)
 
@@ -196,16 +235,18 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         out = []
         for b in rng.permutation(len(batches)):
             neg = None
-            if cfg.loss == "sampled":
+            if cfg.loss != "ce":
                 neg = rng.choice(self.n_items_, size=cfg.negatives, p=self._proposal)
             # Drawn only when needed, so models without random draws keep their earlier ones.
             seed = int(rng.integers(2**63)) if self._batch_seeds() else 0
-            out.append(Batch(self._users[batches[b]], neg, seed))
+            rows = batches[b]
+            ends = None if self._ends is None else self._ends[rows]
+            out.append(Batch(self._users[rows], neg, seed, ends))
         return out
 
     def _loss(self, batch: Batch) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.config
-        seq = left_padded(self._indptr, self._items, batch.users, cfg.max_len + 1)
+        seq = left_padded(self._indptr, self._items, batch.users, cfg.max_len + 1, batch.ends)
         inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, L) each
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
             main = self._next_item_loss(inputs, targets, batch.negatives)
@@ -229,6 +270,8 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
             return self._ce(enc, states, target)
         weights = enc.item_weights()
         neg = torch.from_numpy(negatives)
+        if self.config.loss == "gbce":
+            return gbce(states, weights, target, neg, self.n_items_, self.config.gbce_t)
         pos_logit = (states * weights[target]).sum(-1) - self._log_q[target]  # (N,)
         neg_logits = states @ weights[neg].T - self._log_q[neg]  # (N, S)
         neg_logits = neg_logits.float().masked_fill(neg[None, :] == target[:, None], -1e9)
@@ -247,8 +290,9 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         weights = enc.item_weights()
         if self._catalogue is not None:
             weights, target = weights[self._catalogue], self._remap[target]
-        return softmax_cross_entropy(states.float(), weights.float(), target,
-                                     bf16=self._bf16, row_weights=row_weights)  # fmt: skip
+        return softmax_cross_entropy(states.float(), weights.float(), target, bf16=self._bf16,
+                                     row_weights=row_weights,
+                                     smoothing=self.config.smoothing)  # fmt: skip
 
     # ----------------------------------------------------------------- serving
     #: A user's state is computed from the latest ``max_len`` items of the history.
@@ -373,3 +417,20 @@ class SASRec(SequentialRecommender):
         c = self.config
         items = self._item_table(c.dim, padded=True)
         return SASRecEncoder(self.n_items_, c.dim, c.max_len, c.layers, c.heads, c.dropout, items)
+
+
+@dataclass(frozen=True)
+class GSASRecConfig(SASRecConfig):
+    """Hyper-parameters of :class:`GSASRec`: SASRec's, with gBCE over sampled negatives."""
+
+    loss: str = option("gbce", "gbce (gSASRec's loss); ce or sampled as for SASRec.")
+
+
+class GSASRec(SASRec):
+    """gSASRec (Petrov & Macdonald, RecSys 2023): SASRec's network trained with the
+    generalised binary cross-entropy over ``negatives`` sampled items (``gbce_t``
+    calibrates the positive's weight), so a step costs ``S`` item products, not ``I``."""
+
+    name: ClassVar[str] = "gsasrec"
+    Config: ClassVar[type] = GSASRecConfig
+    config: GSASRecConfig

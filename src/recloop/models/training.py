@@ -17,6 +17,7 @@ reproduce (its options, the epoch schedule, the checkpoints), which every torch 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -35,6 +36,7 @@ from recloop.progress import progress_bar
 CHECKPOINT_FORMAT = "recloop.train"
 #: Options that may change between a run and its resumption (extend training, be patient).
 RESUMABLE_CHANGES = ("epochs", "patience", "threads")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class TrainConfig:
     lr_decay: float = option(1.0, "Multiply lr by this after lr_patience epochs without a "
                              "better valid NDCG@10 (1: constant lr).")  # fmt: skip
     lr_patience: int = option(2, "Epochs without improvement before lr decays.")
+    warmup: int = option(0, "Raise lr linearly from lr/warmup to lr over this many steps "
+                         "(AdamW updates; 0: off).")  # fmt: skip
+    schedule: str = option("constant", "constant, or cosine: lr follows a half cosine from lr "
+                           "to 0 over every step of `epochs` (after the warm-up).")  # fmt: skip
 
     def __post_init__(self) -> None:
         self._check(
@@ -65,7 +71,10 @@ class TrainConfig:
             (self.threads >= 0, f"threads must be >= 0, not {self.threads}"),
             (0 < self.lr_decay <= 1, f"lr_decay must be in (0, 1], not {self.lr_decay}"),
             (self.lr_patience >= 1, f"lr_patience must be >= 1, not {self.lr_patience}"),
-        )
+            (self.warmup >= 0, f"warmup must be >= 0, not {self.warmup}"),
+            (self.schedule in SCHEDULES,
+             f"schedule must be one of {SCHEDULES}, not {self.schedule!r}"),
+        )  # fmt: skip
 
     @staticmethod
     def _check(*checks: tuple[bool, str]) -> None:
@@ -109,6 +118,17 @@ def resolve_bf16(requested: bool) -> bool:
         stacklevel=2,
     )
     return False
+
+
+def lr_factor(config: TrainConfig, step: int, total: int) -> float:
+    """The multiplier of the base learning rate at 0-based AdamW ``step`` of ``total``:
+    linear warm-up over ``warmup`` steps, then constant or a half cosine to 0 at ``total``."""
+    factor = min(1.0, (step + 1) / config.warmup) if config.warmup > 0 else 1.0
+    if config.schedule == "cosine":
+        start = min(config.warmup, total - 1)
+        progress = (step - start) / max(total - start, 1) if step >= start else 0.0
+        factor *= 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return factor
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -223,6 +243,8 @@ class Trainer:
         cfg = self.config
         torch.set_num_threads(cfg.threads or available_cores())
         state, best = self._resume()
+        for group in self.optimizer.param_groups:  # plateau decays scale base_lr
+            group.setdefault("base_lr", group["lr"])
         n_batches: int | None = None
         with progress_bar(None, self.description, self.progress) as bar:
             while state.epoch < cfg.epochs and not self._patience_out(state):
@@ -238,7 +260,10 @@ class Trainer:
                 self.module.train()
                 loss_sum, n = 0.0, 0
                 part_sums: dict[str, float] = {}
-                for batch in batches:
+                for i, batch in enumerate(batches):
+                    factor = lr_factor(cfg, epoch * len(batches) + i, cfg.epochs * len(batches))
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = group["base_lr"] * factor
                     out = loss(batch)
                     value, parts = out if isinstance(out, tuple) else (out, {})
                     for k, v in parts.items():
@@ -295,6 +320,7 @@ class Trainer:
             return
         if state.epoch - max(state.best_epoch, state.last_decay) >= cfg.lr_patience:
             for group in self.optimizer.param_groups:
+                group["base_lr"] *= cfg.lr_decay
                 group["lr"] *= cfg.lr_decay
             state.last_decay = state.epoch
 

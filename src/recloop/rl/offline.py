@@ -36,6 +36,7 @@ from recloop.config import option
 from recloop.data.dataset import Dataset
 from recloop.data.history import History
 from recloop.data.reward import Reward
+from recloop.errors import ConfigError
 from recloop.models.encoders import SequenceEncoder
 from recloop.models.sequential import (
     GRU4Rec,
@@ -122,6 +123,11 @@ class OfflineRL(SequentialRecommender):
         return make_learner(c.head, self._build_encoder, self.n_items_, c.head_config)
 
     def _prepare(self, dataset: Dataset) -> None:
+        if self.config.windows:
+            raise ConfigError(
+                f"{self.name}: windows=true is not supported with an RL head (its episodes are "
+                "each user's latest max_len items); set windows=false"
+            )
         super()._prepare(dataset)
         # The learner's training context: the base's loss over the items it trains on, and
         # the warm-up counted in this data's transitions (a user gives length - 1 of them).
