@@ -645,3 +645,22 @@ def test_time_to_levels_by_hand() -> None:
     assert time_to(curve) == {"time_to_0.17_s": 21.0, "time_to_0.18_s": 42.5}
     assert time_to(curve[:3]) == {"time_to_0.17_s": 21.0}  # 0.18 never reached: no entry
     assert time_to([{"valid_ndcg@10": float("nan"), "train_s": 1.0}]) == {}
+
+
+def test_a_table_may_run_on_its_own_datasets(tiny_csv: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text(tiny_csv.read_text())
+    text = (
+        offline_grid([str(tiny_csv)], seeds="[0]").replace(
+            'baseline = "pop"',
+            f'baseline = "pop"\ndatasets = {json.dumps([str(tiny_csv), str(other)])}',
+        )
+        + '\n[simulator]\nagents = ["popularity"]\nsteps = 5\nguardrail = false\n'
+    )
+    grid = parse_grid(text)
+    offline = sorted({c.config["data"] for c in grid.cells if c.mode == "offline"})
+    assert offline == sorted([str(tiny_csv), str(other)])  # the table's own list
+    assert [c.mode for c in grid.cells].count("simulator") == 1  # the top-level list
+    with pytest.raises(ConfigError, match=r"\[offline\] datasets must be a non-empty list"):
+        parse_grid(text.replace(f"datasets = {json.dumps([str(tiny_csv), str(other)])}",
+                                "datasets = []"))  # fmt: skip

@@ -227,6 +227,7 @@ def test_html_report_has_every_cell_and_decodable_images(bench_folder) -> None:
     # return, OPE error
     assert len(images) == 7
     assert "accuracy against long-term return" in page
+    assert "training curves against epoch and wall time" in page
     for b64 in images:
         img = mpimg.imread(io.BytesIO(base64.b64decode(b64)), format="png")
         assert img.shape[0] > 100 and img.shape[1] > 100

@@ -29,6 +29,9 @@ A grid file has a few top-level keys and one table per evaluation mode::
     [diagnose]                     # does this data need RL? (recloop.bench.experiments.diagnose)
     users = 200
 
+A table may set its own ``datasets`` (for example ``[offline] datasets = [..., "ciao"]`` while
+the simulator runs on MovieLens only); without one it runs on the top-level list.
+
 Every key is checked: an unknown key is an error that lists the known ones. The tables are
 those of the experiments in :data:`recloop.bench.experiments.EXPERIMENTS`; each resolves its
 cells to the config dataclass the CLI uses (:class:`~recloop.bench.experiments.offline.RunSpec`,
@@ -89,14 +92,19 @@ def parse_grid(text: str, source: str = "grid") -> Grid:
     for name in sections:  # every key of a table is read by one of its modes
         if name in raw:
             readers = [m for m in modes.values() if name == m.SECTION]
-            check_keys(raw[name], set().union(*(m.KEYS for m in readers)), f"{source} [{name}]")
+            known = set().union(*(m.KEYS for m in readers)) | {"datasets"}
+            check_keys(raw[name], known, f"{source} [{name}]")
     cells: list[Cell] = []
     baseline = None
     for experiment in modes.values():
         table = raw.get(experiment.SECTION)
         if table is None:
             continue
-        cells += experiment.cells(table, datasets, seeds, source)
+        own = datasets
+        if "datasets" in table:
+            own = _list(table["datasets"], f"{source} [{experiment.SECTION}] datasets", str)
+            table = {k: v for k, v in table.items() if k != "datasets"}
+        cells += experiment.cells(table, own, seeds, source)
         baseline = table.get("baseline", baseline)
     names = [c.name.lower() for c in cells]  # folders must differ on any file system
     dupes = sorted({n for n in names if names.count(n) > 1})

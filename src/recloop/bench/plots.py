@@ -77,19 +77,27 @@ def plots(data: BenchData) -> list[tuple[str, str]]:
         out.append((f"{dataset}: cost (training wall and CPU seconds, parameters)", _png(fig)))
         curves = data.curves[data.curves["dataset"] == dataset] if len(data.curves) else data.curves
         if len(curves) and "valid_ndcg@10" in curves:
-            fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+            timed = "train_s" in curves
+            fig, axes = plt.subplots(1, 3 if timed else 2, figsize=(13 if timed else 9, 3.2))
             labelled = curves.assign(label=label_of(curves))
+            cols = ["loss", "valid_ndcg@10"] + (["train_s"] if timed else [])
             for label, g in labelled.groupby("label", sort=False):
-                by_epoch = g.groupby("epoch")[["loss", "valid_ndcg@10"]].mean()  # over seeds
+                by_epoch = g.groupby("epoch")[cols].mean()  # over seeds
                 axes[0].plot(by_epoch.index, by_epoch["loss"], label=label)
                 axes[1].plot(by_epoch.index, by_epoch["valid_ndcg@10"], label=label)
+                if timed:  # the same curve against wall time (training + validation)
+                    axes[2].plot(by_epoch["train_s"] / 60, by_epoch["valid_ndcg@10"], label=label)
             axes[0].set_ylabel("training loss")
             axes[1].set_ylabel("validation NDCG@10")
             for ax in axes:
                 ax.set_xlabel("epoch")
                 ax.grid(True, alpha=0.3)
+            if timed:
+                axes[2].set_xlabel("training minutes")
+                axes[2].set_ylabel("validation NDCG@10")
             axes[1].legend(fontsize=7)
-            out.append((f"{dataset}: training curves (means over seeds)", _png(fig)))
+            out.append((f"{dataset}: training curves against epoch and wall time (means over "
+                        "seeds)", _png(fig)))  # fmt: skip
     for dataset in datasets_of(data, "simulator"):
         s = data.sessions[data.sessions["dataset"] == dataset]
         from recloop.eval.stats import mean_ci

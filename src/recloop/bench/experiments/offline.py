@@ -33,7 +33,7 @@ __all__ = ["RunSpec", "compare", "prepare_data", "resolved_config", "run_rows", 
 SPLITS = ("loo", "temporal", "cold")
 SECTION = "offline"
 KEYS = frozenset({"split", "baseline", "ks", "min_user", "min_item", "cold_frac", "columns",
-                  "methods"})  # fmt: skip
+                  "short_users", "methods"})  # fmt: skip
 _METHOD = {"model", "variant", "params", "cpus"}
 
 
