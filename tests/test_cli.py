@@ -317,12 +317,15 @@ def test_prep_flags_reach_the_command_as_one_prep() -> None:
     app = typer.Typer(add_completion=False)
     app.command()(cmd)
     res = CliRunner().invoke(app, ["--split", "cold", "--min-item", "3", "--columns", "user=uid",
-                                   "-q"])  # fmt: skip
+                                   "--short-users", "train", "-q"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert got == {"data": "ml-100k", "quiet": True,
-                   "prep": Prep(split="cold", min_item=3, columns="user=uid")}  # fmt: skip
+                   "prep": Prep(split="cold", min_item=3, columns="user=uid",
+                                short_users="train")}  # fmt: skip
     assert got["prep"].spec_fields() == {"split": "cold", "cold_frac": 0.1, "min_user": 0,
-                                         "min_item": 3, "columns": {"user": "uid"}}  # fmt: skip
+                                         "min_item": 3, "columns": {"user": "uid"},
+                                         "short_users": "train"}  # fmt: skip
     # the flags stand where `prep` stood, between --data and --quiet
     names = [p.name for p in click_command(app).params]
-    assert names == ["data", "split", "cold_frac", "min_user", "min_item", "columns", "quiet"]
+    assert names == ["data", "split", "cold_frac", "min_user", "min_item", "columns",
+                     "short_users", "quiet"]  # fmt: skip

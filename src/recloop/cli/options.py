@@ -49,6 +49,14 @@ Columns = Annotated[
     str,
     typer.Option("--columns", help="For CSV/Parquet: user=COL,item=COL,timestamp=COL,rating=COL."),
 ]
+ShortUsers = Annotated[
+    str,
+    typer.Option(
+        "--short-users",
+        help="loo split: users with fewer than 3 interactions: error, or train (kept in "
+        "training, not evaluated; sparse data such as ciao).",
+    ),
+]
 MinItem = Annotated[
     int, typer.Option("--min-item", help="k-core: drop items with fewer interactions (0: off).")
 ]
@@ -121,7 +129,7 @@ class Prep:
     """How a command filters and splits its dataset: the flags ``train`` and ``compare`` share.
 
     Each field is one flag (``--split``, ``--cold-frac``, ``--min-user``, ``--min-item``,
-    ``--columns``) and a field of :class:`recloop.bench.RunSpec` of the same name.
+    ``--columns``, ``--short-users``) and a field of :class:`recloop.bench.RunSpec` of the same name.
     """
 
     split: Split = "loo"
@@ -134,11 +142,14 @@ class Prep:
     """k-core: the fewest interactions an item keeps (0: off)."""
     columns: Columns = ""
     """For CSV/Parquet data: ``user=COL,item=COL,...`` as typed (parsed by spec_fields)."""
+    short_users: ShortUsers = "error"
+    """loo split: users with fewer than 3 interactions raise an error, or stay in training."""
 
     def spec_fields(self) -> dict[str, Any]:
         """These options as keyword arguments of :class:`recloop.bench.RunSpec`."""
         return {"split": self.split, "cold_frac": self.cold_frac, "min_user": self.min_user,
-                "min_item": self.min_item, "columns": parse_columns(self.columns)}  # fmt: skip
+                "min_item": self.min_item, "columns": parse_columns(self.columns),
+                "short_users": self.short_users}  # fmt: skip
 
 
 #: :class:`Prep` with every flag at its default, the ``prep`` parameter's own default.

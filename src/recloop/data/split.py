@@ -146,7 +146,7 @@ def leave_one_out(dataset: Dataset, short_users: str = "error") -> Split:
             f"{int(short.sum())} users have fewer than 3 interactions (e.g. {ex}) and cannot be "
             "split into train/valid/test; drop them with k-core filtering "
             "(dataset.kcore(min_user=3, min_item=1); CLI --min-user 3) or keep them in training "
-            "only with short_users='train'"
+            "only with short_users='train' (CLI --short-users train)"
         )
     if short_users not in ("error", "train"):
         raise DataError(f"short_users must be 'error' or 'train', not {short_users!r}")
