@@ -131,3 +131,17 @@ def test_compile_on_and_off_train_the_same_model() -> None:
     users = np.arange(split.train.n_users)
     np.testing.assert_allclose(compiled.score(users), plain.score(users), rtol=1e-3, atol=1e-3)
     assert compiled.module_._compiled_call_impl is None  # the fitted model runs eagerly
+
+
+def test_gbce_per_sequence_negatives_equal_each_row_alone() -> None:
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    weights = torch.randn(12, 5, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, 12, (3, 4), generator=g)
+    negatives = torch.randint(0, 12, (3, 6), generator=g)
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1]], dtype=torch.bool)
+    got = gbce(states, weights, targets, negatives, 12, 0.5, mask)
+    # the same loss summed row by row with shared (1-D) negatives, weighted by positions
+    parts = [gbce(states[b][mask[b]], weights, targets[b][mask[b]], negatives[b], 12, 0.5)
+             * int(mask[b].sum()) for b in range(3)]  # fmt: skip
+    assert float(got) == pytest.approx(float(sum(parts)) / int(mask.sum()), rel=1e-6)  # float32

@@ -128,23 +128,32 @@ def gbce(
     negatives: torch.Tensor,
     n_items: int,
     t: float,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """gSASRec's generalised binary cross-entropy (Petrov & Macdonald, RecSys 2023).
 
-    ``−log σ(s⁺)^β − Σ log(1 − σ(s⁻))`` per row, averaged over rows, with the ``S`` shared
-    negatives (a negative equal to the row's target is left out) and
+    ``−log σ(s⁺)^β − Σ log(1 − σ(s⁻))`` per position, averaged over positions, over ``S``
+    sampled negatives (a negative equal to the position's target is left out) with
     ``β = α (t (1 − 1/α) + 1/α)``, ``α = S / (n_items − 1)``: ``t = 0`` is plain BCE
     (β = 1), ``t = 1`` makes β = α, the weight that undoes the negative sampling's
     overconfidence.
 
     Args:
-        states: (N, d). weights: (I, d) item table. targets: (N,) item indices.
-        negatives: (S,) item indices. n_items: catalogue size. t: calibration in [0, 1].
+        states: (N, d), or (B, L, d) with per-sequence negatives.
+        weights: (I, d) item table.
+        targets: (N,) or (B, L) item indices.
+        negatives: (S,) shared by every position, or (B, S): each sequence its own.
+        n_items: catalogue size. t: calibration in [0, 1].
+        mask: positions that count (same shape as ``targets``); all by default.
     """
-    alpha = len(negatives) / max(n_items - 1, 1)
+    alpha = negatives.shape[-1] / max(n_items - 1, 1)
     beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha)
-    pos = (states * weights[targets]).sum(-1).float()  # (N,)
-    neg = (states @ weights[negatives].T).float()  # (N, S)
-    keep = negatives[None, :] != targets[:, None]
-    per_row = beta * F.softplus(-pos) + (F.softplus(neg) * keep).sum(-1)
-    return per_row.mean()
+    pos = (states * weights[targets]).sum(-1).float()  # (N,) or (B, L)
+    if negatives.dim() == 1:
+        neg = (states @ weights[negatives].T).float()  # (N, S)
+        keep = negatives != targets[..., None]
+    else:
+        neg = (states @ weights[negatives].transpose(-1, -2)).float()  # (B, L, S)
+        keep = negatives[:, None, :] != targets[..., None]
+    per = beta * F.softplus(-pos) + (F.softplus(neg) * keep).sum(-1)
+    return (per if mask is None else per[mask]).mean()

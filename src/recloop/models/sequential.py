@@ -66,7 +66,7 @@ class SequentialConfig(ItemConfig):
         "ce: full softmax over all items; sampled: sampled softmax with "
         "logQ correction; gbce: gSASRec's generalised binary cross-entropy.",
     )
-    negatives: int = option(256, "sampled/gbce: negatives drawn per batch (shared).")
+    negatives: int = option(256, "sampled: negatives per batch (shared); gbce: per sequence.")
     sampler: str = option("uniform", "sampled/gbce proposal: uniform or pop (by count).")
     gbce_t: float = option(
         0.75,
@@ -122,7 +122,7 @@ class Batch:
     """One training batch: which users, and the shared negatives of a sampled softmax."""
 
     users: np.ndarray  # (B,) user indices
-    negatives: np.ndarray | None  # (S,) item indices, or None for the full softmax
+    negatives: np.ndarray | None  # (S,) shared or (B, S) per-sequence items; None: full softmax
     seed: int = 0  # seeds the batch's contrastive augmentations
     ends: np.ndarray | None = None  # (B,) where each window ends in the CSR (None: row ends)
 
@@ -235,8 +235,11 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         out = []
         for b in rng.permutation(len(batches)):
             neg = None
-            if cfg.loss != "ce":
+            if cfg.loss == "sampled":  # one set shared by the batch (logQ-corrected)
                 neg = rng.choice(self.n_items_, size=cfg.negatives, p=self._proposal)
+            elif cfg.loss == "gbce":  # each sequence its own, as gSASRec draws them
+                neg = rng.choice(self.n_items_, size=(len(batches[b]), cfg.negatives),
+                                 p=self._proposal)  # fmt: skip
             # Drawn only when needed, so models without random draws keep their earlier ones.
             seed = int(rng.integers(2**63)) if self._batch_seeds() else 0
             rows = batches[b]
@@ -264,14 +267,16 @@ class SequentialRecommender(TextFeatures, TorchRecommender):
         """Next-item cross-entropy at every real position of a (B, L) batch."""
         enc = self._encoder()
         mask = (inputs != 0) & (targets != 0)  # positions with an input and a next item
+        if self.config.loss == "gbce" and negatives is not None:
+            return gbce(enc(inputs), enc.item_weights(), (targets - 1).clamp(min=0),
+                        torch.from_numpy(negatives), self.n_items_, self.config.gbce_t,
+                        mask)  # fmt: skip
         states = enc(inputs)[mask]  # (N, d) only real positions reach the output layer
         target = targets[mask] - 1  # (N,) item indices
         if negatives is None:
             return self._ce(enc, states, target)
         weights = enc.item_weights()
         neg = torch.from_numpy(negatives)
-        if self.config.loss == "gbce":
-            return gbce(states, weights, target, neg, self.n_items_, self.config.gbce_t)
         pos_logit = (states * weights[target]).sum(-1) - self._log_q[target]  # (N,)
         neg_logits = states @ weights[neg].T - self._log_q[neg]  # (N, S)
         neg_logits = neg_logits.float().masked_fill(neg[None, :] == target[:, None], -1e9)
