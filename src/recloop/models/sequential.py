@@ -11,10 +11,13 @@ Conventions: item ``i`` is token ``i + 1``; token 0 is padding, on the *left*, s
 item is always the last column.
 
 Training (:class:`SequentialRecommender`) follows SASRec's own scheme: one training sequence
-per user (the last ``max_len + 1`` items), the next-item loss at every position, batches of
-users of similar length (little padding). The loss is the full softmax over all items
-(Klenitskiy & Vasilev, RecSys 2023) or, for large catalogues, a sampled softmax with logQ
-correction (uniform or popularity proposals; Bengio & Senécal 2008, Yi et al. RecSys 2019).
+per user (the last ``max_len + 1`` items; with ``windows``, every ``max_len + 1``-item window
+of a long history, stride ``max_len``, so each item is a target once), the next-item loss at
+every position, batches of sequences of similar length (little padding). The loss is the full
+softmax over all items (Klenitskiy & Vasilev, RecSys 2023; optional label smoothing), for
+large catalogues a sampled softmax with logQ correction (uniform or popularity proposals;
+Bengio & Senécal 2008, Yi et al. RecSys 2019), or gSASRec's gBCE over sampled negatives
+(Petrov & Macdonald, RecSys 2023).
 
 A subclass changes what the network is (:meth:`SequentialRecommender._build`), the loss of a
 batch and how a batch of token windows is scored (:meth:`SequentialRecommender.token_scorer`),
@@ -119,7 +122,8 @@ class SequentialConfig(ItemConfig):
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch: which users, and the shared negatives of a sampled softmax."""
+    """One training batch: which users (and, with sliding windows, where each window ends),
+    and the negatives of a sampled loss."""
 
     users: np.ndarray  # (B,) user indices
     negatives: np.ndarray | None  # (S,) shared or (B, S) per-sequence items; None: full softmax
