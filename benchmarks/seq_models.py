@@ -1,13 +1,13 @@
 """The deep models (MLP tower, GRU4Rec, SASRec) against the foundation's baselines.
 
-Record of RESULTS.md "Deep models (`seq_models`)"; its ML-1M SASRec rows and the Ciao rows
-are issue 32's (RESULTS.md "ML-1M SASRec toward published quality", "CiaoDVD"), run as the
-grids ``seq_models_ml1m.toml`` and ``seq_models_ciao.toml`` and merged into the same CSV; the
-first round's ML-1M SASRec rows are variant ``round1``. Its main tables are the grids ``benchmarks/grids/seq_models_ml100k.toml``
-and ``seq_models_ml1m.toml`` (one per dataset, as the options differ; the report's offline
-table is the same :func:`recloop.bench.summary_table` with the same paired tests against
-Markov). The training-cost table and "SASRec against each baseline" are no grid output and
-live only here.
+Frozen record of a finished study: RESULTS.md "Deep models (`seq_models`)"; its ML-1M SASRec
+rows and the Ciao rows are issue 32's (RESULTS.md "ML-1M SASRec toward published quality",
+"CiaoDVD"), run as the grids ``seq_models_ml1m.toml`` and ``seq_models_ciao.toml`` and merged
+into the same CSV; the first round's ML-1M SASRec rows are variant ``round1``. Its main tables
+are the grids ``benchmarks/grids/seq_models_ml100k.toml`` and ``seq_models_ml1m.toml`` (one
+per dataset, as the options differ; the report's offline table is the same
+:func:`recloop.bench.summary_table` with the same paired tests against Markov). The
+training-cost table and "SASRec against each baseline" are no grid output and live only here.
 
 Each (dataset, method) runs in its own process, one after another, so ``peak_rss_mb`` is that
 method's own peak (data, training and evaluation) and no two trainings share the CPU.
