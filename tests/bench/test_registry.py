@@ -59,7 +59,7 @@ def test_a_registered_mode_runs_through_recloop_bench(toy_mode, tmp_path) -> Non
 
 def test_a_registered_mode_checks_its_own_table(toy_mode) -> None:
     with pytest.raises(ConfigError, match=re.escape("unknown key(s) ['size'] in grid [toy]; "
-                                                    "known keys: ['cpus', 'scale']")):  # fmt: skip
+                                                    "known keys: ['cpus', 'datasets', 'scale']")):  # fmt: skip
         parse_grid(TOY_GRID.replace("scale", "size"))
     with pytest.raises(ConfigError, match="scale must be a number"):
         parse_grid(TOY_GRID.replace("1.5", '"big"'))
